@@ -1,0 +1,103 @@
+"""The bus interface every stage talks to, with the same meaning on Kafka and in memory.
+
+A stage never sees a Kafka record: both implementations hand out :class:`Record` and take
+:class:`OutRecord`, plain frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True)
+class TopicPartition:
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed record: where it came from, its key, value and headers."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+    timestamp_ms: int = 0
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+    def header(self, name: str) -> bytes | None:
+        """The value of the first header called ``name``, or None."""
+        return next((v for k, v in self.headers if k == name), None)
+
+
+@dataclass(frozen=True)
+class OutRecord:
+    """A record to produce: topic, key, value and headers."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers = field(default=())
+
+
+def next_offsets(records: Iterable[Record]) -> dict[TopicPartition, int]:
+    """The offsets to commit after ``records``: per partition, one past the highest offset seen."""
+    offsets: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = r.topic_partition
+        offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+    return offsets
+
+
+class Producer(Protocol):
+    """Produces records; :meth:`flush` returns only when every record sent so far is durable."""
+
+    def send(self, record: OutRecord) -> None:
+        """Queue ``record``; raises RecordTooLargeError at once for a record over the limit."""
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Block until all queued records are acknowledged; raise DeliveryError if any failed."""
+
+    def close(self) -> None: ...
+
+
+class Consumer(Protocol):
+    """A member of a consumer group; offsets are committed only by an explicit :meth:`commit`."""
+
+    def subscribe(self, topics: Sequence[str]) -> None: ...
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Up to ``max_records`` records from the assigned partitions, waiting up to ``timeout_s``."""
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit ``offsets`` (the next offset to read, per partition) for the group."""
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """Records not yet consumed on each assigned partition."""
+
+    def assignment(self) -> set[TopicPartition]: ...
+
+    def close(self) -> None: ...
+
+
+class Bus(Protocol):
+    """Makes producers and consumers, and creates topics."""
+
+    def producer(self, client_id: str) -> Producer: ...
+
+    def consumer(self, group_id: str, client_id: str) -> Consumer: ...
+
+    def create_topics(self, names: Sequence[str], partitions: int) -> list[str]:
+        """Create the missing topics among ``names``; return the ones created."""
+
+    def close(self) -> None: ...

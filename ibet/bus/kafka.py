@@ -1,0 +1,176 @@
+"""The bus on a real Apache Kafka cluster, through kafka-python.
+
+Producer: acks=all, idempotent, lz4, sized for frames (:data:`ibet.topics.MAX_RECORD_BYTES`).
+Consumer: a consumer-group member with auto-commit off; offsets are committed only by the runner.
+kafka-python objects stay in this module: stages get :class:`~ibet.bus.base.Record`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KafkaTopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from ibet.bus.base import OutRecord, Record, TopicPartition
+from ibet.bus.exceptions import BusError, CommitError, DeliveryError, RecordTooLargeError
+from ibet.bus.memory import record_size
+from ibet.config import KafkaSettings
+from ibet.topics import MAX_RECORD_BYTES
+
+log = logging.getLogger(__name__)
+
+
+def producer_config(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
+    """kafka-python producer settings; ``ibet bench bus`` gives the raw client the same dict."""
+    return {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": client_id,
+        "acks": "all",  # every in-sync replica has the record before it counts as produced
+        "enable_idempotence": True,  # broker drops the producer's own retried duplicates
+        "compression_type": settings.compression,
+        "linger_ms": settings.linger_ms,
+        "batch_size": settings.batch_size_bytes,
+        "max_request_size": MAX_RECORD_BYTES,  # must agree with topics' max.message.bytes
+        "delivery_timeout_ms": settings.delivery_timeout_ms,
+        "request_timeout_ms": settings.request_timeout_ms,
+        **settings.security_config(),
+    }
+
+
+def consumer_config(settings: KafkaSettings, group_id: str, client_id: str) -> dict[str, Any]:
+    """kafka-python consumer settings: a group member that never commits on its own."""
+    return {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": client_id,
+        "group_id": group_id,
+        "enable_auto_commit": False,  # the runner commits after the outputs are durable
+        "auto_offset_reset": "earliest",  # a new group reads everything retained
+        "max_partition_fetch_bytes": MAX_RECORD_BYTES,  # one full-size frame always fits a fetch
+        "fetch_max_bytes": max(4 * MAX_RECORD_BYTES, 50 * 1024 * 1024),
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+        "max_poll_interval_ms": settings.max_poll_interval_ms,
+        "request_timeout_ms": max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
+        **settings.security_config(),
+    }
+
+
+class KafkaBus:
+    """Makes kafka-python producers and consumers from one :class:`KafkaSettings`."""
+
+    def __init__(self, settings: KafkaSettings):
+        self.settings = settings
+
+    def producer(self, client_id: str = "ibet") -> KafkaBusProducer:
+        return KafkaBusProducer(self.settings, client_id)
+
+    def consumer(self, group_id: str, client_id: str = "ibet") -> KafkaBusConsumer:
+        return KafkaBusConsumer(self.settings, group_id, client_id)
+
+    def create_topics(self, names: Sequence[str], partitions: int | None = None) -> list[str]:
+        """Create missing topics with max.message.bytes set to the frame limit; return those created."""
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.settings.bootstrap_servers, client_id="ibet-admin", **self.settings.security_config()
+        )
+        try:
+            existing = set(admin.list_topics())
+            new = [
+                NewTopic(
+                    name,
+                    partitions or self.settings.default_partitions,
+                    self.settings.replication_factor,
+                    topic_configs={
+                        "max.message.bytes": str(MAX_RECORD_BYTES),
+                        "min.insync.replicas": str(self.settings.min_insync_replicas),
+                    },
+                )
+                for name in names
+                if name not in existing
+            ]
+            if new:
+                try:
+                    admin.create_topics(new)
+                except TopicAlreadyExistsError:  # another process created them meanwhile
+                    pass
+            return [t.name for t in new]
+        finally:
+            admin.close()
+
+    def close(self) -> None:
+        return None
+
+
+class KafkaBusProducer:
+    """Sends asynchronously; :meth:`flush` raises if any record since the last flush failed."""
+
+    def __init__(self, settings: KafkaSettings, client_id: str):
+        self._producer = KafkaProducer(**producer_config(settings, client_id))
+        self._pending: list[Any] = []
+
+    def send(self, record: OutRecord) -> None:
+        size = record_size(record)
+        if size > MAX_RECORD_BYTES:
+            raise RecordTooLargeError(record.topic, size, MAX_RECORD_BYTES)
+        try:
+            future = self._producer.send(record.topic, value=record.value, key=record.key, headers=list(record.headers))
+        except KafkaError as exc:
+            raise BusError(f"could not send to '{record.topic}': {exc}") from exc
+        self._pending.append(future)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        self._producer.flush(timeout=timeout_s)
+        pending, self._pending = self._pending, []
+        failed = [f for f in pending if not f.is_done or f.failed()]
+        if failed:
+            first = failed[0].exception if failed[0].is_done else "not acknowledged before the flush timeout"
+            raise DeliveryError(f"{len(failed)} of {len(pending)} records were not produced: {first}")
+
+    def close(self) -> None:
+        self._producer.close()
+
+
+class KafkaBusConsumer:
+    """A consumer-group member; converts kafka-python records to :class:`Record` at the edge."""
+
+    def __init__(self, settings: KafkaSettings, group_id: str, client_id: str):
+        self.group_id = group_id
+        self._consumer = KafkaConsumer(**consumer_config(settings, group_id, client_id))
+
+    def subscribe(self, topics: Sequence[str]) -> None:
+        self._consumer.subscribe(list(topics))
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        return [
+            Record(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ()), r.timestamp)
+            for records in batches.values()
+            for r in records
+        ]
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        try:
+            self._consumer.commit(
+                {KafkaTopicPartition(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
+            )
+        except CommitFailedError as exc:
+            raise CommitError(f"group '{self.group_id}' rebalanced before the commit; records will be redelivered") from exc
+
+    def lag(self) -> dict[TopicPartition, int]:
+        lags = {}
+        for ktp in self._consumer.assignment():
+            high = self._consumer.highwater(ktp)
+            if high is not None:
+                lags[TopicPartition(ktp.topic, ktp.partition)] = max(0, high - self._consumer.position(ktp))
+        return lags
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(t.topic, t.partition) for t in self._consumer.assignment()}
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)

@@ -1,0 +1,149 @@
+"""Typed configuration: one YAML file plus ``IBET_`` environment overrides, validated at start-up.
+
+Every section forbids unknown keys, so a typo stops the program with the key's name. Nested keys
+are overridden from the environment with ``__``: ``IBET_BUS__KIND=kafka``,
+``IBET_BUS__KAFKA__BOOTSTRAP_SERVERS='["kafka:9092"]'``. The environment wins over the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+from ibet.exceptions import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config/ibet.yaml")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(Section):
+    """How to reach the Kafka cluster and how producers and consumers behave on it."""
+
+    bootstrap_servers: list[str] = Field(default=["127.0.0.1:9092"], min_length=1, description="host:port of brokers")
+    compression: Literal["lz4", "gzip", "zstd"] | None = Field(
+        default="lz4", description="producer compression; lz4 is cheap on JPEG and shrinks JSON"
+    )
+    linger_ms: int = Field(default=5, ge=0, le=1000, description="producer wait to fill a batch")
+    batch_size_bytes: int = Field(default=1024 * 1024, gt=0, description="producer batch size per partition")
+    delivery_timeout_ms: int = Field(default=120_000, gt=0, description="give up on a record after this long")
+    request_timeout_ms: int = Field(default=30_000, gt=0)
+    session_timeout_ms: int = Field(default=10_000, gt=0, description="a silent consumer leaves the group after this")
+    heartbeat_interval_ms: int = Field(default=3_000, gt=0)
+    max_poll_interval_ms: int = Field(default=300_000, gt=0, description="longest allowed time between polls")
+    default_partitions: int = Field(default=6, gt=0, description="partitions of topics that ibet creates")
+    replication_factor: int = Field(default=1, gt=0, description="3 on a production cluster")
+    min_insync_replicas: int = Field(default=1, gt=0, description="2 on a production cluster")
+    security_protocol: Literal["PLAINTEXT", "SSL"] = "PLAINTEXT"
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    def security_config(self) -> dict[str, Any]:
+        """kafka-python keyword arguments for the transport."""
+        if self.security_protocol == "PLAINTEXT":
+            return {}
+        return {
+            "security_protocol": "SSL",
+            "ssl_cafile": str(self.ssl_cafile) if self.ssl_cafile else None,
+            "ssl_certfile": str(self.ssl_certfile) if self.ssl_certfile else None,
+            "ssl_keyfile": str(self.ssl_keyfile) if self.ssl_keyfile else None,
+        }
+
+
+class BusSettings(Section):
+    kind: Literal["memory", "kafka"] = Field(default="memory", description="memory: one process; kafka: distributed")
+    kafka: KafkaSettings = KafkaSettings()
+
+
+class RunnerSettings(Section):
+    """The stage runner's batch loop."""
+
+    batch_max_records: int = Field(default=100, gt=0, description="records consumed per batch")
+    poll_timeout_s: float = Field(default=0.5, gt=0, description="wait for records before looping")
+    flush_timeout_s: float = Field(default=60.0, gt=0, description="longest wait for outputs to be acknowledged")
+
+
+class MetricsSettings(Section):
+    enabled: bool = True
+    host: str = Field(default="0.0.0.0", description="address of the Prometheus /metrics endpoint")
+    port: int = Field(default=9400, ge=0, le=65535, description="0 picks a free port")
+
+
+class IbetConfig(BaseSettings):
+    """The whole configuration of one ibet process."""
+
+    model_config = SettingsConfigDict(env_prefix="IBET_", env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    registry_path: Path | None = Field(
+        default=None,
+        description="sectors, sensors, partners; relative to the config file's folder (default: registry.yaml "
+        "beside it, or config/registry.yaml without a config file)",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    bus: BusSettings = BusSettings()
+    runner: RunnerSettings = RunnerSettings()
+    metrics: MetricsSettings = MetricsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then the environment, then the YAML file (if any).
+        sources = [init_settings, env_settings]
+        if settings_cls.model_config.get("yaml_file"):
+            sources.append(YamlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+    def registry_file(self) -> Path:
+        """Where the registry is; ``load_config`` has made it absolute or cwd-relative."""
+        return self.registry_path or Path("config/registry.yaml")
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> IbetConfig:
+    """Load ``path`` (YAML) with environment overrides; raise ConfigError naming the bad key.
+
+    Without ``path``, ``$IBET_CONFIG`` or ``config/ibet.yaml`` is used where it exists, else the
+    defaults. A relative ``registry_path`` is taken relative to the config file's folder.
+    """
+    if path is None:
+        env_path = os.environ.get("IBET_CONFIG")
+        path = Path(env_path) if env_path else (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    settings_cls = IbetConfig
+    if path is not None:  # the same model, told which YAML file to read
+        config_dict = SettingsConfigDict(**{**IbetConfig.model_config, "yaml_file": path})
+        settings_cls = type("IbetConfigFromFile", (IbetConfig,), {"model_config": config_dict})
+    try:
+        config = settings_cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    except (OSError, ValueError) as exc:  # YAML syntax errors and unreadable files surface here
+        raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
+    if path is not None:
+        registry = config.registry_path or Path("registry.yaml")
+        if not registry.is_absolute():
+            config = config.model_copy(update={"registry_path": path.parent / registry})
+    return config
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = str(path) if path else "configuration"
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        env_name = "IBET_" + "__".join(str(p).upper() for p in err["loc"])
+        lines.append(f"{where}: {key}: {err['msg']} (or environment {env_name})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

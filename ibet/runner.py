@@ -1,0 +1,160 @@
+"""The stage runner shared by every stage: consume a batch, process it, produce, flush, commit.
+
+At-least-once lives in one ordered method, :meth:`StageRunner.process_and_commit`. A crash at
+any point before the commit means the batch is consumed again; the outputs it may already have
+produced are duplicates that downstream ids make harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ibet.bus.base import Bus, Record, next_offsets
+from ibet.bus.exceptions import CommitError, RecordTooLargeError
+from ibet.config import RunnerSettings
+from ibet.dead_letter import dead_letter
+from ibet.metrics import StageMetrics
+from ibet.stage import Stage
+
+log = logging.getLogger(__name__)
+
+
+class RunnerHooks(Protocol):
+    """Points where a test can stop the runner to prove what a crash there does."""
+
+    def before_commit(self, records: Sequence[Record]) -> None: ...
+
+
+class _NoHooks:
+    def before_commit(self, records: Sequence[Record]) -> None:
+        return None
+
+
+@dataclass
+class RunStats:
+    batches: int = 0
+    consumed: int = 0
+    produced: int = 0
+    dead_lettered: int = 0
+    commit_failures: int = 0
+
+
+class StageRunner:
+    """Runs one stage on a bus as a member of the consumer group named after the stage."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        bus: Bus,
+        settings: RunnerSettings | None = None,
+        hooks: RunnerHooks | None = None,
+        client_id: str | None = None,
+    ):
+        self.stage = stage
+        self.settings = settings or RunnerSettings()
+        self.hooks = hooks or _NoHooks()
+        self.metrics = StageMetrics(stage.name)
+        self.stats = RunStats()
+        client_id = client_id or f"ibet-{stage.name}"
+        self.consumer = bus.consumer(group_id=stage.name, client_id=client_id)
+        self.producer = bus.producer(client_id=client_id)
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the loop to stop after the batch in hand is produced and committed."""
+        self._stop.set()
+
+    def run(self, idle_stop_s: float | None = None) -> RunStats:
+        """Consume until :meth:`stop` (or SIGTERM/SIGINT in the main thread), then close.
+
+        With ``idle_stop_s``, also stop once no record has arrived for that many seconds while
+        the consumer held partitions (waiting for a rebalance does not count as idle).
+        """
+        self._install_signal_handlers()
+        self.consumer.subscribe(self.stage.input_topics)
+        last_record = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if self.run_once() or not self.consumer.assignment():
+                    last_record = time.monotonic()
+                elif idle_stop_s is not None and time.monotonic() - last_record >= idle_stop_s:
+                    break
+        finally:
+            self.close()
+        return self.stats
+
+    def run_once(self) -> int:
+        """Poll one batch and take it through to the commit; return how many records it had."""
+        records = self.consumer.poll(self.settings.batch_max_records, self.settings.poll_timeout_s)
+        if records:
+            with self.metrics.processing_seconds.time():
+                self.process_and_commit(records)
+        self.metrics.lag(self.consumer.lag())
+        return len(records)
+
+    def process_and_commit(self, records: Sequence[Record]) -> None:
+        """Process ``records`` and commit them, at least once, in this order:"""
+        for r in records:
+            self.metrics.consumed(r.topic)
+        self.stats.consumed += len(records)
+
+        # 1. Process: the stage's pure function gives, per record, outputs or an error.
+        outcomes = self.stage.process_batch(records)
+        if len(outcomes) != len(records):
+            raise RuntimeError(f"stage {self.stage.name} returned {len(outcomes)} outcomes for {len(records)} records")
+
+        # 2. Produce the outputs; a record that failed, or whose output the bus refuses as too
+        #    large, goes to its dead-letter topic instead with the error, and the batch goes on.
+        for record, outcome in zip(records, outcomes):
+            error = outcome.error
+            if error is None:
+                try:
+                    for out in outcome.outputs:
+                        self.producer.send(out)
+                        self.metrics.produced(out.topic)
+                        self.stats.produced += 1
+                except RecordTooLargeError as exc:
+                    error = exc
+            if error is not None:
+                log.warning("%s: dead-lettering %s[%d]@%d: %s", self.stage.name, record.topic, record.partition,
+                            record.offset, error)
+                self.producer.send(dead_letter(record, error, self.stage.name))
+                self.metrics.dead_lettered(record.topic)
+                self.stats.dead_lettered += 1
+
+        # 3. Flush: block until the bus acknowledges everything sent above. If any record is
+        #    unproduced this raises, nothing is committed, and the batch will be consumed again.
+        self.producer.flush(self.settings.flush_timeout_s)
+        self.hooks.before_commit(records)
+
+        # 4. Commit the consumed offsets, now that every output is durable. A commit refused
+        #    because the group rebalanced means the new owner re-reads the batch: duplicates,
+        #    never loss.
+        try:
+            self.consumer.commit(next_offsets(records))
+        except CommitError as exc:
+            log.warning("%s: %s", self.stage.name, exc)
+            self.metrics.commit_failures.inc()
+            self.stats.commit_failures += 1
+        self.stats.batches += 1
+
+    def close(self) -> None:
+        """Leave the group and close the producer (everything produced is already flushed)."""
+        self.consumer.close()
+        self.producer.close()
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # the embedded mode's threads are stopped by their owner
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, _frame: self._on_signal(signum))
+
+    def _on_signal(self, signum: int) -> None:
+        log.info("%s: %s received, finishing the batch in hand", self.stage.name, signal.Signals(signum).name)
+        self.stop()

@@ -1,0 +1,1 @@
+"""Helpers that start real services (the Kafka broker) for tests and benchmarks."""
