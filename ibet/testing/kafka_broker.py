@@ -139,7 +139,7 @@ class LocalKafkaBroker:
         jvm = [java, f"-Xmx{self.heap_mb}m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
         fmt = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(props)],
+            [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id()}", "-c", str(props)],
             capture_output=True, text=True,
         )
         if fmt.returncode != 0:
