@@ -51,14 +51,11 @@ class MemoryBus:
 
     # -- topics ---------------------------------------------------------------------------
     def create_topics(self, names: Sequence[str], partitions: int | None = None) -> list[str]:
-        created = []
         with self._cond:
-            for name in names:
-                if name not in self._logs:
-                    self._logs[name] = [[] for _ in range(partitions or self.default_partitions)]
-                    created.append(name)
-            for group in self._groups.values():
-                self._rebalance(group)
+            created = [name for name in names if name not in self._logs]
+            for name in created:
+                self._logs[name] = [[] for _ in range(partitions or self.default_partitions)]
+            self._rebalance_subscribers(created)
         return created
 
     def records(self, topic: str) -> list[Record]:
@@ -81,8 +78,7 @@ class MemoryBus:
         with self._cond:
             if out.topic not in self._logs:  # auto-create, as a broker with auto-create on would
                 self._logs[out.topic] = [[] for _ in range(self.default_partitions)]
-                for group in self._groups.values():
-                    self._rebalance(group)
+                self._rebalance_subscribers([out.topic])
             parts = self._logs[out.topic]
             p = partition_for(out.key, len(parts), next(self._ids))
             parts[p].append(
@@ -108,6 +104,12 @@ class MemoryBus:
             if group and member in group.members:
                 group.members.remove(member)
                 group.subscriptions.pop(member, None)
+                self._rebalance(group)
+
+    def _rebalance_subscribers(self, new_topics: Sequence[str]) -> None:
+        """A new topic changes the assignment only of groups subscribed to it (as in Kafka)."""
+        for group in self._groups.values():
+            if any(t in subs for subs in group.subscriptions.values() for t in new_topics):
                 self._rebalance(group)
 
     def _rebalance(self, group: _Group) -> None:

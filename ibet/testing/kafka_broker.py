@@ -159,6 +159,7 @@ class LocalKafkaBroker:
             if self._process is not None and self._process.poll() is not None:
                 raise KafkaBrokerUnavailable(f"the broker exited with {self._process.returncode}:\n{self.log_tail()}")
             try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()  # listening yet?
                 admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
                 admin.describe_cluster()
                 admin.close()

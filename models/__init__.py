@@ -1,0 +1,1 @@
+"""Model registry, model cards, the shipped demo detector, training and export (issue #5)."""
