@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
@@ -130,7 +131,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> IbetConfig:
         config = settings_cls(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
-    except (OSError, ValueError) as exc:  # YAML syntax errors and unreadable files surface here
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # unreadable file or YAML syntax error
         raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
     if path is not None:
         registry = config.registry_path or Path("registry.yaml")

@@ -1,0 +1,90 @@
+"""The ibet CLI: help, version, config check, demo, and clear exits on a broken set-up."""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from ibet.bus.base import OutRecord
+from ibet.bus.memory import MemoryBus
+from ibet.cli import app
+from ibet.config import MetricsSettings, RunnerSettings
+from ibet.metrics import serve_metrics
+from ibet.runner import StageRunner
+from ibet.stage import FunctionStage
+from ibet.topics import TOPICS
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = str(REPO / "config" / "ibet.yaml")
+runner = CliRunner()
+
+
+def test_help_lists_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("run", "demo", "topics", "bench", "version", "config"):
+        assert command in result.output
+
+
+def test_version():
+    result = runner.invoke(app, ["version"])
+    assert result.exit_code == 0 and result.output.startswith("ibet ") and "kafka-python" in result.output
+
+
+def test_config_check_on_the_shipped_files():
+    result = runner.invoke(app, ["config", "check", "--config", CONFIG])
+    assert result.exit_code == 0, result.output
+    assert "6 sectors" in result.output
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path):
+    bad = tmp_path / "ibet.yaml"
+    bad.write_text("bus:\n  knd: kafka\n")
+    result = runner.invoke(app, ["config", "check", "--config", str(bad)])
+    assert result.exit_code == 2 and "bus.knd" in result.output
+
+
+def test_bad_registry_exits_2_naming_the_entry(tmp_path):
+    (tmp_path / "registry.yaml").write_text("sectors: []\nsensors: []\npartners: [{id: x}]\n")
+    (tmp_path / "ibet.yaml").write_text("registry_path: registry.yaml\n")
+    result = runner.invoke(app, ["config", "check", "--config", str(tmp_path / "ibet.yaml")])
+    assert result.exit_code == 2 and "partners[0]" in result.output
+
+
+def test_run_refuses_the_memory_bus_and_unbuilt_stages(monkeypatch):
+    result = runner.invoke(app, ["run", "detect", "--config", CONFIG])
+    assert result.exit_code == 2 and "bus.kind: kafka" in result.output
+    monkeypatch.setenv("IBET_BUS__KIND", "kafka")
+    result = runner.invoke(app, ["run", "detect", "--config", CONFIG])
+    assert result.exit_code == 2 and "not built yet" in result.output
+    result = runner.invoke(app, ["run", "teleport", "--config", CONFIG])
+    assert result.exit_code == 2 and "unknown stage" in result.output
+
+
+def test_demo_runs_and_says_what_is_not_built():
+    result = runner.invoke(app, ["demo", "--config", CONFIG])
+    assert result.exit_code == 0, result.output
+    assert "not built yet" in result.output and "ibet.frames.v1" in result.output
+
+
+def test_topics_list_names_every_topic_and_its_dlq():
+    result = runner.invoke(app, ["topics", "list"])
+    for spec in TOPICS:
+        assert spec.name in result.output and f"{spec.name}.dlq" in result.output
+
+
+def test_metrics_endpoint_exposes_stage_counters():
+    port = serve_metrics(MetricsSettings(host="127.0.0.1", port=0))
+    bus = MemoryBus(default_partitions=1)
+    bus.producer().send(OutRecord("m-in", b"k", b"v"))
+    bus.producer().send(OutRecord("m-in", b"k", b"\xff"))
+    stage = FunctionStage("metrics-probe", ["m-in"], lambda r: [OutRecord("m-out", r.key, r.value.decode().encode())])
+    StageRunner(stage, bus, RunnerSettings(poll_timeout_s=0.01)).run(idle_stop_s=0.05)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'ibet_stage_consumed_records_total{stage="metrics-probe",topic="m-in"} 2.0' in text
+    assert 'ibet_stage_produced_records_total{stage="metrics-probe",topic="m-out"} 1.0' in text
+    assert 'ibet_stage_dead_lettered_records_total{stage="metrics-probe",topic="m-in"} 1.0' in text
+    assert 'ibet_stage_processing_seconds_count{stage="metrics-probe"} 1.0' in text
+    assert 'ibet_stage_consumer_lag_records{partition="0",stage="metrics-probe",topic="m-in"} 0.0' in text
