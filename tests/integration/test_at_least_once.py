@@ -19,9 +19,11 @@ WORKER = Path(__file__).with_name("crash_worker.py")
 N = 300
 
 
-def start_worker(bootstrap: str, topics: tuple[str, str], group: str, marker: str, idle_stop_s: float) -> subprocess.Popen:
+def start_worker(
+    bootstrap: str, topics: tuple[str, str], group: str, marker: str, idle_stop_s: float, delay_s: float = 0
+) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(WORKER), bootstrap, *topics, group, marker, str(idle_stop_s)],
+        [sys.executable, str(WORKER), bootstrap, *topics, group, marker, str(idle_stop_s), str(delay_s)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -67,3 +69,25 @@ def test_sigkill_between_flush_and_commit_loses_nothing(kafka_bus, kafka_bootstr
     # The killed batch was consumed again: its outputs are there twice (harmless duplicates).
     assert len(ids) == N + paused["batch"]
     assert json.loads(out.strip().splitlines()[-1])["consumed"] == N
+
+
+@pytest.mark.kafka
+def test_sigterm_finishes_the_batch_commits_and_exits_cleanly(kafka_bus, kafka_bootstrap, produce, drain, unique):
+    in_topic, out_topic, group = f"term-in-{unique}", f"term-out-{unique}", f"term-{unique}"
+    kafka_bus.create_topics([in_topic, out_topic], partitions=3)
+    produce([OutRecord(in_topic, str(i % 5).encode(), json.dumps({"id": i}).encode()) for i in range(N)])
+
+    worker = start_worker(kafka_bootstrap, (in_topic, out_topic), group, "-", 60, delay_s=0.02)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not drain(out_topic, at_least=1, timeout_s=2, settle_s=0):
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGTERM)  # mid-stream: 300 records at 20 ms each take 6 s
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err[-3000:]
+    consumed = json.loads(out.strip().splitlines()[-1])["consumed"]
+    assert 0 < consumed < N
+
+    committed = committed_offsets(kafka_bootstrap, group)
+    assert sum(meta.offset for meta in committed.values()) == consumed  # the batch in hand was committed
+    outputs = drain(out_topic, at_least=consumed)
+    assert len(outputs) == consumed  # and nothing was produced twice
