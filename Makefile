@@ -1,7 +1,7 @@
 # The README's two commands: `make demo` (the main job) and `make test` (the whole suite).
 # Each sets up what it needs first (scripts/setup.sh) and can be run again at any time.
 
-.PHONY: demo test setup bench-bus clean
+.PHONY: demo test setup lint bench-bus clean
 
 demo:
 	scripts/setup.sh
@@ -13,6 +13,10 @@ test:
 
 setup:
 	scripts/setup.sh --test
+
+lint:
+	scripts/setup.sh --test
+	.venv/bin/ruff check ibet ingest detect fuse alerts console sim models tests
 
 bench-bus:
 	scripts/setup.sh --test

@@ -111,7 +111,7 @@ class StageRunner:
 
         # 2. Produce the outputs; a record that failed, or whose output the bus refuses as too
         #    large, goes to its dead-letter topic instead with the error, and the batch goes on.
-        for record, outcome in zip(records, outcomes):
+        for record, outcome in zip(records, outcomes, strict=True):
             error = outcome.error
             if error is None:
                 try:
@@ -156,5 +156,7 @@ class StageRunner:
             signal.signal(sig, lambda signum, _frame: self._on_signal(signum))
 
     def _on_signal(self, signum: int) -> None:
+        if self._stop.is_set():  # a second signal: the operator does not want to wait
+            raise SystemExit(128 + signum)
         log.info("%s: %s received, finishing the batch in hand", self.stage.name, signal.Signals(signum).name)
         self.stop()

@@ -50,6 +50,11 @@ class OutRecord:
     headers: Headers = field(default=())
 
 
+def record_size(record: OutRecord) -> int:
+    """Bytes of value, key and headers: what the size limit (MAX_RECORD_BYTES) is checked against."""
+    return len(record.value) + len(record.key or b"") + sum(len(k) + len(v) for k, v in record.headers)
+
+
 def next_offsets(records: Iterable[Record]) -> dict[TopicPartition, int]:
     """The offsets to commit after ``records``: per partition, one past the highest offset seen."""
     offsets: dict[TopicPartition, int] = {}

@@ -1,6 +1,7 @@
 """Errors raised by the bus, named for where they come from."""
 
 from ibet.exceptions import IbetError
+from ibet.topics import MAX_FRAME_BYTES, MIB, RECORD_OVERHEAD_BYTES
 
 
 class BusError(IbetError):
@@ -14,8 +15,8 @@ class RecordTooLargeError(BusError):
         self.topic, self.size_bytes, self.limit_bytes = topic, size_bytes, limit_bytes
         super().__init__(
             f"record of {size_bytes} bytes for topic '{topic}' exceeds the limit of {limit_bytes} bytes "
-            f"({limit_bytes / 1024 / 1024:.2f} MiB, ibet.topics.MAX_RECORD_BYTES: frames up to "
-            f"{(limit_bytes - 64 * 1024) / 1024 / 1024:.0f} MiB plus headers)"
+            f"({limit_bytes / MIB:.2f} MiB; ibet.topics.MAX_RECORD_BYTES: frames up to {MAX_FRAME_BYTES / MIB:.0f} MiB "
+            f"plus {RECORD_OVERHEAD_BYTES // 1024} KiB for key and headers)"
         )
 
 

@@ -17,9 +17,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
-from ibet.bus.base import OutRecord, Record, TopicPartition
+from ibet.bus.base import OutRecord, Record, TopicPartition, record_size
 from ibet.bus.exceptions import BusError, CommitError, DeliveryError, RecordTooLargeError
-from ibet.bus.memory import record_size
 from ibet.config import KafkaSettings
 from ibet.topics import MAX_RECORD_BYTES
 

@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ibet.bus.base import OutRecord, Record, TopicPartition
+from ibet.bus.base import OutRecord, Record, TopicPartition, record_size
 from ibet.bus.exceptions import BusError, CommitError, RecordTooLargeError
 from ibet.topics import MAX_RECORD_BYTES
 
@@ -22,11 +22,6 @@ def partition_for(key: bytes | None, partitions: int, counter: int) -> int:
     if key is None:
         return counter % partitions
     return zlib.crc32(key) % partitions
-
-
-def record_size(record: OutRecord) -> int:
-    """Bytes a record takes on the wire, counted the way the size limit is meant."""
-    return len(record.value) + len(record.key or b"") + sum(len(k) + len(v) for k, v in record.headers)
 
 
 @dataclass

@@ -27,5 +27,5 @@ def test_every_message_type_round_trips(kafka_bus, produce, drain, unique):
     frame, *rest = back
     assert frame.value == JPEG and frame.key == b"drone-07"
     assert FrameMeta.from_headers(frame.headers) == meta
-    for record, (sent, model) in zip(rest, messages):
+    for record, (sent, model) in zip(rest, messages, strict=True):
         assert model.from_bytes(record.value) == sent

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from wire_samples import DETECTIONS, T0, alert, batch, event, frame_meta, telemetry, track
 
 from ibet.exceptions import IbetError, MessageDecodeError
 from ibet.messages import (
@@ -19,20 +20,13 @@ from ibet.messages import (
     AlertState,
     BorderEvent,
     BorderEventType,
-    Detection,
     DetectionBatch,
-    Direction,
     FrameMeta,
-    Severity,
     Telemetry,
-    TrackClass,
     TrackStatus,
     TrackUpdate,
     WireMessage,
 )
-
-from wire_samples import DETECTIONS, T0, alert, batch, event, frame_meta, telemetry, track
-
 
 MESSAGES = [
     pytest.param(batch(), id="batch-empty"),

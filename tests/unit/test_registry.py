@@ -6,8 +6,9 @@ import base64
 import copy
 import hashlib
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pydantic
 import pytest
