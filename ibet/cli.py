@@ -16,6 +16,7 @@ from ibet import __version__, topics
 from ibet.config import IbetConfig, load_config
 from ibet.exceptions import IbetError
 from ibet.registry import Registry, load_registry
+from sim.cli import sim_app
 
 app = typer.Typer(help="ibet: sensor fusion for Integrated Border Enforcement Teams.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics of the pipeline.", no_args_is_help=True)
@@ -24,6 +25,7 @@ config_app = typer.Typer(help="Configuration and registry.", no_args_is_help=Tru
 app.add_typer(topics_app, name="topics")
 app.add_typer(bench_app, name="bench")
 app.add_typer(config_app, name="config")
+app.add_typer(sim_app, name="sim")
 
 ConfigOption = Annotated[
     Path | None,
@@ -120,10 +122,18 @@ def topics_list() -> None:
 
 @config_app.command("check")
 def config_check(config: ConfigOption = None) -> None:
-    """Validate the configuration and the registry it names; exit 2 naming the first bad key."""
+    """Validate the configuration, the registry, the ports of entry and the border; exit 2 naming what is bad."""
+    from ibet.border import load_border, load_ports_of_entry
+
     cfg, registry = _load(config)
+    try:
+        border = load_border()
+        ports = load_ports_of_entry(cfg.ports_of_entry_file(), sector_ids={s.id for s in registry.sectors}, border=border)
+    except IbetError as exc:
+        _fail(str(exc))
     typer.echo(f"configuration OK (bus: {cfg.bus.kind}); registry {cfg.registry_file()}: {len(registry.sectors)} sectors, "
-               f"{len(registry.sensors)} sensors, {len(registry.partners)} partners")
+               f"{len(registry.sensors)} sensors, {len(registry.partners)} partners; {len(ports)} ports of entry; "
+               f"border: {border.source}")
 
 
 @bench_app.command("bus")

@@ -87,6 +87,11 @@ class IbetConfig(BaseSettings):
         description="sectors, sensors, partners; relative to the config file's folder (default: registry.yaml "
         "beside it, or config/registry.yaml without a config file)",
     )
+    ports_of_entry_path: Path | None = Field(
+        default=None,
+        description="ports of entry (GeoJSON polygons where crossing is lawful); relative like registry_path "
+        "(default: ports_of_entry.geojson beside it)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     bus: BusSettings = BusSettings()
     runner: RunnerSettings = RunnerSettings()
@@ -111,6 +116,10 @@ class IbetConfig(BaseSettings):
         """Where the registry is; ``load_config`` has made it absolute or cwd-relative."""
         return self.registry_path or Path("config/registry.yaml")
 
+    def ports_of_entry_file(self) -> Path:
+        """Where the ports of entry are: as configured, else beside the registry."""
+        return self.ports_of_entry_path or self.registry_file().with_name("ports_of_entry.geojson")
+
 
 def load_config(path: Path | None = None, **overrides: Any) -> IbetConfig:
     """Load ``path`` (YAML) with environment overrides; raise ConfigError naming the bad key.
@@ -133,10 +142,13 @@ def load_config(path: Path | None = None, **overrides: Any) -> IbetConfig:
         raise ConfigError(_describe(exc, path)) from None
     except (OSError, ValueError, yaml.YAMLError) as exc:  # unreadable file or YAML syntax error
         raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
-    if path is not None:
+    if path is not None:  # relative data paths are relative to the config file's folder
         registry = config.registry_path or Path("registry.yaml")
-        if not registry.is_absolute():
-            config = config.model_copy(update={"registry_path": path.parent / registry})
+        ports = config.ports_of_entry_path
+        config = config.model_copy(update={
+            "registry_path": registry if registry.is_absolute() else path.parent / registry,
+            "ports_of_entry_path": ports if ports is None or ports.is_absolute() else path.parent / ports,
+        })
     return config
 
 
