@@ -62,7 +62,9 @@ class Sector(_Model):
         ..., description="IBET region the sector belongs to.")
     timezone: str = Field(..., description="IANA time zone of the sector, e.g. 'America/Vancouver'.")
     neighbours: tuple[Id, ...] = Field((), description="Sector ids asked for mutual aid.")
-    ground_elev_m: float = Field(0.0, description="Flat-terrain ground height used by georeferencing (m above MSL).")
+    ground_elev_m: float = Field(
+        0.0, description="Flat-terrain ground height used by georeferencing, m above the WGS-84 ellipsoid "
+        "(the datum of telemetry sensor_alt_m, MISB ST 0601 tag 75)")
 
     @field_validator("timezone")
     @classmethod

@@ -44,10 +44,11 @@ def test_example_registry_loads(example: Registry) -> None:
 
 
 def test_example_sensors_and_geometry(example: Registry) -> None:
-    assert [s.id for s in example.sensors_in("pac-blaine")] == ["blaine-drone-1", "blaine-cam-1", "blaine-cam-2"]
-    assert [s.id for s in example.sensors_in("qc-derby")] == []
+    assert [s.id for s in example.sensors_in("pac-blaine")] == [
+        "blaine-drone-1", "blaine-cam-1", "blaine-cam-2", "drone-vista-1", "cam-vista-tower", "cam-peace-arch"]
+    assert [s.id for s in example.sensors_in("prairie-sweetgrass")] == []
     drones = [s for s in example.sensors if s.kind == "drone"]
-    assert {d.sector_id for d in drones} == {"pac-blaine", "qc-champlain"}
+    assert {d.sector_id for d in drones} == {"pac-blaine", "qc-champlain", "qc-derby"}
     assert all(d.pose is None and d.credential_hash is None for d in drones)
     posed = example.sensor("blaine-cam-1")
     assert posed.pose is not None and 48.9 < posed.pose.lat_deg < 49.1 and -123 < posed.pose.lon_deg < -122.5
@@ -275,5 +276,6 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_registry_built_in_code_is_cross_checked(example: Registry) -> None:
     sensor = example.sensor("blaine-drone-1").model_copy(update={"id": "stray", "sector_id": "XX"})
-    with pytest.raises(pydantic.ValidationError, match=r"sensors\[4\]\.sector_id: 'XX' is not a known sector"):
+    position = len(example.sensors)
+    with pytest.raises(pydantic.ValidationError, match=rf"sensors\[{position}\]\.sector_id: 'XX' is not a known sector"):
         Registry(sectors=example.sectors, sensors=(*example.sensors, sensor), partners=example.partners)

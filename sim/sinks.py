@@ -1,0 +1,97 @@
+"""Where a simulated run goes: a folder (frames, metadata, KLV, truth) or the frames topic."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Protocol
+
+from ibet import topics
+from ibet.bus.base import OutRecord, Producer
+from sim.run import SimFrame, Simulation
+
+
+class FrameSink(Protocol):
+    def write(self, frame: SimFrame) -> None: ...
+
+    def close(self, sim: Simulation) -> None: ...
+
+
+class DirSink:
+    """``OUT/frames/<sensor>/<seq>.jpg`` (+ ``.json`` metadata and truth boxes, ``.klv``) and
+    ``OUT/truth/{targets.csv,events.json,run.json}``."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+        self.count = 0
+
+    def write(self, frame: SimFrame) -> None:
+        folder = self.out_dir / "frames" / frame.meta.sensor_id
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = folder / f"{frame.meta.sequence:06d}"
+        stem.with_suffix(".jpg").write_bytes(frame.jpeg)
+        if frame.klv is not None:
+            stem.with_suffix(".klv").write_bytes(frame.klv)
+        doc = {
+            "meta": json.loads(frame.meta.to_bytes()),
+            "true_time_s": frame.true_time_s,
+            "truth_boxes": [{"target_id": b.target_id, "kind": b.kind, "xyxy_px": list(b.xyxy_px),
+                             "visible_fraction": b.visible_fraction} for b in frame.truth_boxes],
+        }
+        stem.with_suffix(".json").write_text(json.dumps(doc))
+        self.count += 1
+
+    def close(self, sim: Simulation) -> None:
+        write_truth(sim, self.out_dir / "truth")
+
+
+TRACK_COLUMNS = ["time_s", "target_id", "kind", "east_m", "north_m", "lat_deg", "lon_deg", "heading_deg"]
+
+
+def write_truth(sim: Simulation, folder: Path) -> None:
+    """The exact truth of a run: target states per step, border events, and the run's set-up."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = sim.track_table()
+    with open(folder / "targets.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=TRACK_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    (folder / "events.json").write_text(json.dumps([e.as_dict() for e in sim.events], indent=1))
+    frame = sim.world.frame
+    (folder / "run.json").write_text(json.dumps({
+        "scenario": sim.scenario.name, "seed": sim.seed, "start_ns": sim.start_ns,
+        "origin_lat_deg": frame.origin_lat_deg, "origin_lon_deg": frame.origin_lon_deg,
+        "dropped_frames": sim.dropped, "expected": sim.scenario.expected.model_dump(),
+    }, indent=1))
+
+
+class BusSink:
+    """Each frame as one record on ``ibet.frames.v1``: key = sensor id, JPEG value, FrameMeta headers.
+
+    With ``realtime``, frames are sent at the pace they were captured.
+    """
+
+    def __init__(self, producer: Producer, realtime: bool = False, truth_dir: Path | None = None):
+        self.producer, self.realtime, self.truth_dir = producer, realtime, truth_dir
+        self.count = 0
+        self._wall_start: float | None = None
+
+    def write(self, frame: SimFrame) -> None:
+        if self.realtime:
+            if self._wall_start is None:
+                self._wall_start = time.monotonic() - frame.true_time_s
+            delay = self._wall_start + frame.true_time_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        self.producer.send(OutRecord(topics.FRAMES, frame.meta.sensor_id.encode(), frame.jpeg,
+                                     tuple(frame.meta.to_headers())))
+        self.count += 1
+        if self.realtime or self.count % 50 == 0:
+            self.producer.flush(60)
+
+    def close(self, sim: Simulation) -> None:
+        self.producer.flush(60)
+        if self.truth_dir is not None:
+            write_truth(sim, self.truth_dir)
