@@ -113,7 +113,7 @@ def plot_cmd(
     path = plot_scenario(sim, out or Path("reports") / f"sim-{sc.name}.png")
     typer.echo(f"wrote {path}")
     if frames:
-        typer.echo(f"wrote {sample_frames_sheet(sim, path.with_name(path.stem + '-frames.jpg'))}")
+        typer.echo(f"wrote {sample_frames_sheet(sim, path.with_name(path.stem + '-frames.png'))}")
 
 
 @sim_app.command("dataset")

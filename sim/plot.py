@@ -87,13 +87,18 @@ def sample_frames_sheet(sim: Simulation, out: Path, per_sensor: int = 2) -> Path
     """A contact sheet of a few rendered frames per sensor with their truth boxes."""
     import cv2
 
-    picked: dict[str, list] = {}
-    for frame in sim.frames():
-        chosen = picked.setdefault(frame.meta.sensor_id, [])
-        if len(chosen) < per_sensor and frame.truth_boxes:
+    def fully_seen_area(frame) -> float:
+        boxes = [b.xyxy_px for b in frame.truth_boxes if b.visible_fraction == 1.0]
+        return max(((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in boxes), default=0.0)
+
+    best: dict[str, list] = {}
+    for frame in sim.frames(every_nth=3):  # keep the frames showing a whole target largest
+        if fully_seen_area(frame) > 0:
+            chosen = best.setdefault(frame.meta.sensor_id, [])
             chosen.append(frame)
-        if len(picked) == len(sim.scenario.sensors) and all(len(v) >= per_sensor for v in picked.values()):
-            break
+            chosen.sort(key=fully_seen_area, reverse=True)
+            del chosen[per_sensor:]
+    picked = {sensor: sorted(frames, key=lambda f: f.meta.sequence) for sensor, frames in best.items()}
     tiles = []
     for frames in picked.values():
         for frame in frames:
