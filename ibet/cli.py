@@ -90,12 +90,20 @@ def run_cmd(
 
 
 @app.command("demo")
-def demo_cmd(config: ConfigOption = None) -> None:
-    """Run every built stage in one process on the in-memory bus (the README's first command)."""
+def demo_cmd(
+    config: ConfigOption = None,
+    scenario: Annotated[str, typer.Option(help="Shipped scenario (ibet sim list) or YAML file to feed; '' for none.")]
+    = "foot-crossing-forest-vista",
+    seed: Annotated[int | None, typer.Option(help="Seed of the scenario run.")] = None,
+) -> None:
+    """Feed a simulated scenario and run every built stage in one process on the in-memory bus."""
     from ibet.demo import run_demo
 
     cfg, registry = _load(config)
-    run_demo(cfg, registry)
+    try:
+        run_demo(cfg, registry, scenario or None, seed)
+    except IbetError as exc:
+        _fail(str(exc))
 
 
 @topics_app.command("create")

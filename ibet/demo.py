@@ -1,7 +1,8 @@
 """The embedded demo: every stage that exists, in one process, on the in-memory bus.
 
-Until all stage issues land it runs whatever stages are built and says which are not; the full
-demo (simulated scenario, console, run report) is issue #10.
+The simulator feeds a shipped scenario's frames onto ``ibet.frames.v1``; every stage that is
+built then runs on them, and the demo says which stages are not built yet. The full demo
+(console, alerts, run report) is issue #10.
 """
 
 from __future__ import annotations
@@ -27,8 +28,33 @@ class DemoResult:
     records_per_topic: dict[str, int]
 
 
-def run_demo(config: IbetConfig, registry: Registry, idle_stop_s: float = 2.0, console: Console | None = None) -> DemoResult:
-    """Run the built stages on one in-memory bus until the pipeline is idle; print what happened."""
+def feed_scenario(bus: MemoryBus, scenario_name: str, seed: int | None, console: Console) -> None:
+    """Render ``scenario_name`` onto the bus's frames topic and print its true events."""
+    from rich.progress import Progress
+
+    from sim.run import simulate
+    from sim.scenario import load_scenario, resolve_scenario
+    from sim.sinks import BusSink
+
+    scenario = load_scenario(resolve_scenario(scenario_name))
+    sim = simulate(scenario, seed)
+    sink = BusSink(bus.producer("ibet-sim"))
+    total = sum(int(scenario.duration_s * s.frame_rate_hz) for s in scenario.sensors)
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"simulating {scenario.name} (seed {sim.seed})", total=total)
+        for frame in sim.frames():
+            sink.write(frame)
+            progress.advance(task)
+    sink.close(sim)
+    console.print(f"{sink.count} frames from {len(scenario.sensors)} sensors on {topics.FRAMES}; truth:")
+    for e in sim.events:
+        console.print(f"  {e.kind} of a {e.target_kind} at t={e.time_s:.1f} s, {e.direction}, "
+                      f"({e.lat_deg:.5f}, {e.lon_deg:.5f}){' at ' + e.port_of_entry_id if e.port_of_entry_id else ''}")
+
+
+def run_demo(config: IbetConfig, registry: Registry, scenario: str | None = "foot-crossing-forest-vista",
+             seed: int | None = None, idle_stop_s: float = 2.0, console: Console | None = None) -> DemoResult:
+    """Feed ``scenario`` and run the built stages on one in-memory bus until idle; print what happened."""
     console = console or Console()
     console.print(
         f"[bold]ibet embedded demo[/]: {len(registry.sectors)} sectors, {len(registry.sensors)} sensors, "
@@ -36,6 +62,8 @@ def run_demo(config: IbetConfig, registry: Registry, idle_stop_s: float = 2.0, c
     )
     bus = MemoryBus(default_partitions=config.bus.kafka.default_partitions)
     bus.create_topics([spec.name for spec in topics.all_topic_specs()])
+    if scenario:
+        feed_scenario(bus, scenario, seed, console)
 
     built = [info for info in PIPELINE if info.is_built()]
     not_built = [info for info in PIPELINE if not info.is_built()]

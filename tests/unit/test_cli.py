@@ -64,9 +64,25 @@ def test_run_refuses_the_memory_bus_and_unbuilt_stages(monkeypatch):
 
 
 def test_demo_runs_and_says_what_is_not_built():
-    result = runner.invoke(app, ["demo", "--config", CONFIG])
+    result = runner.invoke(app, ["demo", "--config", CONFIG, "--scenario", ""])
     assert result.exit_code == 0, result.output
-    assert "not built yet" in result.output and "ibet.frames.v1" in result.output
+    assert "not built yet" in result.output and "ibet.frames.v1 0" in result.output
+
+
+def test_demo_feeds_a_scenario_onto_the_frames_topic(tmp_path):
+    text = (REPO / "sim" / "scenarios" / "lawful-crossing-peace-arch.yaml").read_text()
+    short = tmp_path / "short.yaml"
+    short.write_text(text.replace("duration_s: 60", "duration_s: 4"))
+    result = runner.invoke(app, ["demo", "--config", CONFIG, "--scenario", str(short)])
+    assert result.exit_code == 0, result.output
+    sent = int(result.output.split(" frames from ")[0].split()[-1])
+    assert sent > 0 and f"ibet.frames.v1 {sent}" in result.output
+    assert "lawful_crossing of a vehicle" in result.output
+
+
+def test_demo_with_an_unknown_scenario_exits_2():
+    result = runner.invoke(app, ["demo", "--config", CONFIG, "--scenario", "atlantis"])
+    assert result.exit_code == 2 and "shipped" in result.output
 
 
 def test_topics_list_names_every_topic_and_its_dlq():
