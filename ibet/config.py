@@ -77,6 +77,35 @@ class MetricsSettings(Section):
     port: int = Field(default=9400, ge=0, le=65535, description="0 picks a free port")
 
 
+class DatabaseSettings(Section):
+    url: str = Field(
+        default="sqlite:///var/ibet.sqlite3",
+        description="SQLAlchemy URL: SQLite for the embedded mode, postgresql+psycopg://... when distributed",
+    )
+
+
+class IngestSettings(Section):
+    """The drone push API and the pulled camera sources."""
+
+    host: str = Field(default="0.0.0.0", description="push API listen address")
+    port: int = Field(default=8080, ge=0, le=65535)
+    tls_certfile: Path | None = Field(default=None, description="serve HTTPS with this certificate (PEM)")
+    tls_keyfile: Path | None = None
+    max_frame_bytes: int = Field(default=8 * 1024 * 1024, gt=0, le=8 * 1024 * 1024,
+                                 description="largest JPEG accepted (at most ibet.topics.MAX_FRAME_BYTES)")
+    rate_limit_fps: float = Field(default=10.0, gt=0, description="frames per second a device may push, sustained")
+    rate_limit_burst: int = Field(default=20, gt=0, description="frames a device may push at once")
+    produce_timeout_s: float = Field(default=30.0, gt=0, description="longest wait for Kafka to acknowledge a frame")
+    feed_lost_after_intervals: float = Field(default=5.0, gt=1,
+                                             description="a sensor is dark after this many missed frame intervals")
+    feed_lost_min_s: float = Field(default=10.0, gt=0, description="...and at least this many seconds")
+    reconnect_initial_s: float = Field(default=0.5, gt=0, description="first wait before reconnecting a stream")
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="longest wait between reconnects")
+    stream_open_timeout_s: float = Field(default=10.0, gt=0, description="a stream that does not answer in this long fails")
+    resize_max_width_px: int | None = Field(default=None, gt=0, description="downscale pulled frames wider than this")
+    jpeg_quality: int = Field(default=90, ge=30, le=100, description="quality when pulled frames are re-encoded")
+
+
 class IbetConfig(BaseSettings):
     """The whole configuration of one ibet process."""
 
@@ -96,6 +125,8 @@ class IbetConfig(BaseSettings):
     bus: BusSettings = BusSettings()
     runner: RunnerSettings = RunnerSettings()
     metrics: MetricsSettings = MetricsSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    ingest: IngestSettings = IngestSettings()
 
     @classmethod
     def settings_customise_sources(

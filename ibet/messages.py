@@ -375,3 +375,23 @@ class Alert(WireMessage):
         if created is not None and updated < created:
             raise ValueError("updated_ts_ns must not be before created_ts_ns")
         return updated
+
+
+# Sensor health
+class SensorHealthState(StrEnum):
+    """Whether a sensor's feed is arriving."""
+
+    FEED_LOST = "feed_lost"
+    FEED_RESTORED = "feed_restored"
+
+
+class SensorHealthEvent(WireMessage):
+    """A sensor went dark or came back, on ``ibet.sensor-health.v1`` (key: sensor id)."""
+
+    sensor_id: SensorId
+    sector_id: Name
+    state: SensorHealthState
+    event_ts_ns: TimestampNs = Field(description="when the feed was declared lost or restored (ingest clock)")
+    last_frame_ts_ns: TimestampNs | None = Field(None, description="capture time of the last frame before the gap")
+    expected_interval_s: float = Field(gt=0.0, description="1 / the sensor's frame rate")
+    silent_s: float = Field(ge=0.0, description="how long no frame had arrived")

@@ -12,6 +12,7 @@ DETECTIONS = "ibet.detections.v1"
 TRACKS = "ibet.tracks.v1"
 EVENTS = "ibet.events.v1"
 ALERTS = "ibet.alerts.v1"
+SENSOR_HEALTH = "ibet.sensor-health.v1"
 
 DLQ_SUFFIX = ".dlq"
 
@@ -42,6 +43,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(TRACKS, key="sector id", value="TrackUpdate JSON"),
     TopicSpec(EVENTS, key="sector id", value="BorderEvent JSON"),
     TopicSpec(ALERTS, key="alert id", value="Alert JSON"),
+    TopicSpec(SENSOR_HEALTH, key="sensor id", value="SensorHealthEvent JSON: feed_lost / feed_restored"),
 )
 
 

@@ -73,6 +73,13 @@ class Producer(Protocol):
     def flush(self, timeout_s: float | None = None) -> None:
         """Block until all queued records are acknowledged; raise DeliveryError if any failed."""
 
+    def send_and_wait(self, record: OutRecord, timeout_s: float) -> tuple[int, int]:
+        """Send one record and wait until the bus acknowledges it; return (partition, offset).
+
+        For request/response paths (the push API's 202) where one caller needs its own record
+        durable, without waiting for everyone else's; raises DeliveryError on failure.
+        """
+
     def close(self) -> None: ...
 
 

@@ -122,6 +122,18 @@ class KafkaBusProducer:
             raise BusError(f"could not send to '{record.topic}': {exc}") from exc
         self._pending.append(future)
 
+    def send_and_wait(self, record: OutRecord, timeout_s: float) -> tuple[int, int]:
+        """Send and block on this record's own acknowledgement (thread-safe; others keep batching)."""
+        size = record_size(record)
+        if size > MAX_RECORD_BYTES:
+            raise RecordTooLargeError(record.topic, size, MAX_RECORD_BYTES)
+        try:
+            future = self._producer.send(record.topic, value=record.value, key=record.key, headers=list(record.headers))
+            meta = future.get(timeout=timeout_s)
+        except KafkaError as exc:
+            raise DeliveryError(f"'{record.topic}' did not acknowledge the record: {exc}") from exc
+        return meta.partition, meta.offset
+
     def flush(self, timeout_s: float | None = None) -> None:
         self._producer.flush(timeout=timeout_s)
         pending, self._pending = self._pending, []

@@ -66,7 +66,7 @@ class MemoryBus:
     def producer(self, client_id: str = "ibet") -> MemoryProducer:
         return MemoryProducer(self)
 
-    def _append(self, out: OutRecord) -> None:
+    def _append(self, out: OutRecord) -> tuple[int, int]:
         size = record_size(out)
         if size > self.max_record_bytes:
             raise RecordTooLargeError(out.topic, size, self.max_record_bytes)
@@ -76,10 +76,10 @@ class MemoryBus:
                 self._rebalance_subscribers([out.topic])
             parts = self._logs[out.topic]
             p = partition_for(out.key, len(parts), next(self._ids))
-            parts[p].append(
-                Record(out.topic, p, len(parts[p]), out.key, out.value, out.headers, int(time.time() * 1000))
-            )
+            offset = len(parts[p])
+            parts[p].append(Record(out.topic, p, offset, out.key, out.value, out.headers, int(time.time() * 1000)))
             self._cond.notify_all()
+            return p, offset
 
     # -- consumer groups ------------------------------------------------------------------
     def consumer(self, group_id: str, client_id: str = "ibet") -> MemoryConsumer:
@@ -131,6 +131,9 @@ class MemoryProducer:
 
     def send(self, record: OutRecord) -> None:
         self._bus._append(record)
+
+    def send_and_wait(self, record: OutRecord, timeout_s: float) -> tuple[int, int]:
+        return self._bus._append(record)
 
     def flush(self, timeout_s: float | None = None) -> None:
         return None

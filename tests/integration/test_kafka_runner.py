@@ -104,3 +104,15 @@ def test_rebalance_between_two_group_members_processes_every_message(kafka_bus, 
     assert set(ids) == set(range(n))
     assert first.stats.consumed > 0 and second.stats.consumed > 0, (first.stats, second.stats)
     assert first.stats.consumed + second.stats.consumed >= n
+
+
+def test_send_and_wait_returns_where_the_record_landed(kafka_bus, drain, unique):
+    topic = f"ack-{unique}"
+    kafka_bus.create_topics([topic], partitions=2)
+    producer = kafka_bus.producer("acker")
+    try:
+        where = [producer.send_and_wait(OutRecord(topic, b"k", b"v%d" % i), 30) for i in range(3)]
+    finally:
+        producer.close()
+    assert [offset for _, offset in where] == [0, 1, 2] and len({p for p, _ in where}) == 1
+    assert [r.value for r in drain(topic, at_least=3)] == [b"v0", b"v1", b"v2"]

@@ -99,3 +99,11 @@ def test_next_offsets_is_one_past_the_highest_per_partition():
     fill(bus, "t", 3)
     assert next_offsets(bus.records("t")) == {TopicPartition("t", 0): 3}
     assert next_offsets([]) == {}
+
+
+def test_send_and_wait_returns_partition_and_offset():
+    bus = MemoryBus(default_partitions=3)
+    producer = bus.producer()
+    first = producer.send_and_wait(OutRecord("t", b"k", b"a"), 1)
+    second = producer.send_and_wait(OutRecord("t", b"k", b"b"), 1)
+    assert first[0] == second[0] and (first[1], second[1]) == (0, 1)
