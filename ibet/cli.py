@@ -16,6 +16,7 @@ from ibet import __version__, topics
 from ibet.config import IbetConfig, load_config
 from ibet.exceptions import IbetError
 from ibet.registry import Registry, load_registry
+from ingest.cli import ingest_app, sensors_app
 from sim.cli import sim_app
 
 app = typer.Typer(help="ibet: sensor fusion for Integrated Border Enforcement Teams.", no_args_is_help=True)
@@ -26,6 +27,8 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(bench_app, name="bench")
 app.add_typer(config_app, name="config")
 app.add_typer(sim_app, name="sim")
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(sensors_app, name="sensors")
 
 ConfigOption = Annotated[
     Path | None,

@@ -49,11 +49,14 @@ def list_cmd() -> None:
 @sim_app.command("run")
 def run_cmd(
     scenario: ScenarioArg,
-    to: Annotated[str, typer.Option(help="'dir': frames, KLV and truth into --out; 'kafka': frames onto ibet.frames.v1.")] = "dir",
+    to: Annotated[str, typer.Option(help="'dir': frames, KLV and truth into --out; 'kafka': frames onto "
+                                    "ibet.frames.v1; 'http': drones push to the ingest API at --url.")] = "dir",
     out: Annotated[Path | None, typer.Option(help="Output folder (default runs/<scenario>-s<seed>).")] = None,
     seed: SeedOption = None,
     realtime: Annotated[bool, typer.Option(help="Send frames at the pace they were captured.")] = False,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Config with bus.kind kafka for --to kafka.")] = None,
+    url: Annotated[str, typer.Option(help="Push API base URL for --to http.")] = "http://127.0.0.1:8080",
+    tokens: Annotated[Path | None, typer.Option(help="YAML file 'sensor_id: token' of the drones, for --to http.")] = None,
 ) -> None:
     """Run SCENARIO once: every sensor's frames with telemetry, and the exact truth."""
     from rich.progress import Progress
@@ -72,8 +75,14 @@ def run_cmd(
 
         cfg = load_config(config)
         sink = BusSink(KafkaBus(cfg.bus.kafka).producer("ibet-sim"), realtime, truth_dir=folder / "truth")
+    elif to == "http":
+        import yaml
+
+        from sim.sinks import HttpSink
+
+        sink = HttpSink(url, yaml.safe_load(tokens.read_text()) if tokens else {}, realtime)
     else:
-        typer.secho(f"error: --to must be 'dir' or 'kafka' (http comes with the ingest stage), not '{to}'", err=True)
+        typer.secho(f"error: --to must be 'dir', 'kafka' or 'http', not '{to}'", err=True)
         raise typer.Exit(2)
     sizes: dict[str, list[float]] = defaultdict(list)
     expected = sum(int(sc.duration_s * s.frame_rate_hz) for s in sc.sensors)
@@ -87,6 +96,13 @@ def run_cmd(
                     sizes[box.kind].append(min(x2 - x1, y2 - y1))
             progress.advance(task)
     sink.close(sim)
+    if to == "http":
+        typer.echo(f"fixed-camera frames skipped (ingest pulls those): {sink.skipped}; rejected: {len(sink.rejected)}")
+        for sensor, sequence, status, text in sink.rejected[:5]:
+            typer.echo(f"  {sensor} #{sequence}: HTTP {status} {text}")
+        from sim.sinks import write_truth
+
+        write_truth(sim, folder / "truth")
     typer.echo(f"{sink.count} frames sent, dropped per sensor {sim.dropped or 'none'}; truth in {folder / 'truth'}")
     for event in sim.events:
         typer.echo(f"  truth: {event.kind} of target {event.target_id} ({event.target_kind}) at t={event.time_s:.2f}s "

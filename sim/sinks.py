@@ -95,3 +95,45 @@ class BusSink:
         self.producer.flush(60)
         if self.truth_dir is not None:
             write_truth(sim, self.truth_dir)
+
+
+class HttpSink:
+    """Drone frames pushed to the ingest push API as a drone would (multipart, bearer token, KLV).
+
+    Fixed cameras do not push (ingest pulls them): their frames are counted and skipped.
+    """
+
+    def __init__(self, base_url: str, tokens: dict[str, str], realtime: bool = False, timeout_s: float = 30.0):
+        import httpx
+
+        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+        self.tokens, self.realtime = tokens, realtime
+        self.count, self.skipped, self.rejected = 0, 0, []
+        self._wall_start: float | None = None
+
+    def write(self, frame: SimFrame) -> None:
+        sensor = frame.meta.sensor_id
+        if frame.meta.telemetry is None:  # a fixed camera
+            self.skipped += 1
+            return
+        if self.realtime:
+            if self._wall_start is None:
+                self._wall_start = time.monotonic() - frame.true_time_s
+            delay = self._wall_start + frame.true_time_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        files = {"frame": ("frame.jpg", frame.jpeg, "image/jpeg")}
+        if frame.klv is not None:
+            files["klv"] = ("telemetry.klv", frame.klv, "application/octet-stream")
+        data = {"device_frame_id": frame.meta.device_frame_id or "", "capture_ts_ns": str(frame.meta.capture_ts_ns)}
+        if frame.klv is None:
+            data["telemetry"] = frame.meta.telemetry.model_dump_json(exclude_none=True)
+        answer = self.client.post(f"/v1/sensors/{sensor}/frames", files=files, data=data,
+                                  headers={"Authorization": f"Bearer {self.tokens.get(sensor, '')}"})
+        if answer.status_code == 202:
+            self.count += 1
+        else:
+            self.rejected.append((sensor, frame.meta.sequence, answer.status_code, answer.text[:200]))
+
+    def close(self, sim: Simulation) -> None:
+        self.client.close()

@@ -1,0 +1,89 @@
+"""``ibet ingest serve|pull`` and ``ibet sensors enroll|rotate|revoke``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ingest_app = typer.Typer(help="Frames into Kafka: the drone push API and pulled camera sources.", no_args_is_help=True)
+sensors_app = typer.Typer(help="Drone credentials: issue, rotate and revoke push tokens.", no_args_is_help=True)
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
+SensorArg = Annotated[str, typer.Argument(help="Sensor id from the registry.")]
+
+
+def _load(config: Path | None):
+    from ibet.cli import _load as load_config_and_registry
+
+    return load_config_and_registry(config)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@ingest_app.command("serve")
+def serve_cmd(config: ConfigOption = None) -> None:
+    """Serve the drone push API (HTTP, or HTTPS with ingest.tls_*) producing to ibet.frames.v1."""
+    from ingest.push_api import run_push_server
+
+    cfg, registry = _load(config)
+    run_push_server(cfg, registry)
+
+
+@ingest_app.command("pull")
+def pull_cmd(
+    sensor: Annotated[str, typer.Option("--sensor", help="Fixed camera to pull (its source_url in the registry).")],
+    config: ConfigOption = None,
+    source: Annotated[str | None, typer.Option(help="Override the source: a video file, image folder or stream URL.")]
+    = None,
+    start_ts_ns: Annotated[int | None, typer.Option(help="Capture time of a file's first frame (ns since epoch).")]
+    = None,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after this many frames.")] = None,
+) -> None:
+    """Pull one camera (file, image folder, RTSP or HTTP MJPEG) at its detection rate into Kafka."""
+    from ibet.exceptions import IbetError
+    from ingest.pull import run_pull
+
+    cfg, registry = _load(config)
+    try:
+        stats = run_pull(cfg, registry, sensor, source, start_ts_ns, max_frames)
+    except IbetError as exc:
+        _fail(str(exc))
+    typer.echo(str(stats))
+
+
+def _credential(action: str, sensor: str, config: Path | None) -> None:
+    from ibet.exceptions import IbetError
+    from ingest import credentials
+
+    cfg, _ = _load(config)
+    try:
+        token = getattr(credentials, action)(cfg.registry_file(), sensor)
+    except IbetError as exc:
+        _fail(str(exc))
+    if token:
+        typer.echo(f"{action}ed {sensor}; its push token (shown once, store it on the drone):\n{token}")
+    else:
+        typer.echo(f"revoked {sensor}: it can no longer push")
+
+
+@sensors_app.command("enroll")
+def enroll_cmd(sensor: SensorArg, config: ConfigOption = None) -> None:
+    """Issue a push token for a drone; only its hash is stored in the registry."""
+    _credential("enroll", sensor, config)
+
+
+@sensors_app.command("rotate")
+def rotate_cmd(sensor: SensorArg, config: ConfigOption = None) -> None:
+    """Replace a drone's token; the old one stops working."""
+    _credential("rotate", sensor, config)
+
+
+@sensors_app.command("revoke")
+def revoke_cmd(sensor: SensorArg, config: ConfigOption = None) -> None:
+    """Remove a drone's credential: it can no longer push."""
+    _credential("revoke", sensor, config)
