@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the ibet database; run them with :func:`ibet.db.migrate`."""

@@ -1,0 +1,1 @@
+"""One module per schema revision, in order (Alembic skips this file)."""
