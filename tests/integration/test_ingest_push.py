@@ -67,7 +67,7 @@ def push_server(tmp_path: Path, kafka_bus, kafka_settings) -> Iterator[Server]:
     settings = IngestSettings(max_frame_bytes=1024 * 1024, rate_limit_fps=100.0, rate_limit_burst=100)
     app = create_push_app(settings, registry, producer, FrameLedger(engine, clock), clock, health,
                           registry_path=registry_path)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so asyncio sets TCP_NODELAY
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -1,0 +1,164 @@
+"""``ibet bench ingest``: the drone push API against raw kafka-python producing the same frames.
+
+Both sides send the same simulator JPEGs with the same FrameMeta headers to the same broker, from
+the same number of client threads (each client a different enrolled drone, as in the field),
+each waiting for its frame's acknowledgement before the next
+(the API answers 202 only once Kafka has the frame). Rounds alternate. Reported: frames/s and MB/s
+of each side, the ratio API / raw, and the HTTP overhead per frame (mean latency API - raw).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvicorn
+from kafka import KafkaProducer
+
+from ibet import topics
+from ibet.bus.kafka import KafkaBus, producer_config
+from ibet.clock import SystemClock
+from ibet.config import DatabaseSettings, IngestSettings, KafkaSettings
+from ibet.db import make_engine, migrate
+from ibet.registry import load_registry
+from ingest import credentials
+from ingest.frame_store import FrameLedger
+from ingest.health import FeedHealth
+from ingest.push_api import create_push_app
+from sim.run import SimFrame, simulate
+from sim.scenario import load_scenario, resolve_scenario
+
+DRONE = "drone-vista-1"
+
+
+@dataclass
+class SideResult:
+    frames_per_s: float
+    mb_per_s: float
+    mean_latency_ms: float
+
+
+def drone_frames(seconds: float) -> list[SimFrame]:
+    """The vista drone's frames of the first ``seconds`` of its scenario."""
+    scenario = load_scenario(resolve_scenario("foot-crossing-forest-vista"))
+    scenario = scenario.model_copy(update={"duration_s": seconds, "sensors": [s for s in scenario.sensors if s.id == DRONE]})
+    return list(simulate(scenario).frames())
+
+
+def serve_in_thread(app) -> tuple[str, uvicorn.Server, threading.Thread]:
+    """Uvicorn on a free loopback port in a thread. The socket is made with proto=IPPROTO_TCP so
+    asyncio sets TCP_NODELAY on accepted connections (with proto 0 it does not, and every
+    response then waits ~40 ms for a delayed ACK)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
+
+
+def _run_threads(clients: int, work) -> tuple[float, list[float]]:
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    threads = [threading.Thread(target=work, args=(i, latencies[i])) for i in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start, [x for lat in latencies for x in lat]
+
+
+def _api_round(url: str, tokens: dict[str, str], frames: list[SimFrame], n: int, clients: int,
+               tag: str) -> tuple[float, list[float]]:
+    drones = sorted(tokens)
+
+    def work(i: int, lat: list[float]) -> None:
+        drone = drones[i % len(drones)]
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for k in range(i, n, clients):
+                frame = frames[k % len(frames)]
+                t0 = time.perf_counter()
+                answer = client.post(
+                    f"/v1/sensors/{drone}/frames",
+                    files={"frame": ("f.jpg", frame.jpeg, "image/jpeg"), "klv": ("f.klv", frame.klv, "application/octet-stream")},
+                    data={"device_frame_id": f"{tag}-{k}", "capture_ts_ns": str(frame.meta.capture_ts_ns + k)},
+                    headers={"Authorization": f"Bearer {tokens[drone]}"},
+                )
+                lat.append(time.perf_counter() - t0)
+                if answer.status_code != 202:
+                    raise RuntimeError(f"push API answered {answer.status_code}: {answer.text}")
+
+    return _run_threads(clients, work)
+
+
+def _raw_round(producer: KafkaProducer, frames: list[SimFrame], n: int, clients: int) -> tuple[float, list[float]]:
+    def work(i: int, lat: list[float]) -> None:
+        for k in range(i, n, clients):
+            frame = frames[k % len(frames)]
+            t0 = time.perf_counter()
+            producer.send(topics.FRAMES, key=DRONE.encode(), value=frame.jpeg, headers=frame.meta.to_headers()).get(60)
+            lat.append(time.perf_counter() - t0)
+
+    return _run_threads(clients, work)
+
+
+def run_ingest_bench(kafka: KafkaSettings, n: int, clients: int, rounds: int) -> dict:
+    """Alternate API and raw rounds of ``n`` frames from ``clients`` threads; medians and ratio."""
+    frames = drone_frames(10.0)
+    mb = statistics.mean(len(f.jpeg) for f in frames) / 1e6
+    work = Path(tempfile.mkdtemp(prefix="ibet-bench-ingest-"))
+    registry_path = work / "registry.yaml"
+    shutil.copy(Path(__file__).resolve().parents[2] / "config" / "registry.yaml", registry_path)
+    drones = [s.id for s in load_registry(registry_path).sensors if s.kind == "drone"][:clients]
+    if len(drones) < clients:
+        raise ValueError(f"the registry has {len(drones)} drones; use at most that many clients")
+    tokens = {drone: credentials.enroll(registry_path, drone) for drone in drones}
+    registry = load_registry(registry_path)
+    bus = KafkaBus(kafka)
+    bus.create_topics([topics.FRAMES, topics.SENSOR_HEALTH])
+    engine = make_engine(DatabaseSettings(url=f"sqlite:///{work}/ibet.sqlite3"))
+    migrate(engine)
+    clock = SystemClock()
+    producer = bus.producer("bench-ingest-api")
+    health = FeedHealth({d: (registry.sensor(d).sector_id, 0.5) for d in drones})
+    settings = IngestSettings(rate_limit_fps=1e6, rate_limit_burst=1_000_000)
+    app = create_push_app(settings, registry, producer, FrameLedger(engine, clock), clock, health)
+    url, server, thread = serve_in_thread(app)
+    raw = KafkaProducer(**producer_config(kafka, "bench-ingest-raw"))
+    sides: dict[str, list[tuple[float, list[float]]]] = {"api": [], "raw": []}
+    try:
+        for r in range(rounds):
+            for side in (("api", "raw") if r % 2 == 0 else ("raw", "api")):
+                if side == "api":
+                    sides["api"].append(_api_round(url, tokens, frames, n, clients, f"r{r}"))
+                else:
+                    sides["raw"].append(_raw_round(raw, frames, n, clients))
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        raw.close()
+        producer.close()
+        engine.dispose()
+    results = {}
+    for side, runs in sides.items():
+        fps = statistics.median(n / elapsed for elapsed, _ in runs)
+        latency = statistics.mean(x for _, lat in runs for x in lat)
+        results[side] = SideResult(fps, fps * mb, latency * 1000)
+    return {
+        "frames": n, "clients": clients, "rounds": rounds, "mean_frame_bytes": round(mb * 1e6),
+        "api_frames_per_s": round(results["api"].frames_per_s, 1), "raw_frames_per_s": round(results["raw"].frames_per_s, 1),
+        "api_mb_per_s": round(results["api"].mb_per_s, 2), "raw_mb_per_s": round(results["raw"].mb_per_s, 2),
+        "api_mean_latency_ms": round(results["api"].mean_latency_ms, 2),
+        "raw_mean_latency_ms": round(results["raw"].mean_latency_ms, 2),
+        "http_overhead_ms_per_frame": round(results["api"].mean_latency_ms - results["raw"].mean_latency_ms, 2),
+        "ratio": round(results["api"].frames_per_s / results["raw"].frames_per_s, 3),
+    }
