@@ -29,10 +29,10 @@ def test_sim_run_to_kafka_lands_every_frame_once(kafka_bus, kafka_bootstrap, dra
     sent = int(result.output.split(" frames sent")[0].split()[-1])
     assert sent > 10
 
-    records = drain(topics.FRAMES, at_least=before + sent)[before:]
+    # other tests write to ibet.frames.v1 too: this run's frames are the only ones of its camera
+    records = [r for r in drain(topics.FRAMES, at_least=before + sent) if r.key == b"cam-peace-arch"]
     assert len(records) == sent
     metas = [FrameMeta.from_headers(r.headers) for r in records]
-    assert {r.key for r in records} == {b"cam-peace-arch"}
     assert len({m.sequence for m in metas}) == sent  # once each
     assert all(r.value[:2] == b"\xff\xd8" for r in records)
     assert (tmp_path / "run" / "truth" / "events.json").exists()
