@@ -185,3 +185,25 @@ def test_bad_uploads_over_http_never_reach_kafka(push_server: Server, drain, uni
     mine = [r.header("ibet.device_frame_id") for r in records
             if (r.header("ibet.device_frame_id") or b"").decode().startswith(unique)]
     assert mine == [f"{unique}-good".encode()]
+
+
+def test_sim_run_to_http_pushes_the_drone_frames_like_a_drone(push_server: Server, drain, tmp_path):
+    from typer.testing import CliRunner
+
+    from ibet.cli import app
+
+    scenario = tmp_path / "short.yaml"
+    text = open("sim/scenarios/approach-turn-back-derby.yaml").read().replace("duration_s: 150", "duration_s: 4")
+    scenario.write_text(text.replace("name: approach-turn-back-derby", "name: short-derby-http"))
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(f"{DERBY}: {push_server.tokens[DERBY]}\n")
+    before = [r for r in drain(topics.FRAMES, at_least=0, timeout_s=5, settle_s=1) if r.key == DERBY.encode()]
+    result = CliRunner().invoke(app, ["sim", "run", str(scenario), "--to", "http", "--url", push_server.url,
+                                      "--tokens", str(tokens), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "rejected: 0" in result.output
+    sent = int(result.output.split(" frames sent")[0].split()[-1])
+    assert sent >= 5
+    landed = [r for r in drain(topics.FRAMES, at_least=len(before) + sent) if r.key == DERBY.encode()]
+    assert len(landed) == len(before) + sent
+    assert (tmp_path / "run" / "truth" / "events.json").exists()
