@@ -46,7 +46,11 @@ class RunStats:
 
 
 class StageRunner:
-    """Runs one stage on a bus as a member of the consumer group named after the stage."""
+    """Runs one stage on a bus as a member of the consumer group named after the stage.
+
+    A stage with ``state_topic``, ``restore``, ``forget`` and ``snapshot`` (see
+    :class:`~ibet.stage.StatefulStage`) has its state saved and reloaded with its partitions.
+    """
 
     def __init__(
         self,
@@ -62,9 +66,12 @@ class StageRunner:
         self.metrics = StageMetrics(stage.name)
         self.stats = RunStats()
         client_id = client_id or f"ibet-{stage.name}"
+        self.bus = bus
         self.consumer = bus.consumer(group_id=stage.name, client_id=client_id)
         self.producer = bus.producer(client_id=client_id)
         self._stop = threading.Event()
+        self._stateful = all(hasattr(stage, name) for name in ("state_topic", "restore", "forget", "snapshot"))
+        self._restored: dict[int, set[bytes]] = {}  # input partition -> keys whose state is loaded
 
     def stop(self) -> None:
         """Ask the loop to stop after the batch in hand is produced and committed."""
@@ -92,6 +99,8 @@ class StageRunner:
     def run_once(self) -> int:
         """Poll one batch and take it through to the commit; return how many records it had."""
         records = self.consumer.poll(self.settings.batch_max_records, self.settings.poll_timeout_s)
+        if self._stateful:
+            self._forget_revoked()
         if records:
             with self.metrics.processing_seconds.time():
                 self.process_and_commit(records)
@@ -103,6 +112,10 @@ class StageRunner:
         for r in records:
             self.metrics.consumed(r.topic)
         self.stats.consumed += len(records)
+
+        # 0. Stateful stages: load the saved state of partitions new to this worker first.
+        if self._stateful:
+            self._restore_state(records)
 
         # 1. Process: the stage's pure function gives, per record, outputs or an error.
         outcomes = self.stage.process_batch(records)
@@ -128,6 +141,12 @@ class StageRunner:
                 self.metrics.dead_lettered(record.topic)
                 self.stats.dead_lettered += 1
 
+        # 2b. Stateful stages: their state as of this batch goes out in the same flush, so the
+        #     saved state always matches the committed offsets (or is newer, never older).
+        if self._stateful:
+            for state in self.stage.snapshot():
+                self.producer.send(state)
+
         # 3. Flush: block until the bus acknowledges everything sent above. If any record is
         #    unproduced this raises, nothing is committed, and the batch will be consumed again.
         self.producer.flush(self.settings.flush_timeout_s)
@@ -143,6 +162,22 @@ class StageRunner:
             self.metrics.commit_failures.inc()
             self.stats.commit_failures += 1
         self.stats.batches += 1
+
+    def _forget_revoked(self) -> None:
+        """Drop the state of partitions the group has given to another worker."""
+        assigned = {tp.partition for tp in self.consumer.assignment() if tp.topic in self.stage.input_topics}
+        for partition in [p for p in self._restored if p not in assigned]:
+            self.stage.forget(self._restored.pop(partition))
+
+    def _restore_state(self, records: Sequence[Record]) -> None:
+        """Reload the saved state of input partitions this worker did not hold yet."""
+        for partition in sorted({r.partition for r in records} - set(self._restored)):
+            saved = self.bus.read_partition(self.stage.state_topic, partition, self.settings.flush_timeout_s)
+            self.stage.restore(saved)
+            self._restored[partition] = {r.key for r in saved if r.key is not None}
+        for r in records:
+            if r.key is not None:
+                self._restored[r.partition].add(r.key)
 
     def close(self) -> None:
         """Leave the group and close the producer (everything produced is already flushed)."""

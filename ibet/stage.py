@@ -31,6 +31,26 @@ class Stage(Protocol):
         """One :class:`Outcome` per input record, in order."""
 
 
+class StatefulStage(Stage, Protocol):
+    """A stage whose state per key (a sector) is saved with the committed offsets.
+
+    The runner produces :meth:`snapshot` records to ``state_topic`` (compacted, keyed and
+    partitioned like the input) in the same flush as the outputs, before committing; a worker
+    given a partition reloads its keys' latest state with :meth:`restore` before processing it.
+    """
+
+    state_topic: str
+
+    def restore(self, records: Sequence[Record]) -> None:
+        """Load the latest state record of each key in ``records`` (oldest first)."""
+
+    def forget(self, keys: set[bytes]) -> None:
+        """Drop the state of keys this worker no longer owns."""
+
+    def snapshot(self) -> list[OutRecord]:
+        """State records of the keys changed since the last snapshot."""
+
+
 class RecordStage:
     """A stage that handles records one at a time; subclasses implement :meth:`process`.
 

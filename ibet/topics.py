@@ -13,6 +13,7 @@ TRACKS = "ibet.tracks.v1"
 EVENTS = "ibet.events.v1"
 ALERTS = "ibet.alerts.v1"
 SENSOR_HEALTH = "ibet.sensor-health.v1"
+FUSE_STATE = "ibet.fuse-state.v1"
 
 DLQ_SUFFIX = ".dlq"
 
@@ -44,6 +45,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(EVENTS, key="sector id", value="BorderEvent JSON"),
     TopicSpec(ALERTS, key="alert id", value="Alert JSON"),
     TopicSpec(SENSOR_HEALTH, key="sensor id", value="SensorHealthEvent JSON: feed_lost / feed_restored"),
+    TopicSpec(FUSE_STATE, key="sector id", value="fuse worker state of a sector (tracks, border memory)",
+              compacted=True),
 )
 
 
@@ -57,5 +60,11 @@ def all_topic_specs() -> tuple[TopicSpec, ...]:
     dlqs = tuple(
         TopicSpec(dlq_topic(t.name), key=t.key, value="original bytes; error in headers", partitions=t.partitions)
         for t in TOPICS
+        if not t.compacted
     )
     return TOPICS + dlqs
+
+
+def compacted_topics() -> set[str]:
+    """Topics whose latest record per key is what counts (cleanup.policy=compact)."""
+    return {t.name for t in TOPICS if t.compacted}

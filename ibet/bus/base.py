@@ -112,4 +112,8 @@ class Bus(Protocol):
     def create_topics(self, names: Sequence[str], partitions: int) -> list[str]:
         """Create the missing topics among ``names``; return the ones created."""
 
+    def read_partition(self, topic: str, partition: int, timeout_s: float) -> list[Record]:
+        """Every record of one partition from its start to its current end, outside any group
+        (how a stateful stage reloads the state of the partitions it was just given)."""
+
     def close(self) -> None: ...

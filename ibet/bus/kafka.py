@@ -8,6 +8,7 @@ kafka-python objects stay in this module: stages get :class:`~ibet.bus.base.Reco
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ from kafka.structs import OffsetAndMetadata
 from ibet.bus.base import OutRecord, Record, TopicPartition, record_size
 from ibet.bus.exceptions import BusError, CommitError, DeliveryError, RecordTooLargeError
 from ibet.config import KafkaSettings
-from ibet.topics import MAX_RECORD_BYTES
+from ibet.topics import MAX_RECORD_BYTES, compacted_topics
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class KafkaBus:
                     topic_configs={
                         "max.message.bytes": str(MAX_RECORD_BYTES),
                         "min.insync.replicas": str(self.settings.min_insync_replicas),
+                        **({"cleanup.policy": "compact"} if name in compacted_topics() else {}),
                     },
                 )
                 for name in names
@@ -100,6 +102,30 @@ class KafkaBus:
             return [t.name for t in new]
         finally:
             admin.close()
+
+    def read_partition(self, topic: str, partition: int, timeout_s: float = 30.0) -> list[Record]:
+        """Read one partition from the beginning to its end offset with an unassigned consumer."""
+        config = consumer_config(self.settings, group_id="unused", client_id="ibet-state-reader")
+        config.pop("group_id")
+        consumer = KafkaConsumer(**config)
+        try:
+            ktp = KafkaTopicPartition(topic, partition)
+            if partition not in (consumer.partitions_for_topic(topic) or set()):
+                return []
+            consumer.assign([ktp])
+            consumer.seek_to_beginning(ktp)
+            end = consumer.end_offsets([ktp])[ktp]
+            records: list[Record] = []
+            deadline = time.monotonic() + timeout_s
+            while consumer.position(ktp) < end:
+                if time.monotonic() > deadline:
+                    raise BusError(f"reading {topic}[{partition}] did not reach offset {end} within {timeout_s} s")
+                for batch in consumer.poll(timeout_ms=500).values():
+                    records += [Record(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ()),
+                                       r.timestamp) for r in batch if r.offset < end]
+            return records
+        finally:
+            consumer.close(autocommit=False)
 
     def close(self) -> None:
         return None

@@ -58,6 +58,11 @@ class MemoryBus:
         with self._cond:
             return [r for part in self._logs.get(topic, []) for r in part]
 
+    def read_partition(self, topic: str, partition: int, timeout_s: float = 0.0) -> list[Record]:
+        with self._cond:
+            parts = self._logs.get(topic)
+            return list(parts[partition]) if parts and partition < len(parts) else []
+
     def end_offset(self, tp: TopicPartition) -> int:
         with self._cond:
             return len(self._logs[tp.topic][tp.partition])

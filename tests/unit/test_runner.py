@@ -125,3 +125,68 @@ def test_stop_finishes_the_batch_then_closes():
     after = bus.consumer("double")
     after.subscribe(["in"])
     assert after.poll(10, 0.01) == []  # ...and committed
+
+
+class CountingStage:
+    """Counts records per key; the count is the state saved with the offsets."""
+
+    name, input_topics, state_topic = "counter", ("in",), "counter-state"
+
+    def __init__(self):
+        self.counts: dict[bytes, int] = {}
+        self.changed: set[bytes] = set()
+
+    def process_batch(self, records):
+        outcomes = []
+        for r in records:
+            self.counts[r.key] = self.counts.get(r.key, 0) + 1
+            self.changed.add(r.key)
+            outcomes.append(Outcome((OutRecord("counted", r.key, str(self.counts[r.key]).encode()),)))
+        return outcomes
+
+    def restore(self, records):
+        for r in records:
+            self.counts[r.key] = int(r.value)
+
+    def forget(self, keys):
+        for key in keys:
+            self.counts.pop(key, None)
+
+    def snapshot(self):
+        out = [OutRecord(self.state_topic, k, str(self.counts[k]).encode()) for k in sorted(self.changed)]
+        self.changed.clear()
+        return out
+
+
+def test_a_new_worker_continues_from_the_saved_state():
+    bus = MemoryBus(default_partitions=2)
+    for key in (b"a", b"b", b"a"):
+        bus.producer().send(OutRecord("in", key, b"x"))
+    StageRunner(CountingStage(), bus, QUICK).run(idle_stop_s=0.05)
+    for key in (b"a", b"b"):
+        bus.producer().send(OutRecord("in", key, b"x"))
+    second = CountingStage()  # a restarted worker: empty memory
+    StageRunner(second, bus, QUICK).run(idle_stop_s=0.05)
+    assert second.counts == {b"a": 3, b"b": 2}
+    latest = {r.key: int(r.value) for r in bus.records("counter-state")}
+    assert latest == {b"a": 3, b"b": 2}
+
+
+def test_state_of_revoked_partitions_is_forgotten():
+    bus = MemoryBus(default_partitions=2)
+    stage = CountingStage()
+    runner = StageRunner(stage, bus, QUICK)
+    runner.consumer.subscribe(["in"])
+    keys = [b"k%d" % i for i in range(8)]
+    for key in keys:
+        bus.producer().send(OutRecord("in", key, b"x"))
+    while runner.run_once():
+        pass
+    assert set(stage.counts) == set(keys)
+    other = bus.consumer("counter")
+    other.subscribe(["in"])  # a second member takes half of the partitions
+    bus.producer().send(OutRecord("in", keys[0], b"x"))
+    runner.run_once()
+    runner.run_once()
+    kept = {tp.partition for tp in runner.consumer.assignment()}
+    assert set(stage.counts) == {k for k in keys if any(r.key == k and r.partition in kept for r in bus.records("in"))}
