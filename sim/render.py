@@ -198,6 +198,18 @@ def _draw_target(image: np.ndarray, camera: Camera, blocks: list[tuple[_Part, np
             cv2.fillPoly(image, [_fixed(uv)], bgr, cv2.LINE_AA, _SHIFT)
 
 
+def truth_boxes(camera: Camera, world: WorldMap, targets: Sequence[TargetPose]) -> tuple[TruthBox, ...]:
+    """The boxes :func:`render_frame` would give, without drawing the image (for evaluation)."""
+    boxes = []
+    for target in targets:
+        blocks = [(part, *_part_rings(part, target, world.ground_z_m)) for part in _parts(target)]
+        vertices = np.concatenate([np.concatenate((b, t)) for _, b, t in blocks])
+        box = _truth_box(camera, target, vertices)
+        if box is not None:
+            boxes.append(box)
+    return tuple(boxes)
+
+
 def render_frame(
     camera: Camera,
     world: WorldMap,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ibet.messages import FrameMeta
-from sim.render import TruthBox, render_frame
+from sim.render import TruthBox, render_frame, truth_boxes
 from sim.scenario import DroneSpec, Scenario
 from sim.sensors import SensorFrame, sensor_frames
 from sim.sun import sun_position
@@ -105,6 +105,32 @@ class Simulation:
             )
             klv = encode_st0601(capture.telemetry) if isinstance(spec, DroneSpec) and spec.klv and capture.telemetry else None
             yield SimFrame(meta, rendered.jpeg, klv, capture.true_time_s, rendered.boxes)
+
+
+@dataclass(frozen=True)
+class TruthFrame:
+    """What a frame would carry, without its pixels: metadata, the true camera and truth boxes."""
+
+    meta: FrameMeta
+    true_time_s: float
+    camera: object
+    truth_boxes: tuple[TruthBox, ...]
+
+
+def truth_frames(sim: Simulation) -> Iterator[TruthFrame]:
+    """Every sent frame of ``sim`` as metadata and exact boxes, without rendering (fast)."""
+    specs = {s.id: s for s in sim.scenario.sensors}
+    for capture in sim.captures():
+        if sim._dropped(capture):
+            continue
+        spec = specs[capture.sensor_id]
+        capture_ns = sim.start_ns + int(round(capture.reported_time_s * 1e9))
+        meta = FrameMeta(sensor_id=capture.sensor_id, sequence=capture.sequence, capture_ts_ns=capture_ns,
+                         ingest_ts_ns=capture_ns + INGEST_DELAY_NS, width_px=spec.image.width_px,
+                         height_px=spec.image.height_px, device_frame_id=f"{capture.sensor_id}-{capture.sequence:06d}",
+                         telemetry=capture.telemetry)
+        boxes = truth_boxes(capture.camera, sim.world.ground, sim.poses_at(capture.true_time_s))
+        yield TruthFrame(meta, capture.true_time_s, capture.camera, boxes)
 
 
 def simulate(scenario: Scenario, seed: int | None = None, world: World | None = None) -> Simulation:

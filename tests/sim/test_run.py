@@ -142,3 +142,14 @@ def test_cli_plot_and_list(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = runner.invoke(app, ["sim", "run", "nope"])
     assert bad.exit_code == 2 and "shipped" in bad.output
+
+
+def test_truth_frames_match_the_rendered_frames_without_rendering():
+    from sim.run import truth_frames
+
+    scenario = short("lawful-crossing-peace-arch", 50.0)
+    rendered = list(simulate(scenario).frames(every_nth=1))
+    fast = list(truth_frames(simulate(scenario)))
+    assert [f.meta for f in fast] == [f.meta for f in rendered]
+    assert [f.truth_boxes for f in fast] == [f.truth_boxes for f in rendered]
+    assert any(f.truth_boxes for f in fast)
