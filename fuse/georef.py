@@ -1,0 +1,441 @@
+"""Georeferencing: where on the ground each detected box stands, with an uncertainty in metres.
+
+Three calibrations, one result (:class:`GroundPoints`, parallel arrays over the boxes):
+
+- :func:`georeference_drone`: MISB ST 0601 telemetry of the frame (sensor position, platform
+  heading/pitch/roll, sensor relative azimuth/elevation/roll, fields of view).
+- :func:`georeference_fixed_pose`: a fixed camera's surveyed pose and field of view (or intrinsics).
+- :func:`georeference_homography`: a fixed camera's ground control points (pixel <-> lat/lon).
+
+Conventions (written from MISB ST 0601, independent of the simulator):
+
+- Image: (0, 0) is the top-left corner of the image, x to the right, y down, continuous pixels;
+  the ground contact of a box ``x1, y1, x2, y2`` is its bottom-centre ``((x1 + x2) / 2, y2)``.
+  Pinhole camera with square pixels; the principal point is the image centre unless intrinsics
+  say otherwise; HFOV/VFOV are full angles.
+- Attitude, as rotations applied in this order to go from the world (north, east, down) to the
+  sensor: platform heading (about down, clockwise from true north seen from above), pitch (nose
+  up positive), roll (right wing down positive), then sensor relative azimuth (about the
+  platform's down axis, clockwise from the nose), relative elevation (from the platform's
+  horizontal plane, negative looks down) and relative roll (about the line of sight). The image
+  looks along the line of sight, its x axis to the sensor's right, its y axis to the sensor's down.
+- Ground: flat, at ``ground_elev_m`` above the WGS-84 ellipsoid (the datum of ``sensor_alt_m``),
+  a plane in a transverse Mercator centred on the sensor (:class:`fuse.frames.LocalPlane`). The
+  Earth's curvature is ignored for the intersection (0.08 m of height at 1 km); it only decides
+  the horizon: a ray that does not dip below the geometric horizon of a sphere of mean Earth
+  radius seen from the sensor's height is invalid (NaN position), never placed far away.
+- Uncertainty: a first-order (Jacobian) propagation of the pixel, attitude, position and
+  altitude errors of :class:`GeorefSigmas` into a 2x2 east/north covariance at the ground point,
+  so far and oblique detections get larger covariances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import reduce
+
+import cv2
+import numpy as np
+from numpy.typing import ArrayLike
+
+from fuse.frames import LocalPlane
+from ibet.exceptions import IbetError
+from ibet.messages import Telemetry
+from ibet.registry import CameraIntrinsics, FixedPose, GroundControlPoint
+
+EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG), used only for the horizon dip
+
+REASON_BAD_BOX = "box has a non-finite coordinate"
+REASON_HORIZON = "ray at or above the horizon"
+REASON_HOMOGRAPHY_HORIZON = "beyond the horizon line of the homography"
+
+# Telemetry fields a drone frame must carry, with their MISB ST 0601 tags.
+REQUIRED_TELEMETRY: dict[str, int] = {
+    "sensor_lat_deg": 13,
+    "sensor_lon_deg": 14,
+    "sensor_alt_m": 75,
+    "platform_heading_deg": 5,
+    "platform_pitch_deg": 6,
+    "platform_roll_deg": 7,
+    "sensor_rel_azimuth_deg": 18,
+    "sensor_rel_elevation_deg": 19,
+    "hfov_deg": 16,
+}
+
+
+class GeorefError(IbetError):
+    """A frame cannot be georeferenced: telemetry or calibration missing or impossible (says which)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GeorefSigmas:
+    """One-sigma errors of the georeferencing inputs, each independent.
+
+    pixel_sigma_px: of the box's bottom-centre, along x and along y (px)
+    attitude_sigma_deg: of each attitude angle the calibration reports (deg): the six MISB angles
+        of a drone, heading/tilt/roll of a fixed pose
+    position_sigma_m: of the sensor's horizontal position, east and north (m)
+    altitude_sigma_m: of the sensor's height above the ground (m)
+    """
+
+    pixel_sigma_px: float = 2.0
+    attitude_sigma_deg: float = 0.5
+    position_sigma_m: float = 3.0
+    altitude_sigma_m: float = 3.0
+
+    def __post_init__(self) -> None:
+        for name in ("pixel_sigma_px", "attitude_sigma_deg", "position_sigma_m", "altitude_sigma_m"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0.0):
+                raise ValueError(f"GeorefSigmas.{name} must be finite and >= 0, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class GroundPoints:
+    """Ground positions of n boxes, as parallel read-only arrays.
+
+    lat_deg, lon_deg: (n,) float64, WGS-84 degrees; NaN where not valid
+    cov_en_m2: (n, 2, 2) float64, east/north covariance at the point (m²); NaN where not valid
+    range_m: (n,) float64, slant range from the sensor (m); NaN where not valid or unknown
+        (a homography does not know where the camera is)
+    valid: (n,) bool, False for boxes that have no ground point
+    reason: (n,) str, why a point is not valid ("" where valid)
+    """
+
+    lat_deg: np.ndarray
+    lon_deg: np.ndarray
+    cov_en_m2: np.ndarray
+    range_m: np.ndarray
+    valid: np.ndarray
+    reason: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+
+# Drone and fixed pose: a ray per box, intersected with the flat ground
+
+def georeference_drone(boxes_xyxy_px: ArrayLike, image_width_px: int, image_height_px: int,
+                       telemetry: Telemetry | None, ground_elev_m: float,
+                       sigmas: GeorefSigmas = GeorefSigmas()) -> GroundPoints:
+    """Ground points of boxes in a drone frame, from its MISB ST 0601 telemetry.
+
+    boxes_xyxy_px: (n, 4) pixel boxes x1, y1, x2, y2 of a ``image_width_px`` x ``image_height_px``
+    frame; ground_elev_m: the flat ground, m above the WGS-84 ellipsoid (``Sector.ground_elev_m``).
+    Needs every field of :data:`REQUIRED_TELEMETRY`; ``vfov_deg`` defaults to the HFOV and the
+    aspect (square pixels), ``sensor_rel_roll_deg`` to 0. Raises GeorefError naming what is
+    missing, or when the sensor is not above the ground.
+
+    Example: a drone 100 m up looking straight down sees its nadir at the image centre:
+
+    >>> t = Telemetry(sensor_lat_deg=49.0, sensor_lon_deg=-122.7, sensor_alt_m=100.0,
+    ...     platform_heading_deg=0.0, platform_pitch_deg=0.0, platform_roll_deg=0.0,
+    ...     sensor_rel_azimuth_deg=0.0, sensor_rel_elevation_deg=-90.0, hfov_deg=60.0)
+    >>> p = georeference_drone([[630, 300, 650, 360]], 1280, 720, t, ground_elev_m=0.0)
+    >>> round(float(p.lat_deg[0]), 7), round(float(p.lon_deg[0]), 7), float(p.range_m[0])
+    (49.0, -122.7, 100.0)
+    """
+    if telemetry is None:
+        raise GeorefError("the frame has no telemetry; a drone frame needs it to be georeferenced")
+    missing = [name for name in REQUIRED_TELEMETRY if getattr(telemetry, name) is None]
+    if missing:
+        fields = ", ".join(f"{name} (MISB ST 0601 tag {REQUIRED_TELEMETRY[name]})" for name in missing)
+        raise GeorefError(f"telemetry lacks {fields}, needed to georeference a drone frame")
+    _check_finite("ground_elev_m", ground_elev_m)
+    height_m = telemetry.sensor_alt_m - ground_elev_m
+    if not height_m > 0.0:
+        raise GeorefError(f"sensor_alt_m {telemetry.sensor_alt_m} m is not above the ground "
+                          f"({ground_elev_m} m above the ellipsoid); check the telemetry or the sector's ground_elev_m")
+    width, height = _image_size(image_width_px, image_height_px)
+    fx = _focal_px(width, telemetry.hfov_deg, "hfov_deg")
+    fy = fx if telemetry.vfov_deg is None else _focal_px(height, telemetry.vfov_deg, "vfov_deg")
+    camera = _Pinhole(fx, fy, width / 2.0, height / 2.0)
+    angles_deg = (telemetry.platform_heading_deg, telemetry.platform_pitch_deg, telemetry.platform_roll_deg,
+                  telemetry.sensor_rel_azimuth_deg, telemetry.sensor_rel_elevation_deg,
+                  telemetry.sensor_rel_roll_deg or 0.0)
+    return _cast(boxes_xyxy_px, camera, telemetry.sensor_lat_deg, telemetry.sensor_lon_deg, height_m,
+                 angles_deg, (0, 1, 2, 3, 4, 5), sigmas)
+
+
+def georeference_fixed_pose(boxes_xyxy_px: ArrayLike, image_width_px: int, image_height_px: int,
+                            pose: FixedPose, ground_elev_m: float, intrinsics: CameraIntrinsics | None = None,
+                            sigmas: GeorefSigmas = GeorefSigmas()) -> GroundPoints:
+    """Ground points of boxes from a fixed camera with a surveyed pose.
+
+    The optical axis points at ``pose.heading_deg`` (clockwise from true north), ``pose.tilt_deg``
+    below the horizon, with no roll, from ``pose.height_m`` above the ground. ``intrinsics``
+    (scaled to the frame size, distortion undone) replace the pose's HFOV and the centred
+    principal point. ``ground_elev_m`` is the sector's ground; the pose's height is already
+    measured from it, so it does not move the points (it is taken for a uniform call shape).
+    ``sigmas.attitude_sigma_deg`` applies to heading, tilt and roll.
+    """
+    _check_finite("ground_elev_m", ground_elev_m)
+    width, height = _image_size(image_width_px, image_height_px)
+    if intrinsics is None:
+        fx = _focal_px(width, pose.hfov_deg, "hfov_deg")
+        camera = _Pinhole(fx, fx, width / 2.0, height / 2.0)
+    else:
+        sx, sy = width / intrinsics.width_px, height / intrinsics.height_px
+        camera = _Pinhole(intrinsics.fx_px * sx, intrinsics.fy_px * sy, intrinsics.cx_px * sx,
+                          intrinsics.cy_px * sy, intrinsics.distortion)
+    angles_deg = (0.0, 0.0, 0.0, pose.heading_deg, -pose.tilt_deg, 0.0)
+    return _cast(boxes_xyxy_px, camera, pose.lat_deg, pose.lon_deg, pose.height_m, angles_deg, (3, 4, 5), sigmas)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pinhole:
+    """Pixel -> direction in the sensor frame (forward, right, down), with its pixel derivative."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    distortion: tuple[float, ...] = ()
+
+    def rays(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rays (n, 3) with forward component 1, and d ray / d (u, v) as (n, 3, 2) per px."""
+        n = len(u)
+        rays = np.ones((n, 3))
+        drays = np.zeros((n, 3, 2))
+        if not any(self.distortion):
+            rays[:, 1], rays[:, 2] = (u - self.cx) / self.fx, (v - self.cy) / self.fy
+            drays[:, 1, 0], drays[:, 2, 1] = 1.0 / self.fx, 1.0 / self.fy
+            return rays, drays
+        step_px = 0.25  # central differences through OpenCV's iterative undistortion
+        pixels = np.stack([u, v], axis=1)
+        rays[:, 1:] = self._undistort(pixels)
+        for axis in (0, 1):
+            offset = np.zeros(2)
+            offset[axis] = step_px
+            drays[:, 1:, axis] = (self._undistort(pixels + offset) - self._undistort(pixels - offset)) / (2 * step_px)
+        return rays, drays
+
+    def _undistort(self, pixels: np.ndarray) -> np.ndarray:
+        matrix = np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-10)
+        normalised = cv2.undistortPoints(pixels.reshape(-1, 1, 2), matrix, np.array(self.distortion),
+                                         criteria=criteria)
+        return normalised.reshape(-1, 2)
+
+
+_GENERATORS = {  # d/da R_axis(a) = K_axis @ R_axis(a)
+    "x": np.array([[0.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]),
+    "y": np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]),
+    "z": np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]),
+}
+_CHAIN_AXES = ("z", "y", "x", "z", "y", "x")  # heading, pitch, roll, rel azimuth, rel elevation, rel roll
+
+
+def _rotation(axis: str, angle_rad: float) -> np.ndarray:
+    """Active right-handed rotation by ``angle_rad`` about a coordinate axis."""
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    if axis == "x":
+        return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    if axis == "y":
+        return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _ned_from_sensor(angles_deg: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The MISB rotation chain: sensor (forward, right, down) -> world (north, east, down).
+
+    Returns the matrix (3, 3) and its derivative by each of the six angles (6, 3, 3), per radian.
+    """
+    factors = [_rotation(axis, np.radians(a)) for axis, a in zip(_CHAIN_AXES, angles_deg, strict=True)]
+    derivatives = np.empty((6, 3, 3))
+    for k, axis in enumerate(_CHAIN_AXES):
+        left, right = reduce(np.matmul, factors[:k], np.eye(3)), reduce(np.matmul, factors[k:], np.eye(3))
+        derivatives[k] = left @ _GENERATORS[axis] @ right
+    return reduce(np.matmul, factors), derivatives
+
+
+def _cast(boxes_xyxy_px: ArrayLike, camera: _Pinhole, lat_deg: float, lon_deg: float, height_m: float,
+          angles_deg: Sequence[float], uncertain_angles: Sequence[int], sigmas: GeorefSigmas) -> GroundPoints:
+    """Intersect the ray through each box's bottom-centre with the ground ``height_m`` below the sensor."""
+    boxes = _boxes(boxes_xyxy_px)
+    u, v = (boxes[:, 0] + boxes[:, 2]) / 2.0, boxes[:, 3]
+    finite = np.isfinite(u) & np.isfinite(v)
+    rays, drays = camera.rays(np.where(finite, u, 0.0), np.where(finite, v, 0.0))
+    rotation, drotation = _ned_from_sensor(angles_deg)
+    ned = rays @ rotation.T
+    down, horizontal = ned[:, 2], np.hypot(ned[:, 0], ned[:, 1])
+    dip_rad = np.arccos(EARTH_RADIUS_M / (EARTH_RADIUS_M + height_m))  # horizon dip of a sphere
+    valid = finite & np.isfinite(ned).all(axis=1) & (down > horizontal * np.tan(dip_rad))
+    down = np.where(valid, down, np.nan)
+
+    # Ground point: east/north = height * (ray east, ray north) / ray down.
+    ray_en = ned[:, [1, 0]]
+    en = height_m * ray_en / down[:, None]
+    range_m = height_m * np.linalg.norm(ned, axis=1) / down
+
+    # d en = (height * d ray_en - en * d ray_down) / ray_down, for each source of error.
+    columns = []
+    for k in uncertain_angles:
+        columns.append(np.radians(sigmas.attitude_sigma_deg) * (rays @ drotation[k].T))
+    for axis in (0, 1):
+        columns.append(sigmas.pixel_sigma_px * (drays[:, :, axis] @ rotation.T))
+    dned = np.stack(columns, axis=2)  # (n, 3, m)
+    jacobian = (height_m * dned[:, [1, 0], :] - en[:, :, None] * dned[:, None, 2, :]) / down[:, None, None]
+    altitude = sigmas.altitude_sigma_m * en / height_m  # d en / d height = en / height
+    cov = (jacobian @ jacobian.transpose(0, 2, 1) + altitude[:, :, None] * altitude[:, None, :]
+           + sigmas.position_sigma_m**2 * np.eye(2))
+
+    try:
+        plane = LocalPlane(lat_deg, lon_deg)
+    except ValueError as exc:
+        raise GeorefError(f"cannot georeference from this sensor position: {exc}") from None
+    lat, lon = plane.to_latlon(en[:, 0], en[:, 1])
+    reason = np.where(valid, "", np.where(finite, REASON_HORIZON, REASON_BAD_BOX))
+    return _points(lat, lon, cov, range_m, valid, reason)
+
+
+# Fixed camera with ground control points: a homography
+
+@dataclass(frozen=True, slots=True)
+class GroundHomography:
+    """A fitted pixel -> ground homography of a fixed camera.
+
+    matrix: (3, 3) float64, maps homogeneous pixels ``(u, v, 1)`` to ``(east, north, w)`` metres on
+        :class:`LocalPlane` (``lat0_deg``, ``lon0_deg``); its sign makes w > 0 at the control points
+    residual_var_m2: variance of the control points' fit residual per axis (m²), 0 with 4 points
+    """
+
+    matrix: np.ndarray
+    lat0_deg: float
+    lon0_deg: float
+    residual_var_m2: float
+
+
+def fit_homography(gcps: Sequence[GroundControlPoint]) -> GroundHomography:
+    """Fit the homography of >= 4 ground control points (least squares over all of them).
+
+    Works in metres on a plane centred at the points' centroid. Raises GeorefError with fewer than
+    4 points, with points that fix no homography (three in a line), or with points on both sides
+    of its horizon line.
+    """
+    if len(gcps) < 4:
+        raise GeorefError(f"a homography needs at least 4 ground control points, got {len(gcps)}")
+    pixels = np.array([[g.u_px, g.v_px] for g in gcps], dtype=np.float64)
+    lat = np.array([g.lat_deg for g in gcps], dtype=np.float64)
+    lon = np.array([g.lon_deg for g in gcps], dtype=np.float64)
+    first = LocalPlane(float(lat[0]), float(lon[0]))
+    east, north = first.to_en(lat, lon)
+    lat0, lon0 = first.to_latlon(east.mean(), north.mean())
+    plane = LocalPlane(float(lat0), float(lon0))
+    ground = np.stack(plane.to_en(lat, lon), axis=1)
+    matrix = None if _degenerate(pixels, ground) else cv2.findHomography(pixels, ground, method=0)[0]
+    if matrix is None or not np.isfinite(matrix).all():
+        raise GeorefError("the ground control points fix no homography (are three of four in a line, "
+                          "or two the same?)")
+    w = np.c_[pixels, np.ones(len(pixels))] @ matrix[2]
+    if not ((w > 0).all() or (w < 0).all()):
+        raise GeorefError("the ground control points lie on both sides of the homography's horizon line; "
+                          "check their pixel and lat/lon pairing")
+    matrix = matrix if w[0] > 0 else -matrix
+    fitted = _apply_homography(matrix, pixels)
+    dof = 2 * len(gcps) - 8
+    residual_var = float(((fitted - ground) ** 2).sum() / dof) if dof > 0 else 0.0
+    matrix.setflags(write=False)
+    return GroundHomography(matrix, float(lat0), float(lon0), residual_var)
+
+
+def georeference_homography(boxes_xyxy_px: ArrayLike, gcps: Sequence[GroundControlPoint] | GroundHomography,
+                            pixel_sigma_px: float = 2.0) -> GroundPoints:
+    """Ground points of boxes from a fixed camera calibrated by ground control points.
+
+    ``gcps`` is the list of >= 4 points or a :func:`fit_homography` result (fit once, reuse per
+    frame). The covariance carries the pixel error through the homography's Jacobian plus the fit
+    residual variance. Boxes at or beyond the horizon line of the homography (w <= 0) are invalid.
+    The camera's position is unknown here, so ``range_m`` is NaN.
+    """
+    if not (np.isfinite(pixel_sigma_px) and pixel_sigma_px >= 0):
+        raise ValueError(f"pixel_sigma_px must be finite and >= 0, got {pixel_sigma_px}")
+    homography = gcps if isinstance(gcps, GroundHomography) else fit_homography(gcps)
+    matrix = homography.matrix
+    boxes = _boxes(boxes_xyxy_px)
+    pixels = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2.0, boxes[:, 3]], axis=1)
+    finite = np.isfinite(pixels).all(axis=1)
+    projective = np.c_[np.where(finite[:, None], pixels, 0.0), np.ones(len(pixels))] @ matrix.T
+    w = projective[:, 2]
+    valid = finite & (w > 0)
+    w = np.where(valid, w, np.nan)
+    en = projective[:, :2] / w[:, None]
+    valid &= np.isfinite(en).all(axis=1)
+    # d en / d (u, v) = (H[:2, :2] - en * H[2, :2]) / w
+    jacobian = (matrix[None, :2, :2] - en[:, :, None] * matrix[None, None, 2, :2]) / w[:, None, None]
+    cov = pixel_sigma_px**2 * (jacobian @ jacobian.transpose(0, 2, 1)) + homography.residual_var_m2 * np.eye(2)
+    lat, lon = LocalPlane(homography.lat0_deg, homography.lon0_deg).to_latlon(en[:, 0], en[:, 1])
+    reason = np.where(valid, "", np.where(finite, REASON_HOMOGRAPHY_HORIZON, REASON_BAD_BOX))
+    return _points(lat, lon, cov, np.full(len(boxes), np.nan), valid, reason)
+
+
+def _degenerate(pixels: np.ndarray, ground: np.ndarray) -> bool:
+    """Whether point pairs fix no invertible homography.
+
+    The direct linear transform of Hartley-normalised points must have rank 8 (else the
+    homography is free) and its solution must be invertible (three of four points in a line
+    give a unique but singular one).
+    """
+    normalised = []
+    for points in (pixels, ground):
+        centred = points - points.mean(axis=0)
+        scale = np.sqrt(2.0) / max(np.linalg.norm(centred, axis=1).mean(), 1e-300)
+        normalised.append(centred * scale)
+    (x, y), (e, n) = normalised[0].T, normalised[1].T
+    one, zero = np.ones_like(x), np.zeros_like(x)
+    rows = np.concatenate([np.stack([x, y, one, zero, zero, zero, -e * x, -e * y, -e], axis=1),
+                           np.stack([zero, zero, zero, x, y, one, -n * x, -n * y, -n], axis=1)])
+    _, singular, vt = np.linalg.svd(rows)
+    if singular[7] <= 1e-9 * singular[0]:
+        return True
+    solution = np.linalg.svd(vt[-1].reshape(3, 3), compute_uv=False)
+    return bool(solution[2] <= 1e-9 * solution[0])
+
+
+def _apply_homography(matrix: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    projective = np.c_[pixels, np.ones(len(pixels))] @ matrix.T
+    return projective[:, :2] / projective[:, 2:]
+
+
+# Shared checks and the result
+
+def _boxes(boxes_xyxy_px: ArrayLike) -> np.ndarray:
+    boxes = np.asarray(boxes_xyxy_px, dtype=np.float64)
+    if boxes.size == 0:
+        return boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (n, 4) (x1, y1, x2, y2 in px), got {boxes.shape}")
+    return boxes
+
+
+def _image_size(width_px: int, height_px: int) -> tuple[float, float]:
+    if not (width_px > 0 and height_px > 0):
+        raise GeorefError(f"image size must be positive, got {width_px} x {height_px} px")
+    return float(width_px), float(height_px)
+
+
+def _focal_px(size_px: float, fov_deg: float, name: str) -> float:
+    """Focal length (px) of a pinhole whose full field of view ``fov_deg`` spans ``size_px``."""
+    if not (0.0 < fov_deg < 180.0):
+        raise GeorefError(f"{name} {fov_deg} deg is not the field of view of a pinhole camera (0 < fov < 180)")
+    return size_px / 2.0 / np.tan(np.radians(fov_deg) / 2.0)
+
+
+def _check_finite(name: str, value: float) -> None:
+    if not np.isfinite(value):
+        raise GeorefError(f"{name} must be finite, got {value}")
+
+
+def _points(lat: np.ndarray, lon: np.ndarray, cov: np.ndarray, range_m: np.ndarray, valid: np.ndarray,
+            reason: np.ndarray) -> GroundPoints:
+    """Assemble read-only GroundPoints with NaN everywhere a point is not valid."""
+    invalid = ~valid
+    lat, lon, range_m, cov = (np.array(a, dtype=np.float64) for a in (lat, lon, range_m, cov))
+    lat[invalid] = lon[invalid] = range_m[invalid] = np.nan
+    cov[invalid] = np.nan
+    cov = (cov + cov.transpose(0, 2, 1)) / 2.0  # exactly symmetric
+    points = GroundPoints(lat, lon, cov.reshape(-1, 2, 2), range_m, valid.astype(bool), reason.astype(str))
+    for array in (points.lat_deg, points.lon_deg, points.cov_en_m2, points.range_m, points.valid, points.reason):
+        array.setflags(write=False)
+    return points
