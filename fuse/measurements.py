@@ -1,0 +1,55 @@
+"""From a DetectionBatch to ground measurements: each box's bottom-centre on the ground, with
+its uncertainty, by the sensor's own georeferencing (drone telemetry, fixed pose or homography)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fuse.georef import GeorefSigmas, GroundPoints, georeference_drone, georeference_fixed_pose, georeference_homography
+from ibet.messages import DetectionBatch
+from ibet.registry import Registry
+
+
+@dataclass(frozen=True)
+class GroundMeasurement:
+    """One detection placed on the ground (WGS-84), with its east/north covariance in m²."""
+
+    sensor_id: str
+    capture_ts_ns: int
+    lat_deg: float
+    lon_deg: float
+    cov_en_m2: np.ndarray
+    class_name: str
+    score: float
+    sensor_track_id: int | None
+    ref: str
+
+
+def ground_points(batch: DetectionBatch, registry: Registry, sigmas: GeorefSigmas) -> GroundPoints:
+    """Georeference every box of ``batch`` with the method its sensor supports."""
+    sensor = registry.sensor(batch.sensor_id)
+    ground_elev_m = registry.sector(sensor.sector_id).ground_elev_m
+    boxes = batch.as_arrays().xyxy
+    if sensor.kind == "drone":
+        return georeference_drone(boxes, batch.image_width_px, batch.image_height_px, batch.telemetry, ground_elev_m,
+                                  sigmas)
+    if sensor.pose is not None:
+        return georeference_fixed_pose(boxes, batch.image_width_px, batch.image_height_px, sensor.pose, ground_elev_m,
+                                       sensor.intrinsics, sigmas)
+    return georeference_homography(boxes, sensor.ground_control_points, sigmas.pixel_sigma_px)
+
+
+def measurements(batch: DetectionBatch, registry: Registry, sigmas: GeorefSigmas) -> tuple[list[GroundMeasurement], int]:
+    """The valid ground measurements of ``batch`` and how many boxes could not be placed."""
+    if not batch.detections:
+        return [], 0
+    points = ground_points(batch, registry, sigmas)
+    out = []
+    for k, det in enumerate(batch.detections):
+        if points.valid[k]:
+            out.append(GroundMeasurement(batch.sensor_id, batch.capture_ts_ns, float(points.lat_deg[k]),
+                                         float(points.lon_deg[k]), np.array(points.cov_en_m2[k]), det.class_name,
+                                         det.score, det.sensor_track_id, f"{batch.sensor_id}:{batch.frame_sequence}:{k}"))
+    return out, int((~points.valid).sum())
