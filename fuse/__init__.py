@@ -1,4 +1,17 @@
 """Fuse: georeferencing, the multi-sensor tracker, border geometry and events.
 
-Not built yet (issue #6). When it is, this package exposes ``build_stage(config, registry)``.
+``build_stage(config, registry)`` gives the stage the runner runs (``ibet run fuse``).
 """
+
+from __future__ import annotations
+
+
+def build_stage(config, registry):
+    """The fuse stage with the shipped (or configured) border and ports of entry."""
+    from fuse.border_relation import BorderModel
+    from fuse.stage import FuseStage
+    from ibet.border import load_border, load_ports_of_entry
+
+    border = load_border()
+    ports = load_ports_of_entry(config.ports_of_entry_file(), sector_ids={s.id for s in registry.sectors})
+    return FuseStage(registry, BorderModel(border, ports), config.fuse)

@@ -1,0 +1,122 @@
+"""All fusion of one sector: its tracking plane, its tracker and its border memory.
+
+Pure: ground measurements in, TrackUpdates and BorderEvents out, in event time. The whole state
+round-trips through JSON (:meth:`SectorFusion.to_state`), so the stage can save it with its
+offsets and a restarted worker continues the same tracks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from fuse.border_events import BorderEventDetector
+from fuse.border_relation import BorderModel
+from fuse.frames import LocalPlane
+from fuse.measurements import GroundMeasurement
+from fuse.tracking import (
+    ConstantVelocityPredictor,
+    Deleter,
+    Measurement,
+    MOfNInitiator,
+    ReorderBuffer,
+    Track,
+    Tracker,
+)
+from fuse.tracking import TrackStatus as TrackerStatus
+from ibet.config import FuseSettings
+from ibet.messages import BorderEvent, TrackClass, TrackStatus, TrackUpdate
+
+_CLASSES = {c.value for c in TrackClass}
+_PUBLISHED = {TrackerStatus.CONFIRMED: TrackStatus.CONFIRMED, TrackerStatus.COASTING: TrackStatus.COASTING,
+              TrackerStatus.DELETED: TrackStatus.DELETED}
+
+
+def _tracker(sector_id: str, settings: FuseSettings, state: dict | None = None) -> Tracker:
+    components = dict(
+        predictor=ConstantVelocityPredictor(process_noise_accel_mps2=settings.process_noise_accel_mps2),
+        deleter=Deleter(coast_after_s=settings.coast_after_s, delete_after_s=settings.delete_after_s),
+        reorder=ReorderBuffer(window_s=settings.reorder_window_s),
+    )
+    if state is not None:
+        return Tracker.from_state(state, **components)
+    tracker = Tracker(id_prefix=sector_id, **components)
+    tracker.initiator = MOfNInitiator(m=settings.confirm_m, n=settings.confirm_n, updater=tracker.updater,
+                                      class_fusion=tracker.class_fusion)
+    return tracker
+
+
+class SectorFusion:
+    """Tracks and border events of one sector, on a tangent plane fixed at its first measurement."""
+
+    def __init__(self, sector_id: str, model: BorderModel, settings: FuseSettings, plane: LocalPlane | None = None,
+                 tracker: Tracker | None = None, detector: BorderEventDetector | None = None):
+        self.sector_id, self.model, self.settings, self.plane = sector_id, model, settings, plane
+        self.tracker = tracker or _tracker(sector_id, settings)
+        self.detector = detector or BorderEventDetector(model, approach_distance_m=settings.approach_distance_m,
+                                                        hysteresis_m=settings.hysteresis_m,
+                                                        lost_distance_m=settings.lost_distance_m)
+
+    def process(self, measurements: Sequence[GroundMeasurement], time_ns: int) -> tuple[list[TrackUpdate], list[BorderEvent]]:
+        """One frame's measurements (maybe none) at its capture time -> published tracks, events."""
+        if self.plane is None and measurements:
+            self.plane = LocalPlane(measurements[0].lat_deg, measurements[0].lon_deg)
+        if self.plane is None:
+            return [], []
+        local = []
+        for m in measurements:
+            east, north = self.plane.to_en(m.lat_deg, m.lon_deg)
+            local.append(Measurement(m.sensor_id, m.capture_ts_ns, (float(east), float(north)), m.cov_en_m2,
+                                     m.class_name, m.score, m.sensor_track_id, m.ref))
+        out = self.tracker.process(local, time_ns=time_ns)
+        live = [t for t in out.updated if t.status in _PUBLISHED]
+        updates = self._updates(live) + self._updates(list(out.deleted))
+        events = self.detector.update(updates)
+        return updates, events
+
+    def _updates(self, tracks: Sequence[Track]) -> list[TrackUpdate]:
+        if not tracks:
+            return []
+        east = np.array([t.x[0] for t in tracks])
+        north = np.array([t.x[1] for t in tracks])
+        lat, lon = self.plane.to_latlon(east, north)
+        lat, lon = np.atleast_1d(lat), np.atleast_1d(lon)
+        ve = np.array([t.x[2] for t in tracks])
+        vn = np.array([t.x[3] for t in tracks])
+        relation = self.model.relation(lat, lon, ve, vn)
+        updates = []
+        for i, t in enumerate(tracks):
+            probs = {k: v for k, v in t.class_probabilities.items() if k in _CLASSES}
+            total = sum(probs.values())
+            probs = {k: v / total for k, v in probs.items()} if total > 0 else {}
+            cov = t.position_cov_m2
+            cov = (cov + cov.T) / 2
+            side = relation.country[i]
+            updates.append(TrackUpdate(
+                track_id=t.track_id, sector_id=self.sector_id, time_ts_ns=t.state_ns, lat_deg=float(lat[i]),
+                lon_deg=float(lon[i]), position_cov_m2=((float(cov[0, 0]), float(cov[0, 1])),
+                                                        (float(cov[1, 0]), float(cov[1, 1]))),
+                velocity_east_mps=float(ve[i]), velocity_north_mps=float(vn[i]),
+                class_name=t.class_name if t.class_name in _CLASSES else TrackClass.UNKNOWN,
+                class_probabilities=probs, sensor_ids=tuple(sorted(t.sensors)), status=_PUBLISHED[t.status],
+                border_side=side if side in ("CA", "US") else None,
+                distance_to_border_m=float(relation.distance_m[i]) if np.isfinite(relation.distance_m[i]) else None,
+                version=t.version,
+            ))
+        return updates
+
+    def to_state(self) -> dict[str, Any]:
+        plane = None if self.plane is None else [self.plane.lat0_deg, self.plane.lon0_deg]
+        return {"sector_id": self.sector_id, "plane": plane, "tracker": self.tracker.to_state(),
+                "border": self.detector.to_state()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], model: BorderModel, settings: FuseSettings) -> SectorFusion:
+        plane = LocalPlane(*state["plane"]) if state["plane"] else None
+        detector = BorderEventDetector.from_state(model, state["border"], approach_distance_m=settings.approach_distance_m,
+                                                  hysteresis_m=settings.hysteresis_m,
+                                                  lost_distance_m=settings.lost_distance_m)
+        return cls(state["sector_id"], model, settings, plane, _tracker(state["sector_id"], settings, state["tracker"]),
+                   detector)

@@ -1,0 +1,83 @@
+"""The fuse stage: DetectionBatches of a sector in, TrackUpdates and BorderEvents out.
+
+Consumes ``ibet.detections.v1`` (keyed by sector, so one worker holds all sensors of a sector),
+produces ``ibet.tracks.v1`` and ``ibet.events.v1`` (keyed by sector), and saves each sector's
+state on the compacted ``ibet.fuse-state.v1`` with the committed offsets (see the runner).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from fuse.border_relation import BorderModel
+from fuse.georef import GeorefSigmas
+from fuse.measurements import measurements
+from fuse.sector_fusion import SectorFusion
+from ibet import topics
+from ibet.bus.base import OutRecord, Record
+from ibet.config import FuseSettings
+from ibet.exceptions import IbetError
+from ibet.messages import DetectionBatch
+from ibet.registry import Registry
+from ibet.stage import Outcome
+
+
+class FuseInputError(IbetError):
+    """A detection batch that names a sector or sensor the registry does not know, or that
+    disagrees with the registry about where its sensor is."""
+
+
+class FuseStage:
+    """Stateful: one :class:`SectorFusion` per sector this worker owns."""
+
+    name = "fuse"
+    input_topics = (topics.DETECTIONS,)
+    state_topic = topics.FUSE_STATE
+
+    def __init__(self, registry: Registry, model: BorderModel, settings: FuseSettings | None = None):
+        self.registry, self.model = registry, model
+        self.settings = settings or FuseSettings()
+        self.sigmas = GeorefSigmas(pixel_sigma_px=self.settings.pixel_sigma_px,
+                                   attitude_sigma_deg=self.settings.attitude_sigma_deg,
+                                   position_sigma_m=self.settings.position_sigma_m)
+        self.sectors: dict[str, SectorFusion] = {}
+        self._changed: set[str] = set()
+
+    def process_batch(self, records: Sequence[Record]) -> list[Outcome]:
+        return [self._process(record) for record in records]
+
+    def _process(self, record: Record) -> Outcome:
+        try:
+            batch = DetectionBatch.from_bytes(record.value)
+            sensor = self.registry.sensor(batch.sensor_id)
+            self.registry.sector(batch.sector_id)
+            if sensor.sector_id != batch.sector_id:
+                raise FuseInputError(f"sensor {sensor.id} belongs to sector {sensor.sector_id}, not {batch.sector_id}")
+            placed, _unplaced = measurements(batch, self.registry, self.sigmas)
+        except IbetError as exc:  # bad data: dead-lettered by the runner, nothing changed
+            return Outcome(error=exc)
+        fusion = self.sectors.get(batch.sector_id)
+        if fusion is None:
+            fusion = self.sectors[batch.sector_id] = SectorFusion(batch.sector_id, self.model, self.settings)
+        updates, events = fusion.process(placed, batch.capture_ts_ns)
+        self._changed.add(batch.sector_id)
+        key = batch.sector_id.encode()
+        out = [OutRecord(topics.TRACKS, key, u.to_bytes()) for u in updates]
+        out += [OutRecord(topics.EVENTS, key, e.to_bytes()) for e in events]
+        return Outcome(tuple(out))
+
+    # -- state saved with the offsets -------------------------------------------------------
+    def snapshot(self) -> list[OutRecord]:
+        changed, self._changed = sorted(self._changed), set()
+        return [OutRecord(self.state_topic, s.encode(), json.dumps(self.sectors[s].to_state()).encode())
+                for s in changed if s in self.sectors]
+
+    def restore(self, records: Sequence[Record]) -> None:
+        latest = {r.key.decode(): r.value for r in records if r.key is not None}
+        for sector_id, value in latest.items():
+            self.sectors[sector_id] = SectorFusion.from_state(json.loads(value), self.model, self.settings)
+
+    def forget(self, keys: set[bytes]) -> None:
+        for key in keys:
+            self.sectors.pop(key.decode(), None)
