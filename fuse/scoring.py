@@ -1,8 +1,8 @@
 """Scores of a fused run against the simulator's exact truth (pure functions).
 
 An event matches a true event of the same kind and direction within ``match_window_s`` and
-``match_distance_m``; lawful (port-of-entry) crossings are scored apart and never count as
-alerts. Distances are computed on the WGS-84 ellipsoid (pyproj.Geod).
+``match_distance_m``; events inside a port of entry (lawful crossings, queues approaching the
+line) are scored apart and never count as alarms. Distances are computed on the WGS-84 ellipsoid (pyproj.Geod).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def score_events(fired: Sequence[FiredEvent], truth: Sequence[TrueEvent], durati
     true_crossings = [t for t in truth if t.kind == "crossing"]
     unlawful = [f for f in fired if f.event.event_type == "crossing" and f.event.port_of_entry_id is None]
     lawful = [f for f in fired if f.event.event_type == "crossing" and f.event.port_of_entry_id is not None]
-    approaches = [f for f in fired if f.event.event_type == "approach"]
+    approaches = [f for f in fired if f.event.event_type == "approach" and f.event.port_of_entry_id is None]
 
     matched_truth, latencies, true_positive = set(), [], 0
     for f in unlawful:

@@ -182,6 +182,39 @@ def bench_bus(
            "raw MB/s", "ratio ours/raw"], rows, summary)
 
 
+@app.command("eval")
+def eval_cmd(
+    scenario: Annotated[str, typer.Argument(help="Shipped scenario name or YAML file; 'all' for every shipped one.")],
+    seeds: Annotated[str, typer.Option(help="Seeds, e.g. 1-5.")] = "1-3",
+    config: ConfigOption = None,
+) -> None:
+    """Score SCENARIO through georeferencing, tracking and border rules against the simulator's truth."""
+    from fuse.border_relation import BorderModel
+    from fuse.evaluate import evaluate
+    from ibet.bench.report import report
+    from ibet.border import load_border, load_ports_of_entry
+    from sim.cli import parse_seeds
+    from sim.scenario import load_scenario, resolve_scenario, shipped_scenarios
+
+    cfg, registry = _load(config)
+    try:
+        paths = shipped_scenarios() if scenario == "all" else [resolve_scenario(scenario)]
+        scenarios = [load_scenario(p) for p in paths]
+    except IbetError as exc:
+        _fail(str(exc))
+    model = BorderModel(load_border(), load_ports_of_entry(cfg.ports_of_entry_file()))
+    results = [evaluate(sc, parse_seeds(seeds), registry, model, cfg.fuse) for sc in scenarios]
+    columns = ["scenario", "recall", "precision", "FA/h", "lawful", "appr.", "latency s p50/95", "georef m p50/95",
+               "id sw."]
+    rows = [[r["scenario"], r["crossing_recall"], r["crossing_precision"], r["false_alarms_per_hour"],
+             f"{r['lawful_crossing_events']}/{r['true_lawful_crossings']}", f"{r['approach_events']}/{r['true_approaches']}",
+             f"{r['time_to_event_p50_s']}/{r['time_to_event_p95_s']}",
+             f"{r['georef_error_median_m']}/{r['georef_error_p95_m']}", r["identity_switches"]] for r in results]
+    name = "all" if scenario == "all" else scenarios[0].name
+    summary = results[0] if len(results) == 1 else {"scenario": "all", "results": results}
+    report(f"eval-{name}", f"ibet eval {scenario} (seeds {seeds})", columns, rows, summary)
+
+
 @bench_app.command("ingest")
 def bench_ingest(
     bootstrap: Annotated[str | None, typer.Option(help="host:port of a broker; default: start a local one.")] = None,

@@ -13,8 +13,10 @@ from fuse.tracking.types import Measurement, Track, TrackStatus
 CHI2_2DOF_99 = 9.21
 """99 % quantile of the chi-square distribution with 2 degrees of freedom."""
 
-HINT_BONUS = 2.0 * math.log(9.0)
-"""Default hint bonus, ≈ 4.39: a matching per-sensor track id taken as 9x likelier for the same target."""
+HINT_BONUS = CHI2_2DOF_99
+"""Default hint bonus, equal to the gate: within the gate, a measurement carrying a track's hint beats
+any that does not. A per-sensor (image) tracker separates targets in pixels far better than metres of
+ground uncertainty can; the gate still rejects a hint that has jumped to another object."""
 
 
 def pairwise_mahalanobis_sq(pos_m: np.ndarray, pos_cov_m2: np.ndarray, z_m: np.ndarray, R_m2: np.ndarray) -> np.ndarray:
