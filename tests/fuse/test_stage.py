@@ -8,6 +8,10 @@ import json
 import numpy as np
 import pytest
 
+from fuse.border_relation import BorderModel
+from fuse.degrade import DetectorModel, degrade, detection_batch
+from fuse.evaluate import evaluate
+from fuse.stage import FuseStage
 from ibet import topics
 from ibet.border import load_border, load_ports_of_entry
 from ibet.bus.base import OutRecord
@@ -17,10 +21,6 @@ from ibet.dead_letter import DeadLetterInfo
 from ibet.messages import BorderEvent, TrackUpdate
 from ibet.registry import load_registry
 from ibet.runner import StageRunner
-from fuse.border_relation import BorderModel
-from fuse.degrade import DetectorModel, degrade, detection_batch
-from fuse.evaluate import evaluate
-from fuse.stage import FuseStage
 from sim.run import simulate, truth_frames
 from sim.scenario import load_scenario, resolve_scenario
 
