@@ -17,8 +17,10 @@ from fuse.border_relation import BorderModel
 from fuse.frames import LocalPlane
 from fuse.measurements import GroundMeasurement
 from fuse.tracking import (
+    ClassFusion,
     ConstantVelocityPredictor,
     Deleter,
+    KalmanUpdater,
     Measurement,
     MOfNInitiator,
     ReorderBuffer,
@@ -35,17 +37,19 @@ _PUBLISHED = {TrackerStatus.CONFIRMED: TrackStatus.CONFIRMED, TrackerStatus.COAS
 
 
 def _tracker(sector_id: str, settings: FuseSettings, state: dict | None = None) -> Tracker:
+    """The sector's tracker from the settings, new or continuing ``state`` (same components either way)."""
+    updater, class_fusion = KalmanUpdater(), ClassFusion()
     components = dict(
         predictor=ConstantVelocityPredictor(process_noise_accel_mps2=settings.process_noise_accel_mps2),
+        updater=updater,
+        class_fusion=class_fusion,
+        initiator=MOfNInitiator(m=settings.confirm_m, n=settings.confirm_n, updater=updater, class_fusion=class_fusion),
         deleter=Deleter(coast_after_s=settings.coast_after_s, delete_after_s=settings.delete_after_s),
         reorder=ReorderBuffer(window_s=settings.reorder_window_s),
     )
     if state is not None:
         return Tracker.from_state(state, **components)
-    tracker = Tracker(id_prefix=sector_id, **components)
-    tracker.initiator = MOfNInitiator(m=settings.confirm_m, n=settings.confirm_n, updater=tracker.updater,
-                                      class_fusion=tracker.class_fusion)
-    return tracker
+    return Tracker(id_prefix=sector_id, **components)
 
 
 class SectorFusion:

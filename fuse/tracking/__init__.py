@@ -39,6 +39,7 @@ __all__ = [
     "KalmanUpdater",
     "MOfNInitiator",
     "MahalanobisGnnAssociator",
+    "ReorderBuffer",
     "Measurement",
     "Track",
     "TrackStatus",

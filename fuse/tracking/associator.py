@@ -73,13 +73,14 @@ class MahalanobisGnnAssociator:
         R = np.stack([meas.cov_m2 for meas in measurements])
         d2 = pairwise_mahalanobis_sq(pos, pos_cov, z, R)
         admissible = d2 <= self.gate_chi2
-        hinted = np.array(
-            [
-                [meas.sensor_track_id is not None and t.hints.get(meas.sensor_id) == meas.sensor_track_id for meas in measurements]
-                for t in tracks
-            ],
-            dtype=bool,
-        )
+        hinted = np.zeros((n, m), dtype=bool)
+        holders: dict[tuple[str, int], list[int]] = {}
+        for i, t in enumerate(tracks):
+            for sensor, sid in t.hints.items():
+                holders.setdefault((sensor, sid), []).append(i)
+        for j, meas in enumerate(measurements):
+            if meas.sensor_track_id is not None:
+                hinted[holders.get((meas.sensor_id, meas.sensor_track_id), []), j] = True
         cost = np.where(admissible, d2 - self.gate_chi2 - self.hint_bonus * hinted, 0.0)
         return cost, admissible
 

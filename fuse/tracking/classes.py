@@ -25,7 +25,9 @@ class ClassFusion:
     Example: ``ClassFusion().update({}, "person", 0.9)`` -> ``{"person": 0.897, "vehicle": 0.034, "boat": 0.034, "animal": 0.034}``.
     """
 
-    def __init__(self, classes: Sequence[str] = DEFAULT_CLASSES, confusion_floor: float = 0.05, min_probability: float = 1e-3) -> None:
+    def __init__(
+        self, classes: Sequence[str] = DEFAULT_CLASSES, confusion_floor: float = 0.05, min_probability: float = 1e-3
+    ) -> None:
         classes = tuple(classes)
         if len(classes) < 2 or len(set(classes)) != len(classes) or not all(isinstance(c, str) and c for c in classes):
             raise ValueError(f"classes must be at least two distinct non-empty names, got {classes!r}")

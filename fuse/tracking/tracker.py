@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import groupby
 from typing import Any
 
 import numpy as np
@@ -89,13 +90,13 @@ class Tracker:
     def _run(self, released: list[Measurement]) -> TrackerOutput:
         updated: list[Track] = []
         deleted: list[Track] = []
-        times = sorted({m.time_ns for m in released})
-        for time_ns in times:
-            scan = [m for m in released if m.time_ns == time_ns]
-            self._scan(time_ns, scan, updated, deleted)
+        scans = 0
+        for time_ns, scan in groupby(sorted(released, key=lambda m: m.key), key=lambda m: m.time_ns):
+            self._scan(time_ns, list(scan), updated, deleted)
+            scans += 1
         if self.reorder.watermark_ns is not None:
             self._age(self.reorder.watermark_ns, updated, deleted)
-        return TrackerOutput(updated=tuple(updated), deleted=tuple(deleted), scans=len(times))
+        return TrackerOutput(updated=tuple(updated), deleted=tuple(deleted), scans=scans)
 
     def _scan(self, time_ns: int, measurements: list[Measurement], updated: list[Track], deleted: list[Track]) -> None:
         """One scan: all measurements share ``time_ns`` and are sorted by ``Measurement.key``."""
@@ -140,7 +141,9 @@ class Tracker:
             self._emit(coasting, updated)
         return set(coasting)
 
-    def _record_hits(self, tracks: tuple[Track, ...], associations: dict[Track, tuple[Measurement, ...]], scan: list[Measurement]) -> None:
+    def _record_hits(
+        self, tracks: tuple[Track, ...], associations: dict[Track, tuple[Measurement, ...]], scan: list[Measurement]
+    ) -> None:
         """A scan counts for a track when it hit it or holds a sensor that has seen it before (M-of-N)."""
         scan_sensors = {m.sensor_id for m in scan}
         for track in tracks:
