@@ -1,7 +1,8 @@
 """The embedded demo: every stage that exists, in one process, on the in-memory bus.
 
-The simulator feeds a shipped scenario's frames onto ``ibet.frames.v1``; every stage that is
-built then runs on them, and the demo says which stages are not built yet. The full demo
+The simulator feeds a shipped scenario's frames onto ``ibet.frames.v1`` (and, while detect is
+not built, stand-in detections onto ``ibet.detections.v1``); every stage that is built then runs,
+its border events are printed, and the demo says which stages are not built yet. The full demo
 (console, alerts, run report) is issue #10.
 """
 
@@ -15,7 +16,9 @@ from rich.table import Table
 
 from ibet import topics
 from ibet.bus.memory import MemoryBus
+from ibet.clock import ns_to_datetime_utc
 from ibet.config import IbetConfig
+from ibet.messages import BorderEvent
 from ibet.registry import Registry
 from ibet.runner import StageRunner
 from ibet.stages import PIPELINE, build_stage
@@ -28,10 +31,18 @@ class DemoResult:
     records_per_topic: dict[str, int]
 
 
-def feed_scenario(bus: MemoryBus, scenario_name: str, seed: int | None, console: Console) -> None:
-    """Render ``scenario_name`` onto the bus's frames topic and print its true events."""
+def feed_scenario(bus: MemoryBus, scenario_name: str, seed: int | None, console: Console,
+                  stand_in_detections: bool = False) -> None:
+    """Render ``scenario_name`` onto the bus's frames topic and print its true events.
+
+    With ``stand_in_detections`` (while the detect stage is not built), each frame's exact boxes,
+    degraded like a real detector (:mod:`fuse.degrade`), also go onto ``ibet.detections.v1``.
+    """
+    import numpy as np
     from rich.progress import Progress
 
+    from fuse.degrade import DetectorModel, degrade, detection_batch
+    from ibet.bus.base import OutRecord
     from sim.run import simulate
     from sim.scenario import load_scenario, resolve_scenario
     from sim.sinks import BusSink
@@ -40,10 +51,15 @@ def feed_scenario(bus: MemoryBus, scenario_name: str, seed: int | None, console:
     sim = simulate(scenario, seed)
     sink = BusSink(bus.producer("ibet-sim"))
     total = sum(int(scenario.duration_s * s.frame_rate_hz) for s in scenario.sensors)
+    rng, detector, producer = np.random.default_rng(sim.seed), DetectorModel(), bus.producer("ibet-demo")
     with Progress(console=console) as progress:
         task = progress.add_task(f"simulating {scenario.name} (seed {sim.seed})", total=total)
         for frame in sim.frames():
             sink.write(frame)
+            if stand_in_detections:
+                dets, _ = degrade(frame.truth_boxes, frame.meta.width_px, frame.meta.height_px, detector, rng)
+                batch = detection_batch(frame, scenario.sector_id, dets)
+                producer.send(OutRecord(topics.DETECTIONS, scenario.sector_id.encode(), batch.to_bytes()))
             progress.advance(task)
     sink.close(sim)
     console.print(f"{sink.count} frames from {len(scenario.sensors)} sensors on {topics.FRAMES}; truth:")
@@ -62,11 +78,15 @@ def run_demo(config: IbetConfig, registry: Registry, scenario: str | None = "foo
     )
     bus = MemoryBus(default_partitions=config.bus.kafka.default_partitions)
     bus.create_topics([spec.name for spec in topics.all_topic_specs()])
+    detect_built = next(i for i in PIPELINE if i.name == "detect").is_built()
     if scenario:
-        feed_scenario(bus, scenario, seed, console)
+        feed_scenario(bus, scenario, seed, console, stand_in_detections=not detect_built)
+        if not detect_built:
+            console.print("[yellow]detect is not built yet: the simulator's boxes, degraded like a detector "
+                          "(misses, false boxes, jitter), stand in on ibet.detections.v1[/]")
 
-    built = [info for info in PIPELINE if info.is_built()]
-    not_built = [info for info in PIPELINE if not info.is_built()]
+    built = [info for info in PIPELINE if not info.is_source and info.is_built()]
+    not_built = [info for info in PIPELINE if not info.is_source and not info.is_built()]
     runners = [StageRunner(build_stage(info.name, config, registry), bus, config.runner) for info in built]
     threads = [threading.Thread(target=r.run, kwargs={"idle_stop_s": idle_stop_s}, name=r.stage.name) for r in runners]
     for thread in threads:
@@ -79,11 +99,20 @@ def run_demo(config: IbetConfig, registry: Registry, scenario: str | None = "foo
     for column in ("stage", "consumes", "produces", "status"):
         table.add_column(column)
     for info in PIPELINE:
-        status = "[green]ran[/]" if info in built else f"[yellow]not built yet (issue #{info.issue})[/]"
+        if info.is_source:
+            status = "[green]the simulator fed the frames[/] (drones: ibet ingest serve; cameras: ibet ingest pull)"
+        else:
+            status = "[green]ran[/]" if info in built else f"[yellow]not built yet (issue #{info.issue})[/]"
         table.add_row(info.name, ", ".join(info.consumes) or "sensors", ", ".join(info.produces), status)
     console.print(table)
     console.print("records on the bus: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
+    for record in bus.records(topics.EVENTS):
+        event = BorderEvent.from_bytes(record.value)
+        where = f" inside {event.port_of_entry_id} (lawful)" if event.port_of_entry_id else ""
+        console.print(f"  event: {event.event_type.value} {event.direction.value} by track {event.track_id} "
+                      f"({event.class_name.value}) at {ns_to_datetime_utc(event.event_ts_ns):%H:%M:%S} UTC, "
+                      f"({event.lat_deg:.5f}, {event.lon_deg:.5f}){where}")
     if not_built:
-        console.print(f"[yellow]{len(not_built)} of {len(PIPELINE)} stages are not built yet; "
+        console.print(f"[yellow]{len(not_built)} of {len(PIPELINE) - 1} consuming stages are not built yet; "
                       "the full demo (scenario, console, run report) is issue #10.[/]")
     return DemoResult([i.name for i in built], [i.name for i in not_built], counts)

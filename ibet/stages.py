@@ -31,6 +31,11 @@ class StageInfo:
     def is_built(self) -> bool:
         return hasattr(importlib.import_module(self.package), "build_stage")
 
+    @property
+    def is_source(self) -> bool:
+        """Ingest brings frames in from outside (push API, pulled cameras): it has no input topic."""
+        return not self.consumes
+
 
 PIPELINE: tuple[StageInfo, ...] = (
     StageInfo("ingest", "ingest", (), (topics.FRAMES,), 4),

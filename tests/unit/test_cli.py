@@ -77,7 +77,9 @@ def test_demo_feeds_a_scenario_onto_the_frames_topic(tmp_path):
     assert result.exit_code == 0, result.output
     sent = int(result.output.split(" frames from ")[0].split()[-1])
     assert sent > 0 and f"ibet.frames.v1 {sent}" in result.output
+    assert f"ibet.detections.v1 {sent}" in result.output  # stand-in detections while detect is not built
     assert "lawful_crossing of a vehicle" in result.output
+    assert "fuse" in result.output and "ran" in result.output
 
 
 def test_demo_with_an_unknown_scenario_exits_2():
