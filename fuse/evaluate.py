@@ -17,8 +17,7 @@ import numpy as np
 
 from fuse.border_relation import BorderModel
 from fuse.degrade import DetectorModel, degrade, detection_batch
-from fuse.georef import GeorefSigmas
-from fuse.measurements import measurements
+from fuse.measurements import measurements, sigmas_from
 from fuse.scoring import FiredEvent, TrueEvent, distance_m, identity_switches, percentiles, score_events
 from fuse.sector_fusion import SectorFusion
 from ibet.config import FuseSettings
@@ -40,14 +39,13 @@ def run_seed(scenario: Scenario, seed: int, registry: Registry, model: BorderMod
              detector: DetectorModel) -> SeedResult:
     sim = simulate(scenario, seed)
     fusion = SectorFusion(scenario.sector_id, model, settings)
-    sigmas = GeorefSigmas(pixel_sigma_px=settings.pixel_sigma_px, attitude_sigma_deg=settings.attitude_sigma_deg,
-                          position_sigma_m=settings.position_sigma_m)
+    sigmas, fixed_sigmas = sigmas_from(settings)
     rng = np.random.default_rng([seed, 99])
     fired, errors, followers = [], [], defaultdict(list)
     for frame in truth_frames(sim):
         dets, truth_ids = degrade(frame.truth_boxes, frame.meta.width_px, frame.meta.height_px, detector, rng)
         batch = detection_batch(frame, scenario.sector_id, dets)
-        placed, _ = measurements(batch, registry, sigmas)
+        placed, _ = measurements(batch, registry, sigmas, fixed_sigmas)
         refs = {f"{batch.sensor_id}:{batch.frame_sequence}:{k}": tid for k, tid in enumerate(truth_ids)}
         for m in placed:  # georeferencing error against the true target at the true capture time
             tid = refs.get(m.ref)

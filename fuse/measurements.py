@@ -27,8 +27,10 @@ class GroundMeasurement:
     ref: str
 
 
-def ground_points(batch: DetectionBatch, registry: Registry, sigmas: GeorefSigmas) -> GroundPoints:
-    """Georeference every box of ``batch`` with the method its sensor supports."""
+def ground_points(batch: DetectionBatch, registry: Registry, sigmas: GeorefSigmas,
+                  fixed_sigmas: GeorefSigmas | None = None) -> GroundPoints:
+    """Georeference every box of ``batch`` with the method its sensor supports (fixed cameras
+    with ``fixed_sigmas``: a surveyed mount knows its pose far better than a drone)."""
     sensor = registry.sensor(batch.sensor_id)
     ground_elev_m = registry.sector(sensor.sector_id).ground_elev_m
     boxes = batch.as_arrays().xyxy
@@ -37,19 +39,37 @@ def ground_points(batch: DetectionBatch, registry: Registry, sigmas: GeorefSigma
                                   sigmas)
     if sensor.pose is not None:
         return georeference_fixed_pose(boxes, batch.image_width_px, batch.image_height_px, sensor.pose, ground_elev_m,
-                                       sensor.intrinsics, sigmas)
+                                       sensor.intrinsics, fixed_sigmas or sigmas)
     return georeference_homography(boxes, sensor.ground_control_points, sigmas.pixel_sigma_px)
 
 
-def measurements(batch: DetectionBatch, registry: Registry, sigmas: GeorefSigmas) -> tuple[list[GroundMeasurement], int]:
-    """The valid ground measurements of ``batch`` and how many boxes could not be placed."""
+EDGE_MARGIN_PX = 2.0
+
+
+def measurements(batch: DetectionBatch, registry: Registry, sigmas: GeorefSigmas,
+                 fixed_sigmas: GeorefSigmas | None = None) -> tuple[list[GroundMeasurement], int]:
+    """The valid ground measurements of ``batch`` and how many boxes could not be placed.
+
+    A box whose bottom touches the bottom of the image is cut off by the frame: its ground
+    contact point is not in the picture, so it is not placed (it would land metres short).
+    """
     if not batch.detections:
         return [], 0
-    points = ground_points(batch, registry, sigmas)
+    points = ground_points(batch, registry, sigmas, fixed_sigmas)
+    cut_off = batch.as_arrays().xyxy[:, 3] >= batch.image_height_px - EDGE_MARGIN_PX
     out = []
     for k, det in enumerate(batch.detections):
-        if points.valid[k]:
+        if points.valid[k] and not cut_off[k]:
             out.append(GroundMeasurement(batch.sensor_id, batch.capture_ts_ns, float(points.lat_deg[k]),
                                          float(points.lon_deg[k]), np.array(points.cov_en_m2[k]), det.class_name,
                                          det.score, det.sensor_track_id, f"{batch.sensor_id}:{batch.frame_sequence}:{k}"))
-    return out, int((~points.valid).sum())
+    return out, len(batch.detections) - len(out)
+
+
+def sigmas_from(settings) -> tuple[GeorefSigmas, GeorefSigmas]:
+    """(drone, fixed camera) georeferencing error models from :class:`ibet.config.FuseSettings`."""
+    drone = GeorefSigmas(pixel_sigma_px=settings.pixel_sigma_px, attitude_sigma_deg=settings.attitude_sigma_deg,
+                         position_sigma_m=settings.position_sigma_m, altitude_sigma_m=settings.position_sigma_m)
+    fixed = GeorefSigmas(pixel_sigma_px=settings.pixel_sigma_px, attitude_sigma_deg=settings.fixed_attitude_sigma_deg,
+                         position_sigma_m=settings.fixed_position_sigma_m, altitude_sigma_m=settings.fixed_position_sigma_m)
+    return drone, fixed

@@ -11,8 +11,7 @@ import json
 from collections.abc import Sequence
 
 from fuse.border_relation import BorderModel
-from fuse.georef import GeorefSigmas
-from fuse.measurements import measurements
+from fuse.measurements import measurements, sigmas_from
 from fuse.sector_fusion import SectorFusion
 from ibet import topics
 from ibet.bus.base import OutRecord, Record
@@ -38,9 +37,7 @@ class FuseStage:
     def __init__(self, registry: Registry, model: BorderModel, settings: FuseSettings | None = None):
         self.registry, self.model = registry, model
         self.settings = settings or FuseSettings()
-        self.sigmas = GeorefSigmas(pixel_sigma_px=self.settings.pixel_sigma_px,
-                                   attitude_sigma_deg=self.settings.attitude_sigma_deg,
-                                   position_sigma_m=self.settings.position_sigma_m)
+        self.sigmas, self.fixed_sigmas = sigmas_from(self.settings)
         self.sectors: dict[str, SectorFusion] = {}
         self._changed: set[str] = set()
 
@@ -54,7 +51,7 @@ class FuseStage:
             self.registry.sector(batch.sector_id)
             if sensor.sector_id != batch.sector_id:
                 raise FuseInputError(f"sensor {sensor.id} belongs to sector {sensor.sector_id}, not {batch.sector_id}")
-            placed, _unplaced = measurements(batch, self.registry, self.sigmas)
+            placed, _unplaced = measurements(batch, self.registry, self.sigmas, self.fixed_sigmas)
         except IbetError as exc:  # bad data: dead-lettered by the runner, nothing changed
             return Outcome(error=exc)
         fusion = self.sectors.get(batch.sector_id)

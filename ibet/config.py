@@ -110,8 +110,10 @@ class FuseSettings(Section):
     """Georeferencing errors, the tracker and the border rules of the fuse stage."""
 
     pixel_sigma_px: float = Field(default=2.0, ge=0, description="detector box-bottom error")
-    attitude_sigma_deg: float = Field(default=0.5, ge=0, description="reported attitude error")
-    position_sigma_m: float = Field(default=3.0, ge=0, description="reported sensor position error")
+    attitude_sigma_deg: float = Field(default=0.5, ge=0, description="drone: reported attitude error")
+    position_sigma_m: float = Field(default=3.0, ge=0, description="drone: reported position error (GPS)")
+    fixed_attitude_sigma_deg: float = Field(default=0.05, ge=0, description="fixed camera: surveyed pose angle error")
+    fixed_position_sigma_m: float = Field(default=0.5, ge=0, description="fixed camera: surveyed position error")
     reorder_window_s: float = Field(default=0.5, ge=0, description="wait this long for late measurements")
     process_noise_accel_mps2: float = Field(default=1.0, gt=0, description="constant-velocity model noise")
     confirm_m: int = Field(default=3, gt=0, description="hits needed ...")
@@ -119,7 +121,7 @@ class FuseSettings(Section):
     coast_after_s: float = Field(default=2.0, gt=0, description="confirmed -> coasting without updates")
     delete_after_s: float = Field(default=8.0, gt=0, description="coasting -> deleted")
     approach_distance_m: float = Field(default=50.0, gt=0, description="approach events within this distance")
-    hysteresis_m: float = Field(default=15.0, gt=0, description="a crossing needs this far into each country")
+    hysteresis_m: float = Field(default=3.0, gt=0, description="a crossing needs this far into each country")
     lost_distance_m: float = Field(default=100.0, gt=0, description="a track dropped this close is lost near border")
 
 
