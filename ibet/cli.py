@@ -248,6 +248,20 @@ def bench_ingest(
            {"bench": "ingest", "baseline": "raw kafka-python send().get(), same frames and headers", **r})
 
 
+def _bench_fuse(
+    targets: Annotated[str, typer.Option(help="Comma-separated numbers of simultaneous targets.")] = "10,100,500",
+    scans: Annotated[int, typer.Option(help="Scans at 2 Hz (the largest case runs fewer).")] = 60,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic scene.")] = 0,
+) -> None:
+    """Georeference + track + border against Stone Soup (GNN + Kalman) on the same measurements."""
+    from ibet.bench.fuse import bench_fuse_command
+
+    bench_fuse_command(targets, scans, seed)
+
+
+bench_app.command("fuse")(_bench_fuse)
+
+
 def main() -> None:  # pragma: no cover - console-script shim
     app()
 
