@@ -6,6 +6,8 @@ import logging
 import platform
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -147,6 +149,26 @@ def config_check(config: ConfigOption = None) -> None:
                f"border: {border.source}")
 
 
+@contextmanager
+def _bench_broker(bootstrap: str | None) -> Iterator[str]:
+    """The given broker, or a local one started for the benchmark and stopped after it."""
+    from ibet.testing.kafka_broker import LocalKafkaBroker
+
+    logging.basicConfig(level=logging.WARNING)
+    if bootstrap is not None:
+        yield bootstrap
+        return
+    broker = LocalKafkaBroker(Path(tempfile.mkdtemp(prefix="ibet-bench-kafka-")), heap_mb=1024)
+    try:
+        started = broker.start()
+    except IbetError as exc:
+        _fail(str(exc))
+    try:
+        yield started
+    finally:
+        broker.stop()
+
+
 @bench_app.command("bus")
 def bench_bus(
     bootstrap: Annotated[str | None, typer.Option(help="host:port of a broker; default: start a local one.")] = None,
@@ -158,22 +180,10 @@ def bench_bus(
     from ibet.bench.bus import Case, run_bus_bench
     from ibet.bench.report import report
     from ibet.config import KafkaSettings
-    from ibet.testing.kafka_broker import LocalKafkaBroker
 
-    logging.basicConfig(level=logging.WARNING)
     cases = [Case("200KB", 200 * 1024, large), Case("1KB", 1024, small)]
-    broker = None
-    if bootstrap is None:
-        broker = LocalKafkaBroker(Path(tempfile.mkdtemp(prefix="ibet-bench-kafka-")), heap_mb=1024)
-        try:
-            bootstrap = broker.start()
-        except IbetError as exc:
-            _fail(str(exc))
-    try:
-        results = run_bus_bench(KafkaSettings(bootstrap_servers=[bootstrap]), cases, rounds)
-    finally:
-        if broker:
-            broker.stop()
+    with _bench_broker(bootstrap) as servers:
+        results = run_bus_bench(KafkaSettings(bootstrap_servers=[servers]), cases, rounds)
     rows = [[label, r["ours_msgs_per_s"], r["raw_msgs_per_s"], r["ours_mb_per_s"], r["raw_mb_per_s"], r["ratio"]]
             for label, r in results.items()]
     summary = {"bench": "bus", "baseline": "raw kafka-python, same settings", "ratio": min(r["ratio"] for r in results.values()),
@@ -226,21 +236,9 @@ def bench_ingest(
     from ibet.bench.ingest import run_ingest_bench
     from ibet.bench.report import report
     from ibet.config import KafkaSettings
-    from ibet.testing.kafka_broker import LocalKafkaBroker
 
-    logging.basicConfig(level=logging.WARNING)
-    broker = None
-    if bootstrap is None:
-        broker = LocalKafkaBroker(Path(tempfile.mkdtemp(prefix="ibet-bench-kafka-")), heap_mb=1024)
-        try:
-            bootstrap = broker.start()
-        except IbetError as exc:
-            _fail(str(exc))
-    try:
-        r = run_ingest_bench(KafkaSettings(bootstrap_servers=[bootstrap]), frames, clients, rounds)
-    finally:
-        if broker:
-            broker.stop()
+    with _bench_broker(bootstrap) as servers:
+        r = run_ingest_bench(KafkaSettings(bootstrap_servers=[servers]), frames, clients, rounds)
     rows = [["push API", r["api_frames_per_s"], r["api_mb_per_s"], r["api_mean_latency_ms"]],
             ["raw kafka-python", r["raw_frames_per_s"], r["raw_mb_per_s"], r["raw_mean_latency_ms"]]]
     report("bench-ingest", f"ibet bench ingest ({clients} clients, {frames} frames/round, ratio {r['ratio']})",
