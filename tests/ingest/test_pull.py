@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY
+from video_samples import T0, S, write_video
 
 from ibet import topics
 from ibet.bus import MemoryBus
@@ -23,18 +23,8 @@ from ingest.pull import PullError, PullStats, pull_frames, run_pull
 from ingest.sampling import RateSampler
 from ingest.sources import SourceFrame, VideoFileSource
 
-S = 1_000_000_000
-T0 = 1_718_000_000 * S
 POSE = {"lat_deg": 49.0, "lon_deg": -122.75, "height_m": 10.0, "heading_deg": 0.0, "tilt_deg": 5.0, "hfov_deg": 60.0}
 
-
-def write_video(path: Path, fps: float = 10.0, seconds: float = 6.0, size: tuple[int, int] = (160, 120)) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    assert writer.isOpened(), "OpenCV cannot write MJPG .avi files"
-    for k in range(round(fps * seconds)):
-        writer.write(np.full((size[1], size[0], 3), k % 256, np.uint8))
-    writer.release()
-    return path
 
 
 def camera(sensor_id: str = "cam-1", source_url: str | None = None, rate_hz: float = 2.0) -> Sensor:

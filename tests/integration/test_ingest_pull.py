@@ -9,11 +9,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from video_samples import T0, S, write_video
 
 from ibet import topics
 from ibet.clock import ManualClock
@@ -27,18 +27,8 @@ from ingest.sources import SourceFrame
 
 pytestmark = pytest.mark.kafka
 
-S = 1_000_000_000
-T0 = 1_718_000_000 * S
 POSE = {"lat_deg": 49.0, "lon_deg": -122.75, "height_m": 10.0, "heading_deg": 0.0, "tilt_deg": 5.0, "hfov_deg": 60.0}
 
-
-def write_video(path: Path, fps: float = 10.0, seconds: float = 6.0, size: tuple[int, int] = (160, 120)) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    assert writer.isOpened(), "OpenCV cannot write MJPG .avi files"
-    for k in range(round(fps * seconds)):
-        writer.write(np.full((size[1], size[0], 3), k % 256, np.uint8))
-    writer.release()
-    return path
 
 
 def registry_with_camera(sensor_id: str, source_url: str, rate_hz: float = 2.0) -> Registry:
