@@ -3,8 +3,9 @@
 # what is already there). Used by `make demo` and `make test`.
 #
 #   scripts/setup.sh          Debian packages, the virtualenv (.venv) with ibet and its dependencies
-#   scripts/setup.sh --test   the same, plus the test extras and the Apache Kafka broker jars
-#                             (resolved from Maven Central with Maven into ~/.cache/ibet)
+#   scripts/setup.sh --test   the same, plus the test extras, PostgreSQL's server (the tests start
+#                             their own), and the Apache Kafka broker jars (resolved from Maven
+#                             Central with Maven into ~/.cache/ibet)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,13 +14,15 @@ with_test=0
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-# 1. Debian packages: OpenCV needs libGL and GLib; the test broker needs Java 17 and Maven.
+# 1. Debian packages: OpenCV needs libGL and GLib; the test broker needs Java 17 and Maven, the
+#    database tests Debian's PostgreSQL server.
 packages=()
 ldconfig -p | grep -q 'libGL.so.1 ' || packages+=(libgl1)
 ldconfig -p | grep -q 'libglib-2.0.so.0 ' || packages+=(libglib2.0-0)
 if (( with_test )); then
   command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || packages+=(maven)
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)
 fi
 if (( ${#packages[@]} )); then
   say "installing Debian packages: ${packages[*]}"

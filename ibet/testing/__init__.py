@@ -1,1 +1,1 @@
-"""Helpers that start real services (the Kafka broker) for tests and benchmarks."""
+"""Helpers that start real services (Apache Kafka, PostgreSQL) for tests and benchmarks."""
