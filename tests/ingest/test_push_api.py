@@ -416,15 +416,21 @@ def test_rate_limiter_refills_at_its_rate():
     assert limiter.acquire("d") == 0.0 and limiter.acquire("other") == 0.0
 
 
-def test_migration_creates_exactly_the_ledger_tables(tmp_path: Path):
+def test_migrations_create_exactly_the_tables_the_stores_define(tmp_path: Path):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
+    from sqlalchemy import MetaData
 
+    from alerts.outbox import metadata as outbox_metadata
+
+    every_store = MetaData()
+    for table in [*metadata.tables.values(), *outbox_metadata.tables.values()]:
+        table.to_metadata(every_store)
     engine = make_engine(DatabaseSettings(url=f"sqlite:///{tmp_path}/new/folder/ibet.sqlite3"))
     migrate(engine)
     migrate(engine)  # idempotent
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), every_store)
     assert [d for d in diff if not (d[0] == "remove_table" and d[1].name == "alembic_version")] == []
 
 

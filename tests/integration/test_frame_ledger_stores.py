@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, func, inspect, select
 
 from ibet.clock import ManualClock
 from ibet.config import DatabaseSettings
-from ibet.db import make_engine, migrate
+from ibet.db import alembic_config, make_engine, migrate
 from ingest.exceptions import FrameIdReusedError
 from ingest.frame_store import FrameLedger, Reservation, frames, sensor_sequences
 
@@ -87,7 +88,8 @@ def test_migrate_creates_the_schema_and_is_idempotent(engine: Engine, database_u
     assert {"ingest_frames", "ingest_sensor_sequences", "alembic_version"} <= tables
     migrate(engine)  # a second time: nothing to do, no error
     with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        assert MigrationContext.configure(conn).get_current_revision() == head
         assert conn.execute(select(func.count()).select_from(frames)).scalar_one() == 0
 
 

@@ -1,0 +1,126 @@
+"""Sending what the outbox holds: channels, and one delivery pass over the due deliveries.
+
+A channel turns a claimed :class:`~alerts.outbox.DeliveryJob` into a :class:`SendResult`:
+``delivered`` (the partner has it), ``retry`` (try again after the backoff) or ``dead`` (the
+partner refused it for good; a person has to look). :func:`deliver_due` claims the due deliveries,
+sends each through its channel and records the outcome. The send comes before the record, so a
+crash in between resends after the lease ends, with the same idempotency key: the partner drops
+the repeat.
+
+    >>> channel = WebhookChannel(httpx.Client(timeout=5.0), {"usbp-blaine": (url, secret)})  # doctest: +SKIP
+    >>> deliver_due(outbox, {"webhook": channel})  # doctest: +SKIP
+    DeliveryStats(claimed=2, delivered=2, retried=0, dead=0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import NamedTuple, Protocol
+
+import httpx
+
+from alerts.formats.webhook import CHANNEL as WEBHOOK
+from alerts.formats.webhook import webhook_request
+from alerts.outbox import DEAD, DeliveryJob, Outbox
+
+_RETRYABLE_4XX = frozenset({408, 425, 429})  # timeout, too early, rate limited: the partner asks to come back
+_MAX_DETAIL_CHARS = 300
+
+
+class Outcome(StrEnum):
+    """What became of one attempt."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+class SendResult(NamedTuple):
+    """The outcome of one attempt and why (status code, error)."""
+
+    outcome: Outcome
+    detail: str = ""
+
+
+class Channel(Protocol):
+    """Something that can attempt one delivery."""
+
+    def send(self, job: DeliveryJob, now_ns: int) -> SendResult:
+        """Attempt ``job`` at ``now_ns``; never raises for a failed delivery."""
+        ...
+
+
+class WebhookChannel:
+    """Signed JSON POSTs (:func:`alerts.formats.webhook.webhook_request`) to each partner's URL.
+
+    ``endpoints``: ``{partner_id: (url, secret)}``. 2xx and 409 (the partner already has this
+    idempotency key) are delivered; 408/425/429, 5xx, timeouts and connection errors are retried;
+    any other status (a 4xx refusal, an unexpected redirect) is dead, as is a partner without an
+    endpoint. ``exercise`` marks every body as an exercise.
+    """
+
+    name = WEBHOOK
+
+    def __init__(self, client: httpx.Client, endpoints: Mapping[str, tuple[str, bytes | str]], *,
+                 exercise: bool = False):
+        self.client = client
+        self.endpoints = {partner: (url, secret.encode("utf-8") if isinstance(secret, str) else bytes(secret))
+                          for partner, (url, secret) in endpoints.items()}
+        self.exercise = exercise
+
+    def send(self, job: DeliveryJob, now_ns: int) -> SendResult:
+        """POST ``job``'s alert to its partner, signed at ``now_ns``, and classify the answer."""
+        endpoint = self.endpoints.get(job.partner_id)
+        if endpoint is None:
+            return SendResult(Outcome.DEAD, f"no webhook endpoint configured for partner {job.partner_id!r}")
+        url, secret = endpoint
+        headers, body = webhook_request(job.alert, job.partner_id, secret, now_ns // 1_000_000_000, self.exercise)
+        try:
+            response = self.client.post(url, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            return SendResult(Outcome.RETRY, f"timeout posting to {url}: {type(exc).__name__}")
+        except httpx.TransportError as exc:
+            return SendResult(Outcome.RETRY, f"cannot reach {url}: {type(exc).__name__}: {exc}")
+        status = response.status_code
+        detail = f"HTTP {status} from {url}: {response.text[:_MAX_DETAIL_CHARS]}".rstrip(": ")
+        if 200 <= status < 300 or status == 409:
+            return SendResult(Outcome.DELIVERED, detail)
+        if status >= 500 or status in _RETRYABLE_4XX:
+            return SendResult(Outcome.RETRY, detail)
+        return SendResult(Outcome.DEAD, detail)
+
+
+@dataclass
+class DeliveryStats:
+    """What one :func:`deliver_due` pass did."""
+
+    claimed: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+
+
+def deliver_due(outbox: Outbox, channels: Mapping[str, Channel], now_ns: int | None = None,
+                limit: int = 100) -> DeliveryStats:
+    """Claim up to ``limit`` due deliveries on ``channels`` (by channel name), send each, record each
+    outcome; a channel that raises counts as a retry with the exception as the error."""
+    now_ns = outbox.clock.now_ns() if now_ns is None else now_ns
+    stats = DeliveryStats()
+    for job in outbox.due(now_ns, limit, channels=list(channels)):
+        stats.claimed += 1
+        try:
+            result = channels[job.channel].send(job, now_ns)
+        except Exception as exc:  # noqa: BLE001 - one broken send must not stop the pass or lose the job
+            result = SendResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
+        if result.outcome is Outcome.DELIVERED:
+            outbox.delivered(job.key, now_ns)
+            stats.delivered += 1
+            continue
+        record = outbox.failed(job.key, result.detail, now_ns, permanent=result.outcome is Outcome.DEAD)
+        if record is not None and record.status == DEAD:
+            stats.dead += 1
+        else:
+            stats.retried += 1
+    return stats

@@ -1,0 +1,339 @@
+"""The durable alert outbox: an alert is committed before any delivery of it is attempted.
+
+Two tables (revision 0002, ``ibet/migrations/versions/0002_alert_outbox.py``): ``alerts`` holds each
+alert's current JSON and state; ``deliveries`` one row per delivery key (the channel's idempotency
+key: alert + partner + channel + alert version) with the exact alert JSON of that version, its
+status and its retry schedule. Portable SQLAlchemy Core: SQLite in the embedded mode and tests,
+PostgreSQL in production; the schema comes from :func:`ibet.db.migrate`.
+
+Statuses: ``pending`` (waiting for ``next_attempt_ns``) -> ``sending`` (claimed by a worker under a
+lease) -> ``delivered`` | ``pending`` (retry, with backoff) | ``dead`` (refused for good, or still
+failing ``dead_after_s`` after the first attempt). While a delivery is ``sending``,
+``next_attempt_ns`` is the end of its lease: a worker that crashed between sending and recording
+leaves the row ``sending``, and once the lease ends :meth:`Outbox.due` hands it out again. The
+resend carries the same idempotency key, so the partner de-duplicates it: "once" as the partner
+sees it.
+
+    >>> outbox = Outbox(engine, clock)  # doctest: +SKIP
+    >>> outbox.record(alert, [("usbp-blaine", "webhook", idempotency_key(alert, "usbp-blaine"))])  # doctest: +SKIP
+    >>> for job in outbox.due(clock.now_ns(), limit=10): ...  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from alerts.formats import alert_version
+from ibet.clock import Clock, SystemClock, ns_from_seconds
+from ibet.exceptions import IbetError
+from ibet.messages import Alert
+
+PENDING, SENDING, DELIVERED, DEAD = "pending", "sending", "delivered", "dead"
+
+# The tables as revision 0002 creates them.
+metadata = MetaData()
+alerts_table = Table(
+    "alerts", metadata,
+    Column("alert_id", String(64), primary_key=True),
+    Column("alert_json", Text, nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("updated_ts_ns", BigInteger, nullable=False),
+    Column("recorded_ns", BigInteger, nullable=False),
+)
+deliveries_table = Table(
+    "deliveries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_key", String(256), nullable=False),
+    Column("alert_id", String(64), ForeignKey("alerts.alert_id"), nullable=False),
+    Column("partner_id", String(64), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("alert_version", String(128), nullable=False),
+    Column("alert_json", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("next_attempt_ns", BigInteger, nullable=False),
+    Column("first_attempt_ns", BigInteger),
+    Column("last_error", Text),
+    Column("delivered_ns", BigInteger),
+    UniqueConstraint("delivery_key", name="uq_deliveries_key"),
+    Index("ix_deliveries_due", "status", "next_attempt_ns"),
+    Index("ix_deliveries_alert", "alert_id"),
+)
+
+_ATTEMPTS = 5  # concurrent records of the same alert collide on a key at most a few times
+_MAX_ERROR_CHARS = 2000
+
+
+class OutboxError(IbetError):
+    """The outbox database cannot be reached or refused a write; says which operation."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retry schedule: the n-th retry waits ``min(cap_s, base_s * factor**(n-1))`` reduced by up to
+    ``jitter`` of itself (a fraction drawn from the delivery key and attempt, so it is reproducible
+    and two deliveries failing together spread out); dead ``dead_after_s`` after the first attempt."""
+
+    base_s: float = 1.0
+    factor: float = 2.0
+    cap_s: float = 300.0
+    jitter: float = 0.5
+    dead_after_s: float = 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        if not self.base_s > 0 or not self.factor >= 1 or not self.cap_s >= self.base_s:
+            raise ValueError(f"backoff needs base_s > 0, factor >= 1 and cap_s >= base_s, got {self!r}")
+        if not 0 <= self.jitter < 1 or not self.dead_after_s > 0:
+            raise ValueError(f"backoff needs 0 <= jitter < 1 and dead_after_s > 0, got {self!r}")
+
+    def delay_s(self, key: str, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1 for the first) of ``key``."""
+        exponent = min(max(attempt, 1) - 1, 10_000)
+        try:
+            ceiling = min(self.cap_s, self.base_s * self.factor ** exponent)
+        except OverflowError:
+            ceiling = self.cap_s
+        digest = hashlib.sha256(f"ibet.outbox.jitter.v1\x00{key}\x00{attempt}".encode()).digest()
+        fraction = int.from_bytes(digest[:8], "big") / 2**64
+        return ceiling * (1.0 - self.jitter * fraction)
+
+
+class DeliveryJob(NamedTuple):
+    """A delivery claimed by :meth:`Outbox.due`: send ``alert`` (as it was at ``version``)."""
+
+    key: str
+    alert: Alert
+    partner_id: str
+    channel: str
+    version: str
+    attempt: int  # 1 for the first attempt
+    lease_until_ns: int
+
+
+class DeliveryRecord(NamedTuple):
+    """A delivery row as stored."""
+
+    key: str
+    alert_id: str
+    partner_id: str
+    channel: str
+    version: str
+    status: str
+    attempts: int
+    next_attempt_ns: int
+    first_attempt_ns: int | None
+    last_error: str | None
+    delivered_ns: int | None
+
+
+class Outbox:
+    """The outbox in the database of ``engine`` (migrated to revision 0002 or later).
+
+    ``lease_s``: how long a claimed delivery is reserved for its worker before another may take it
+    (longer than a send, including its HTTP timeout). ``backoff``: the default retry schedule.
+    """
+
+    def __init__(self, engine: Engine, clock: Clock | None = None, *, lease_s: float = 60.0,
+                 backoff: Backoff | None = None):
+        if not lease_s > 0:
+            raise ValueError(f"lease_s must be > 0, got {lease_s!r}")
+        self.engine = engine
+        self.clock = clock or SystemClock()
+        self.lease_ns = ns_from_seconds(lease_s)
+        self.backoff = backoff or Backoff()
+
+    # Recording
+    def record(self, alert: Alert, deliveries: Iterable[tuple[str, str, str]]) -> list[str]:
+        """Store ``alert`` (its current state) and its deliveries ``(partner_id, channel, key)`` in one
+        transaction; returns the keys that were new. Keys already recorded are left as they are, so
+        recording again (a replayed event after a crash) is a no-op. An older version of an alert
+        never replaces a newer one as the alert's current state.
+        """
+        wanted = list(dict.fromkeys((str(p), str(c), str(k)) for p, c, k in deliveries))
+        for _ in range(_ATTEMPTS):
+            try:
+                return self._record_once(alert, wanted)
+            except IntegrityError:
+                continue  # a concurrent record of the same alert or key won: read again
+            except SQLAlchemyError as exc:
+                raise OutboxError(f"outbox unavailable, cannot record alert {alert.alert_id}: {exc}") from exc
+        raise OutboxError(f"could not record alert {alert.alert_id} after {_ATTEMPTS} attempts")
+
+    def _record_once(self, alert: Alert, wanted: list[tuple[str, str, str]]) -> list[str]:
+        now_ns = self.clock.now_ns()
+        version = alert_version(alert)
+        alert_json = alert.model_dump_json(exclude_none=True)
+        with self.engine.begin() as conn:
+            current = conn.execute(select(alerts_table.c.updated_ts_ns, alerts_table.c.alert_json)
+                                   .where(alerts_table.c.alert_id == alert.alert_id)).first()
+            values = dict(alert_json=alert_json, state=alert.state.value, version=version,
+                          updated_ts_ns=alert.updated_ts_ns, recorded_ns=now_ns)
+            if current is None:
+                conn.execute(insert(alerts_table).values(alert_id=alert.alert_id, **values))
+            elif _newer(alert, Alert.model_validate_json(current.alert_json)):
+                conn.execute(update(alerts_table).where(alerts_table.c.alert_id == alert.alert_id).values(**values))
+            keys = [key for _, _, key in wanted]
+            known = set(conn.execute(select(deliveries_table.c.delivery_key)
+                                     .where(deliveries_table.c.delivery_key.in_(keys))).scalars()) if keys else set()
+            new = [(partner, channel, key) for partner, channel, key in wanted if key not in known]
+            if new:
+                conn.execute(insert(deliveries_table), [
+                    dict(delivery_key=key, alert_id=alert.alert_id, partner_id=partner, channel=channel,
+                         alert_version=version, alert_json=alert_json, status=PENDING, attempts=0,
+                         created_ns=now_ns, next_attempt_ns=now_ns)
+                    for partner, channel, key in new
+                ])
+        return [key for _, _, key in new]
+
+    # Claiming
+    def due(self, now_ns: int | None = None, limit: int = 100,
+            channels: Collection[str] | None = None) -> list[DeliveryJob]:
+        """Claim up to ``limit`` deliveries that are due at ``now_ns``, oldest first: pending ones
+        whose next attempt has come, and sending ones whose lease has ended (their worker died).
+        Each is set ``sending`` under a lease of ``lease_s``, so another worker does not take it
+        meanwhile. ``channels``: only deliveries on these channels (those this worker can send).
+        """
+        now_ns = self.clock.now_ns() if now_ns is None else now_ns
+        if limit <= 0:
+            return []
+        d = deliveries_table
+        lease_until = now_ns + self.lease_ns
+        condition = and_(d.c.status.in_((PENDING, SENDING)), d.c.next_attempt_ns <= now_ns)
+        if channels is not None:
+            if not channels:
+                return []
+            condition = and_(condition, d.c.channel.in_(list(channels)))
+        jobs: list[DeliveryJob] = []
+        try:
+            with self.engine.begin() as conn:
+                rows = conn.execute(
+                    select(d.c.id, d.c.delivery_key, d.c.partner_id, d.c.channel, d.c.alert_version, d.c.alert_json,
+                           d.c.attempts, d.c.status, d.c.next_attempt_ns)
+                    .where(condition).order_by(d.c.next_attempt_ns, d.c.id).limit(limit)
+                    .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's BEGIN IMMEDIATE serializes anyway
+                ).all()
+                for row in rows:
+                    # Conditional on the row being as read: a concurrent claimer that got there first
+                    # changed status/next_attempt_ns, and this UPDATE then matches nothing.
+                    claimed = conn.execute(
+                        update(d).where(d.c.id == row.id, d.c.status == row.status,
+                                        d.c.next_attempt_ns == row.next_attempt_ns)
+                        .values(status=SENDING, attempts=d.c.attempts + 1, next_attempt_ns=lease_until,
+                                first_attempt_ns=func.coalesce(d.c.first_attempt_ns, now_ns))
+                    ).rowcount
+                    if claimed == 1:
+                        jobs.append(DeliveryJob(row.delivery_key, Alert.model_validate_json(row.alert_json),
+                                                row.partner_id, row.channel, row.alert_version, row.attempts + 1,
+                                                lease_until))
+        except SQLAlchemyError as exc:
+            raise OutboxError(f"outbox unavailable, cannot claim due deliveries: {exc}") from exc
+        return jobs
+
+    # Outcomes
+    def delivered(self, key: str, now_ns: int | None = None) -> bool:
+        """Record that the partner has ``key``; True when this changed the row (False if already so)."""
+        now_ns = self.clock.now_ns() if now_ns is None else now_ns
+        d = deliveries_table
+        try:
+            with self.engine.begin() as conn:
+                changed = conn.execute(
+                    update(d).where(d.c.delivery_key == key, d.c.status != DELIVERED)
+                    .values(status=DELIVERED, delivered_ns=now_ns, last_error=None)
+                ).rowcount
+        except SQLAlchemyError as exc:
+            raise OutboxError(f"outbox unavailable, cannot mark {key} delivered: {exc}") from exc
+        return changed == 1
+
+    def failed(self, key: str, error: str, now_ns: int | None = None, backoff: Backoff | None = None, *,
+               permanent: bool = False) -> DeliveryRecord | None:
+        """Record a failed attempt of a claimed (``sending``) delivery: back to ``pending`` with the
+        next attempt after ``backoff``'s delay, or ``dead`` when ``permanent`` (the partner refused
+        it) or ``dead_after_s`` have passed since the first attempt. Returns the row after, or None
+        when ``key`` is unknown. A delivery not ``sending`` (already delivered, or dead) is left as is.
+        """
+        now_ns = self.clock.now_ns() if now_ns is None else now_ns
+        backoff = backoff or self.backoff
+        d = deliveries_table
+        try:
+            with self.engine.begin() as conn:
+                row = conn.execute(select(d.c.status, d.c.attempts, d.c.first_attempt_ns)
+                                   .where(d.c.delivery_key == key)).first()
+                if row is not None and row.status == SENDING:
+                    first_ns = now_ns if row.first_attempt_ns is None else row.first_attempt_ns
+                    expired = now_ns - first_ns >= ns_from_seconds(backoff.dead_after_s)
+                    values: dict[str, object] = {"last_error": str(error)[:_MAX_ERROR_CHARS]}
+                    if permanent or expired:
+                        values["status"] = DEAD
+                    else:
+                        values["status"] = PENDING
+                        values["next_attempt_ns"] = now_ns + ns_from_seconds(backoff.delay_s(key, row.attempts))
+                    conn.execute(update(d).where(d.c.delivery_key == key, d.c.status == SENDING).values(**values))
+        except SQLAlchemyError as exc:
+            raise OutboxError(f"outbox unavailable, cannot record the failure of {key}: {exc}") from exc
+        return self.get(key)
+
+    # Reading
+    def get(self, key: str) -> DeliveryRecord | None:
+        """The delivery ``key`` as stored, or None."""
+        d = deliveries_table
+        with self.engine.connect() as conn:
+            row = conn.execute(select(d).where(d.c.delivery_key == key)).first()
+        return None if row is None else _record_of(row)
+
+    def deliveries(self, alert_id: str | None = None) -> list[DeliveryRecord]:
+        """All deliveries (of ``alert_id`` when given), in the order they were recorded."""
+        d = deliveries_table
+        query = select(d).order_by(d.c.id)
+        if alert_id is not None:
+            query = query.where(d.c.alert_id == alert_id)
+        with self.engine.connect() as conn:
+            return [_record_of(row) for row in conn.execute(query)]
+
+    def alert(self, alert_id: str) -> Alert | None:
+        """The alert's current state as recorded, or None."""
+        with self.engine.connect() as conn:
+            text = conn.execute(select(alerts_table.c.alert_json)
+                                .where(alerts_table.c.alert_id == alert_id)).scalar()
+        return None if text is None else Alert.model_validate_json(text)
+
+    def counts(self) -> dict[str, int]:
+        """How many deliveries are in each status (all four statuses present)."""
+        result = dict.fromkeys((PENDING, SENDING, DELIVERED, DEAD), 0)
+        d = deliveries_table
+        with self.engine.connect() as conn:
+            for status, count in conn.execute(select(d.c.status, func.count()).group_by(d.c.status)):
+                result[status] = int(count)
+        return result
+
+def _newer(alert: Alert, current: Alert) -> bool:
+    return (alert.updated_ts_ns, alert.escalation_level) > (current.updated_ts_ns, current.escalation_level)
+
+
+def _record_of(row) -> DeliveryRecord:
+    return DeliveryRecord(row.delivery_key, row.alert_id, row.partner_id, row.channel, row.alert_version, row.status,
+                          row.attempts, row.next_attempt_ns, row.first_attempt_ns, row.last_error, row.delivered_ns)
