@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 
 from fuse.border_relation import BorderModel, BorderRelation
+from fuse.frames import LocalPlane
 from ibet.ids import event_id, time_window_start_ns
 from ibet.messages import BorderEvent, BorderEventType, Direction, TrackStatus, TrackUpdate
 
 STATE_VERSION = 1
-_EARTH_RADIUS_M = 6_371_008.8
 _LOITER_SAMPLE_S = 1.0  # loitering keeps one position per second: at most loiter_min_s + 2 per track
 _MIN_SIGMA_M = 0.1
 _NS = 1_000_000_000
@@ -225,7 +225,8 @@ class BorderEventDetector:
         ts = track.time_ts_ns
         rows = [*mem.loiter, [ts, track.lat_deg, track.lon_deg]]
         samples = np.array(rows, dtype=np.float64)
-        east, north = _local_metres(samples[:, 1], samples[:, 2], track.lat_deg, track.lon_deg)
+        plane = LocalPlane(track.lat_deg, track.lon_deg)
+        east, north = plane.to_en(samples[:, 1], samples[:, 2])
         start = 0
         while not _fits(east[start:], north[start:], self.loiter_radius_m):
             start += 1  # the latest position alone always fits
@@ -243,7 +244,8 @@ class BorderEventDetector:
             return []
         mem.loiter_window_ns = window
         e, n = east[start:], north[start:]
-        centre = _local_to_deg((e.min() + e.max()) / 2, (n.min() + n.max()) / 2, track.lat_deg, track.lon_deg)
+        centre_lat, centre_lon = plane.to_latlon((e.min() + e.max()) / 2, (n.min() + n.max()) / 2)
+        centre = (float(centre_lat), float(centre_lon))
         confidence = _normal_cdf((self.loiter_max_distance_m - distance) / _sigma_m(track))
         return [self._event(track, BorderEventType.LOITERING, window, Direction.NONE, confidence, port, at=centre)]
 
@@ -282,19 +284,6 @@ def _sigma_m(track: TrackUpdate) -> float:
 
 def _normal_cdf(z: float) -> float:
     return min(1.0, max(0.0, 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))))
-
-
-def _local_metres(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float) -> tuple[np.ndarray, np.ndarray]:
-    """East/north metres from (lat0, lon0); equirectangular, exact to mm over the loitering scale."""
-    east = np.radians(lon - lon0) * _EARTH_RADIUS_M * math.cos(math.radians(lat0))
-    north = np.radians(lat - lat0) * _EARTH_RADIUS_M
-    return east, north
-
-
-def _local_to_deg(east: float, north: float, lat0: float, lon0: float) -> tuple[float, float]:
-    lat = lat0 + math.degrees(north / _EARTH_RADIUS_M)
-    lon = lon0 + math.degrees(east / (_EARTH_RADIUS_M * math.cos(math.radians(lat0))))
-    return float(lat), float(lon)
 
 
 def _fits(east: np.ndarray, north: np.ndarray, radius_m: float) -> bool:
