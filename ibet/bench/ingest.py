@@ -10,7 +10,6 @@ of each side, the ratio API / raw, and the HTTP overhead per frame (mean latency
 from __future__ import annotations
 
 import shutil
-import socket
 import statistics
 import tempfile
 import threading
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import uvicorn
 from kafka import KafkaProducer
 
 from ibet import topics
@@ -28,6 +26,7 @@ from ibet.clock import SystemClock
 from ibet.config import DatabaseSettings, IngestSettings, KafkaSettings
 from ibet.db import make_engine, migrate
 from ibet.registry import load_registry
+from ibet.testing.http_server import serve_in_thread
 from ingest import credentials
 from ingest.frame_store import FrameLedger
 from ingest.health import FeedHealth
@@ -50,20 +49,6 @@ def drone_frames(seconds: float) -> list[SimFrame]:
     scenario = load_scenario(resolve_scenario("foot-crossing-forest-vista"))
     scenario = scenario.model_copy(update={"duration_s": seconds, "sensors": [s for s in scenario.sensors if s.id == DRONE]})
     return list(simulate(scenario).frames())
-
-
-def serve_in_thread(app) -> tuple[str, uvicorn.Server, threading.Thread]:
-    """Uvicorn on a free loopback port in a thread. The socket is made with proto=IPPROTO_TCP so
-    asyncio sets TCP_NODELAY on accepted connections (with proto 0 it does not, and every
-    response then waits ~40 ms for a delayed ACK)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
 
 
 def _run_threads(clients: int, work) -> tuple[float, list[float]]:
@@ -132,19 +117,17 @@ def run_ingest_bench(kafka: KafkaSettings, n: int, clients: int, rounds: int) ->
     health = FeedHealth({d: (registry.sensor(d).sector_id, 0.5) for d in drones})
     settings = IngestSettings(rate_limit_fps=1e6, rate_limit_burst=1_000_000)
     app = create_push_app(settings, registry, producer, FrameLedger(engine, clock), clock, health)
-    url, server, thread = serve_in_thread(app)
     raw = KafkaProducer(**producer_config(kafka, "bench-ingest-raw"))
     sides: dict[str, list[tuple[float, list[float]]]] = {"api": [], "raw": []}
     try:
-        for r in range(rounds):
-            for side in (("api", "raw") if r % 2 == 0 else ("raw", "api")):
-                if side == "api":
-                    sides["api"].append(_api_round(url, tokens, frames, n, clients, f"r{r}"))
-                else:
-                    sides["raw"].append(_raw_round(raw, frames, n, clients))
+        with serve_in_thread(app) as url:
+            for r in range(rounds):
+                for side in (("api", "raw") if r % 2 == 0 else ("raw", "api")):
+                    if side == "api":
+                        sides["api"].append(_api_round(url, tokens, frames, n, clients, f"r{r}"))
+                    else:
+                        sides["raw"].append(_raw_round(raw, frames, n, clients))
     finally:
-        server.should_exit = True
-        thread.join(30)
         raw.close()
         producer.close()
         engine.dispose()

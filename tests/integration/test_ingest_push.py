@@ -4,9 +4,7 @@ every frame once, in order per sensor, with correct headers; bad uploads never r
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +14,6 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from ibet import topics
 from ibet.clock import SystemClock
@@ -25,6 +22,7 @@ from ibet.db import make_engine, migrate
 from ibet.klv import decode_st0601, encode_st0601
 from ibet.messages import FrameMeta, Telemetry
 from ibet.registry import load_registry
+from ibet.testing.http_server import serve_in_thread
 from ingest import credentials
 from ingest.frame_store import FrameLedger
 from ingest.health import FeedHealth
@@ -67,23 +65,12 @@ def push_server(tmp_path: Path, kafka_bus, kafka_settings) -> Iterator[Server]:
     settings = IngestSettings(max_frame_bytes=1024 * 1024, rate_limit_fps=100.0, rate_limit_burst=100)
     app = create_push_app(settings, registry, producer, FrameLedger(engine, clock), clock, health,
                           registry_path=registry_path)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so asyncio sets TCP_NODELAY
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the push API did not start"
     try:
-        yield Server(f"http://127.0.0.1:{sock.getsockname()[1]}", tokens)
+        with serve_in_thread(app) as url:
+            yield Server(url, tokens)
     finally:
-        server.should_exit = True
-        thread.join(30)
         producer.close()
         engine.dispose()
-        sock.close()
 
 
 def push(client: httpx.Client, sensor: str, token: str, jpeg: bytes, data: dict[str, str],
