@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from stage_samples import CountingStage
 
 from ibet.bus.base import OutRecord, Record
 from ibet.bus.exceptions import RecordTooLargeError
@@ -118,44 +119,13 @@ def test_send_and_wait_returns_where_the_record_landed(kafka_bus, drain, unique)
     assert [r.value for r in drain(topic, at_least=3)] == [b"v0", b"v1", b"v2"]
 
 
-class Counter:
-    """Counts records per key; the count is saved with the offsets on a compacted topic."""
-
-    input_topics: tuple[str, ...]
-
-    def __init__(self, name: str, in_topic: str, state_topic: str):
-        self.name, self.input_topics, self.state_topic = name, (in_topic,), state_topic
-        self.counts: dict[bytes, int] = {}
-        self.changed: set[bytes] = set()
-
-    def process_batch(self, records):
-        from ibet.stage import Outcome
-
-        for r in records:
-            self.counts[r.key] = self.counts.get(r.key, 0) + 1
-            self.changed.add(r.key)
-        return [Outcome() for _ in records]
-
-    def restore(self, records):
-        self.counts.update({r.key: int(r.value) for r in records})
-
-    def forget(self, keys):
-        for key in keys:
-            self.counts.pop(key, None)
-
-    def snapshot(self):
-        out = [OutRecord(self.state_topic, k, str(self.counts[k]).encode()) for k in sorted(self.changed)]
-        self.changed.clear()
-        return out
-
-
 def test_a_restarted_stateful_worker_continues_from_the_state_saved_with_its_offsets(kafka_bus, produce, unique):
     in_topic, state_topic, group = f"st-in-{unique}", f"st-state-{unique}", f"st-{unique}"
     kafka_bus.create_topics([in_topic, state_topic], partitions=3)
     keys = [b"sector-%d" % i for i in range(5)]
     produce([OutRecord(in_topic, k, b"x") for k in keys * 4])
-    StageRunner(Counter(group, in_topic, state_topic), kafka_bus, QUICK).run(idle_stop_s=2)
+    StageRunner(CountingStage(group, in_topic, state_topic, None), kafka_bus, QUICK).run(idle_stop_s=2)
     produce([OutRecord(in_topic, k, b"x") for k in keys * 2])
-    restarted = Counter(group, in_topic, state_topic)
+    restarted = CountingStage(group, in_topic, state_topic, None)
     StageRunner(restarted, kafka_bus, QUICK).run(idle_stop_s=2)
     assert restarted.counts == {k: 6 for k in keys}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from stage_samples import CountingStage
 
 from ibet.bus.base import OutRecord, Record
 from ibet.bus.exceptions import DeliveryError
@@ -125,37 +126,6 @@ def test_stop_finishes_the_batch_then_closes():
     after = bus.consumer("double")
     after.subscribe(["in"])
     assert after.poll(10, 0.01) == []  # ...and committed
-
-
-class CountingStage:
-    """Counts records per key; the count is the state saved with the offsets."""
-
-    name, input_topics, state_topic = "counter", ("in",), "counter-state"
-
-    def __init__(self):
-        self.counts: dict[bytes, int] = {}
-        self.changed: set[bytes] = set()
-
-    def process_batch(self, records):
-        outcomes = []
-        for r in records:
-            self.counts[r.key] = self.counts.get(r.key, 0) + 1
-            self.changed.add(r.key)
-            outcomes.append(Outcome((OutRecord("counted", r.key, str(self.counts[r.key]).encode()),)))
-        return outcomes
-
-    def restore(self, records):
-        for r in records:
-            self.counts[r.key] = int(r.value)
-
-    def forget(self, keys):
-        for key in keys:
-            self.counts.pop(key, None)
-
-    def snapshot(self):
-        out = [OutRecord(self.state_topic, k, str(self.counts[k]).encode()) for k in sorted(self.changed)]
-        self.changed.clear()
-        return out
 
 
 def test_a_new_worker_continues_from_the_saved_state():
