@@ -28,7 +28,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from ibet.exceptions import RegistryError
-from ibet.registry import Registry, _loc_text, _UniqueKeyLoader
+from ibet.registry import Registry, UniqueKeyLoader, loc_text
 
 Weekday = Literal["MO", "TU", "WE", "TH", "FR", "SA", "SU"]
 WEEKDAYS: tuple[Weekday, ...] = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
@@ -223,7 +223,7 @@ def on_duty(roster: Roster, sector_id: str, instant: datetime) -> list[Duty]:
     return sorted(duties, key=lambda d: (d.level, d.partner_id, d.entry_id))
 
 
-class _Loader(_UniqueKeyLoader):
+class _Loader(UniqueKeyLoader):
     """Keeps 19:00 a string: YAML 1.1 reads it unquoted as the base-60 integer 1140."""
 
 
@@ -252,7 +252,7 @@ def load_rosters(path: str | Path, registry: Registry) -> Roster:
         roster = Roster.model_validate(data)
     except ValidationError as exc:
         raise RegistryError("\n".join(
-            ": ".join(filter(None, (source, _loc_text(tuple(err["loc"]), data),
+            ": ".join(filter(None, (source, loc_text(tuple(err["loc"]), data),
                                     "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, "))))
             for err in exc.errors(include_url=False, include_input=False))) from None
     partners, problems = {p.id: p for p in registry.partners}, []

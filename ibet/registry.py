@@ -253,7 +253,7 @@ class Registry(_Model):
                 if sector_id not in sectors:
                     problems.append((("partners", i, "sectors", j), f"'{sector_id}' is not a known sector"))
         if problems:
-            text = "; ".join(f"{_loc_text(loc)}: {msg}" for loc, msg in problems)
+            text = "; ".join(f"{loc_text(loc)}: {msg}" for loc, msg in problems)
             raise PydanticCustomError("registry_reference", "{text}", {"text": text, "problems": problems})
         return self
 
@@ -286,7 +286,7 @@ class Registry(_Model):
         return tuple(p for p in self.partners if sector_id in p.sectors)
 
 
-def _loc_text(loc: tuple[str | int, ...], data: Any = None) -> str:
+def loc_text(loc: tuple[str | int, ...], data: Any = None) -> str:
     """Render a pydantic loc as ``sensors[2] (id 'cam-7').pose.heading_deg``.
 
     ``data`` is the raw input; where a list item in it is a mapping with an id, the id is shown.
@@ -334,19 +334,19 @@ def format_validation_error(error: ValidationError, data: Any, source: str) -> s
     for err in error.errors(include_url=False, include_input=False):
         if err["type"] == "registry_reference":
             for loc, msg in err["ctx"]["problems"]:
-                lines.append(f"{source}: {_loc_text(loc, data)}: {msg}")
+                lines.append(f"{source}: {loc_text(loc, data)}: {msg}")
             continue
         loc, msg = tuple(err["loc"]), err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             model = _model_at(loc[:-1])
             close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields) if model else [], n=1)
             msg = "unknown key" + (f" (did you mean '{close[0]}'?)" if close else "")
-        where = _loc_text(loc, data)
+        where = loc_text(loc, data)
         lines.append(f"{source}: {where}: {msg}" if where else f"{source}: {msg}")
     return "\n".join(lines)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that rejects a key given twice in one mapping instead of keeping the last."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -376,7 +376,7 @@ def load_registry(path: str | Path) -> Registry:
     except (OSError, UnicodeDecodeError) as exc:
         raise RegistryError(f"{source}: cannot read registry: {exc}") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
