@@ -54,5 +54,10 @@ fi
 if (( with_test )); then
   .venv/bin/python -m ibet.testing.kafka_broker resolve >/dev/null
   say "Kafka broker jars ready in $(.venv/bin/python -c 'from ibet.testing.kafka_broker import resolve_jars; print(resolve_jars())')"
+  # 4. Test tools with their own set-up scripts: Chromium + Playwright for the console's browser
+  #    tests, kustomize and the Strimzi/KEDA CRD schemas for the deploy/k8s tests.
+  for extra in scripts/setup-browser.sh scripts/setup-k8s-tools.sh; do
+    [[ -f "$extra" ]] && bash "$extra"
+  done
 fi
 say "ready"

@@ -139,6 +139,7 @@ def dataset_cmd(
     train_seeds: Annotated[str, typer.Option(help="Seeds for training, e.g. 1-8.")] = "1-8",
     val_seeds: Annotated[str, typer.Option(help="Seeds for validation, disjoint from training.")] = "101-102",
     every_nth: Annotated[int, typer.Option(help="Keep every n-th frame.")] = 2,
+    crop_px: Annotated[int, typer.Option(help="Cut native-scale square windows of this size around targets (0: whole frames).")] = 0,
 ) -> None:
     """Write a YOLO-format dataset (person, vehicle, boat) with exact boxes, split by seed."""
     from sim.dataset import write_dataset
@@ -146,7 +147,8 @@ def dataset_cmd(
 
     names = [s for s in scenarios.split(",") if s] or [str(p) for p in shipped_scenarios()]
     try:
-        stats = write_dataset([_load(n) for n in names], parse_seeds(train_seeds), parse_seeds(val_seeds), out, every_nth)
+        stats = write_dataset([_load(n) for n in names], parse_seeds(train_seeds), parse_seeds(val_seeds), out, every_nth,
+                              crop_px=crop_px or None)
     except ValueError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
