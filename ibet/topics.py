@@ -14,6 +14,8 @@ EVENTS = "ibet.events.v1"
 ALERTS = "ibet.alerts.v1"
 SENSOR_HEALTH = "ibet.sensor-health.v1"
 FUSE_STATE = "ibet.fuse-state.v1"
+DETECT_STATE = "ibet.detect-state.v1"
+ALERTS_STATE = "ibet.alerts-state.v1"
 
 DLQ_SUFFIX = ".dlq"
 
@@ -46,6 +48,10 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(ALERTS, key="alert id", value="Alert JSON"),
     TopicSpec(SENSOR_HEALTH, key="sensor id", value="SensorHealthEvent JSON: feed_lost / feed_restored"),
     TopicSpec(FUSE_STATE, key="sector id", value="fuse worker state of a sector (tracks, border memory)",
+              compacted=True),
+    TopicSpec(DETECT_STATE, key="sensor id", value="detect worker state of a sensor (image-space tracker)",
+              compacted=True),
+    TopicSpec(ALERTS_STATE, key="sector id", value="alert rules state of a sector (dedup windows, cooldowns)",
               compacted=True),
 )
 
