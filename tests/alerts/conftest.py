@@ -57,7 +57,7 @@ def _leaf(directory: Path, name: str, ca: tuple[Path, Path], extensions: str) ->
 
 
 @pytest.fixture(scope="session")
-def test_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """A CA with a server and a client certificate, and an untrusted CA with a client certificate."""
     if shutil.which("openssl") is None:  # as tests/conftest.py's service_missing: skip locally, fail in CI
         reason = "the openssl command is needed to make the test certificates"
