@@ -1,0 +1,217 @@
+"""TAK deliveries: a Cursor-on-Target event per alert, streamed to each partner's TAK server.
+
+The event is :func:`alerts.formats.cot.cot_event`: its uid is the track's (``ibet-<track id>``,
+when ``context_for`` finds the alert's track or border event), so every update of the alert
+replaces the same marker on the partner's map, and a resend after a crash is harmless. Without a
+track the uid is the alert's. The marker goes stale ``stale_s`` after the send.
+
+One persistent connection per TAK endpoint (``host:port``), plain TCP or TLS with a client
+certificate (:func:`tak_tls_context`), shared by the partners that use that server. Before each
+send the channel reads and discards what the server pushed (TAK servers send other users' events
+and pings) and notices a connection the server has closed; a send on a connection that turns out
+dead is tried once more on a fresh one. CoT streams have no acknowledgement, so "delivered" means
+"written to a connection the server had not closed": at least once, and a repeat only replaces
+the marker. Connection, TLS and timeout errors are retried; a partner without a TAK endpoint is dead.
+
+With TLS 1.3 a server checks the client certificate after the client has finished its handshake;
+the channel waits up to ``tls_settle_s`` on a new connection for the server's first records (its
+session tickets or its refusal), so a refused certificate is a retry, not a silently lost event.
+
+    >>> channel = CotChannel({"rcmp": "tak.rcmp.example:8089"},                      # doctest: +SKIP
+    ...                      ssl_context=tak_tls_context("ibet.pem", "ibet.key", "tak-ca.pem"))
+    >>> deliver_due(outbox, {"cot": channel})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+import select
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Mapping
+
+from alerts.delivery import Outcome, SendResult
+from alerts.formats.cot import DEFAULT_STALE_S, cot_event
+from alerts.outbox import DeliveryJob
+from ibet.clock import ns_to_datetime_utc
+from ibet.messages import Alert, BorderEvent, TrackUpdate
+from ibet.registry import Registry
+
+CHANNEL = "cot"
+AlertContext = Callable[[Alert], tuple[TrackUpdate | None, BorderEvent | None]]
+"""The latest track and/or the border event an alert is about (either may be None)."""
+Endpoint = tuple[str, int]
+
+_HOST_PORT = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)):(\d{1,5})$")
+_MAX_DRAIN_READS = 1024  # a server that never stops talking cannot keep a send waiting
+
+
+def parse_host_port(text: str) -> Endpoint:
+    """``"host:port"`` (``"[::1]:8087"`` for IPv6) -> ``(host, port)``; ValueError naming the text.
+
+    >>> parse_host_port("tak.rcmp.example:8089")
+    ('tak.rcmp.example', 8089)
+    """
+    match = _HOST_PORT.match(text) if isinstance(text, str) else None
+    if not match or not 0 < int(match.group(3)) < 65536:
+        raise ValueError(f"TAK endpoint {text!r} is not 'host:port' with a port in 1..65535")
+    return match.group(1) or match.group(2), int(match.group(3))
+
+
+def tak_tls_context(certfile: str, keyfile: str | None = None, cafile: str | None = None, *,
+                    password: str | None = None, check_hostname: bool = True) -> ssl.SSLContext:
+    """Client TLS context for a TAK server: our certificate chain and key (PEM), the CA that signed
+    the server's certificate (default: the system's), and whether its name must match the host
+    (TAK servers' certificates often carry a CN that is not their host name)."""
+    context = ssl.create_default_context(cafile=cafile)
+    context.check_hostname = check_hostname
+    context.load_cert_chain(certfile, keyfile, password)
+    return context
+
+
+class CotChannel:
+    """CoT events over TCP or TLS to each partner's TAK server.
+
+    ``endpoints``: ``{partner_id: "host:port"}``, checked here (ValueError names the partner).
+    ``ssl_context``: TLS for every endpoint (see :func:`tak_tls_context`); None for plain TCP.
+    ``context_for``: the track/event of an alert, for the per-track uid, position, ce, course and
+    speed (see :data:`AlertContext`); an error in it is a retry. ``ground_hae_m``:
+    ``{sector_id: ground height above the WGS-84 ellipsoid, m}``. ``stale_s``: marker lifetime.
+    ``exercise``: opex ``e`` and ``[EXERCISE]`` remarks. ``timeout_s``: connect and send timeout.
+    """
+
+    name = CHANNEL
+
+    def __init__(
+        self,
+        endpoints: Mapping[str, str],
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        context_for: AlertContext | None = None,
+        ground_hae_m: Mapping[str, float] | None = None,
+        stale_s: float = DEFAULT_STALE_S,
+        exercise: bool = False,
+        timeout_s: float = 10.0,
+        tls_settle_s: float = 0.5,
+    ):
+        self.endpoints: dict[str, Endpoint] = {}
+        for partner, text in endpoints.items():
+            try:
+                self.endpoints[partner] = parse_host_port(text)
+            except ValueError as exc:
+                raise ValueError(f"partner {partner!r}: {exc}") from None
+        if not stale_s > 0 or not timeout_s > 0 or not tls_settle_s >= 0:
+            raise ValueError(f"stale_s and timeout_s must be > 0 and tls_settle_s >= 0, "
+                             f"got {stale_s!r}, {timeout_s!r}, {tls_settle_s!r}")
+        self.ssl_context = ssl_context
+        self.context_for = context_for
+        self.ground_hae_m = dict(ground_hae_m or {})
+        self.stale_s, self.exercise = stale_s, exercise
+        self.timeout_s, self.tls_settle_s = timeout_s, tls_settle_s
+        self._connections: dict[Endpoint, socket.socket] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_registry(cls, registry: Registry, **options) -> CotChannel:
+        """A channel to every partner with a ``tak_endpoint``, with the sectors' ground heights;
+        ``options`` as for the constructor."""
+        endpoints = {p.id: p.contacts.tak_endpoint for p in registry.partners if p.contacts.tak_endpoint}
+        ground = {s.id: s.ground_elev_m for s in registry.sectors}
+        return cls(endpoints, ground_hae_m=options.pop("ground_hae_m", ground), **options)
+
+    def event(self, alert: Alert, now_ns: int) -> bytes:
+        """The CoT event for ``alert`` sent at ``now_ns`` (ns since the epoch)."""
+        track, border_event = self.context_for(alert) if self.context_for is not None else (None, None)
+        return cot_event(ns_to_datetime_utc(now_ns), self.stale_s, track=track, event=border_event, alert=alert,
+                         ground_hae_m=self.ground_hae_m.get(alert.sector_id), exercise=self.exercise)
+
+    def send(self, job: DeliveryJob, now_ns: int) -> SendResult:
+        """Stream ``job``'s alert as a CoT event to its partner's TAK server."""
+        endpoint = self.endpoints.get(job.partner_id)
+        if endpoint is None:
+            return SendResult(Outcome.DEAD, f"no TAK endpoint configured for partner {job.partner_id!r}")
+        data = self.event(job.alert, now_ns)
+        where = _text(endpoint)
+        with self._lock:
+            try:
+                reused = self._send(endpoint, data)
+            except OSError as exc:  # refused, reset, timed out, TLS refused (ssl.SSLError is an OSError)
+                self._drop(endpoint)
+                return SendResult(Outcome.RETRY, f"cannot send to TAK server {where}: {type(exc).__name__}: {exc}")
+        return SendResult(Outcome.DELIVERED, f"{len(data)} bytes to {where} ({'open' if reused else 'new'} connection)")
+
+    def close(self) -> None:
+        """Close every connection (the next send opens a new one)."""
+        with self._lock:
+            for endpoint in list(self._connections):
+                self._drop(endpoint)
+
+    def __enter__(self) -> CotChannel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _send(self, endpoint: Endpoint, data: bytes) -> bool:
+        """Write ``data`` on the endpoint's connection; True when an open connection took it."""
+        sock = self._connections.get(endpoint)
+        if sock is not None:
+            if not _drain_and_check_open(sock):
+                self._drop(endpoint)
+            else:
+                try:
+                    sock.sendall(data)
+                    return True
+                except OSError:
+                    self._drop(endpoint)  # it died since the check: one more try on a fresh connection
+        sock = self._connect(endpoint)
+        sock.sendall(data)
+        return False
+
+    def _connect(self, endpoint: Endpoint) -> socket.socket:
+        host, port = endpoint
+        sock = socket.create_connection((host, port), timeout=self.timeout_s)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(sock, server_hostname=host)
+                select.select([sock], [], [], self.tls_settle_s)  # the server's tickets, or its refusal
+                if not _drain_and_check_open(sock, raise_errors=True):
+                    raise ConnectionResetError(f"TAK server {host}:{port} closed the connection after the TLS handshake")
+        except BaseException:
+            sock.close()
+            raise
+        self._connections[endpoint] = sock
+        return sock
+
+    def _drop(self, endpoint: Endpoint) -> None:
+        sock = self._connections.pop(endpoint, None)
+        if sock is not None:
+            sock.close()
+
+
+def _drain_and_check_open(sock: socket.socket, raise_errors: bool = False) -> bool:
+    """Read and discard what the server has sent; False when it has closed the connection
+    (or, unless ``raise_errors``, when reading fails: the connection is unusable either way)."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        for _ in range(_MAX_DRAIN_READS):
+            try:
+                if not sock.recv(65536):
+                    return False
+            except (BlockingIOError, ssl.SSLWantReadError):
+                return True
+            except OSError:
+                if raise_errors:
+                    raise
+                return False
+        return True
+    finally:
+        sock.settimeout(timeout)
+
+
+def _text(endpoint: Endpoint) -> str:
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
