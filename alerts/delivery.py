@@ -14,16 +14,23 @@ the repeat.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple, Protocol
 
 import httpx
+from prometheus_client import Counter
 
 from alerts.formats.webhook import CHANNEL as WEBHOOK
 from alerts.formats.webhook import webhook_request
 from alerts.outbox import DEAD, DeliveryJob, Outbox
+
+log = logging.getLogger(__name__)
+
+DELIVERIES = Counter("ibet_alert_deliveries", "Delivery attempts by channel and outcome (delivered, retry, dead)",
+                     ["channel", "outcome"])
 
 _RETRYABLE_4XX = frozenset({408, 425, 429})  # timeout, too early, rate limited: the partner asks to come back
 _MAX_DETAIL_CHARS = 300
@@ -117,10 +124,15 @@ def deliver_due(outbox: Outbox, channels: Mapping[str, Channel], now_ns: int | N
         if result.outcome is Outcome.DELIVERED:
             outbox.delivered(job.key, now_ns)
             stats.delivered += 1
+            DELIVERIES.labels(job.channel, "delivered").inc()
             continue
         record = outbox.failed(job.key, result.detail, now_ns, permanent=result.outcome is Outcome.DEAD)
         if record is not None and record.status == DEAD:
             stats.dead += 1
+            DELIVERIES.labels(job.channel, "dead").inc()
+            log.error("delivery %s of alert %s to %s on %s is dead: %s", job.key, job.alert.alert_id, job.partner_id,
+                      job.channel, result.detail)
         else:
             stats.retried += 1
+            DELIVERIES.labels(job.channel, "retry").inc()
     return stats

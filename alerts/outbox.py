@@ -321,6 +321,25 @@ class Outbox:
                                 .where(alerts_table.c.alert_id == alert_id)).scalar()
         return None if text is None else Alert.model_validate_json(text)
 
+    def first_recorded_ns(self, alert_id: str) -> int:
+        """When the alert was first recorded (its first delivery row, else its current row), ns."""
+        with self.engine.connect() as conn:
+            first = conn.execute(select(func.min(deliveries_table.c.created_ns))
+                                 .where(deliveries_table.c.alert_id == alert_id)).scalar()
+            if first is None:
+                first = conn.execute(select(alerts_table.c.recorded_ns)
+                                     .where(alerts_table.c.alert_id == alert_id)).scalar()
+        if first is None:
+            raise OutboxError(f"alert {alert_id} is not in the outbox")
+        return int(first)
+
+    def alerts_in(self, states: Collection[str]) -> list[Alert]:
+        """Alerts whose current state is one of ``states`` (e.g. open ones, for escalation), oldest first."""
+        query = (select(alerts_table.c.alert_json).where(alerts_table.c.state.in_(list(states)))
+                 .order_by(alerts_table.c.updated_ts_ns, alerts_table.c.alert_id))
+        with self.engine.connect() as conn:
+            return [Alert.model_validate_json(text) for text in conn.execute(query).scalars()]
+
     def counts(self) -> dict[str, int]:
         """How many deliveries are in each status (all four statuses present)."""
         result = dict.fromkeys((PENDING, SENDING, DELIVERED, DEAD), 0)

@@ -102,9 +102,15 @@ def route(event: BorderEvent, registry: Registry, roster: Roster, escalation_lev
     ``("usbp", "cbsa", "rcmp")`` with their day desks. Never raises for an empty roster: the
     result's ``reason`` says nobody is on duty. An unknown sector is routed to nobody, with why.
     """
+    return route_sector(event.sector_id, event.event_ts_ns, event.direction, registry, roster, escalation_level)
+
+
+def route_sector(sector_id: str, ts_ns: int, direction: Direction, registry: Registry, roster: Roster,
+                 escalation_level: int = 0) -> Routing:
+    """:func:`route` for anything that happens in a sector at ``ts_ns`` (a border event, a feed lost)."""
     if escalation_level < 0:
         raise ValueError(f"escalation_level must be >= 0, got {escalation_level}")
-    sector_id, at = event.sector_id, instant_of(event.event_ts_ns)
+    at = instant_of(ts_ns)
     try:
         sector = registry.sector(sector_id)
         own = [d for d in on_duty(roster, sector_id, at) if d.level <= escalation_level]
@@ -122,7 +128,7 @@ def route(event: BorderEvent, registry: Registry, roster: Roster, escalation_lev
         where = sector_id + (f" or its mutual-aid sectors {', '.join(aid_sectors)}" if aid_sectors else "")
         return Routing(sector_id, escalation_level, None, (), {}, mutual_aid_sector_ids=aid_sectors,
                        reason=f"nobody on duty in {where} at level <= {escalation_level} at {at.isoformat()}")
-    lead = min(candidates, key=lambda c: _lead_key(c, _ENTERING[event.direction])).partner.id
+    lead = min(candidates, key=lambda c: _lead_key(c, _ENTERING[direction])).partner.id
     contacts: dict[str, tuple[str, ...]] = {}
     for c in sorted(candidates, key=lambda c: (c.partner.id != lead, c.mutual_aid, c.duty.level, c.partner.id)):
         known = contacts.setdefault(c.partner.id, ())

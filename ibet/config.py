@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from ibet.exceptions import ConfigError
@@ -125,6 +125,50 @@ class FuseSettings(Section):
     lost_distance_m: float = Field(default=100.0, gt=0, description="a track dropped this close is lost near border")
 
 
+class SmtpSettings(Section):
+    """The mail relay alerts are sent through."""
+
+    host: str = Field(default="127.0.0.1", description="SMTP server")
+    port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = Field(default=False, description="upgrade the connection with STARTTLS before sending")
+    username: str | None = None
+    password: SecretStr | None = Field(default=None, description="IBET_ALERTS__SMTP__PASSWORD; never in the YAML")
+    sender: str = Field(default="ibet-alerts@localhost", description="From: address of alert e-mails")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class AlertSettings(Section):
+    """The alert service: rules, escalation, channels, the ack API and signed links."""
+
+    rosters_path: Path | None = Field(default=None, description="duty rosters; default rosters.yaml beside the registry")
+    exercise: bool = Field(default=False, description="mark every alert as an exercise on every channel (CAP Exercise)")
+    channels: list[Literal["webhook", "email", "cot", "cap"]] = Field(
+        default=["webhook", "email", "cot", "cap"], description="channels alerts are delivered on, where a partner has one")
+    webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict, description="partner id -> HMAC secret of its webhook and CAP endpoints "
+        "(IBET_ALERTS__WEBHOOK_SECRETS='{\"usbp\": \"...\"}')")
+    smtp: SmtpSettings = SmtpSettings()
+    cot_tls_cafile: Path | None = Field(default=None, description="CA of the TAK servers (enables TLS)")
+    cot_tls_certfile: Path | None = Field(default=None, description="client certificate for the TAK servers")
+    cot_tls_keyfile: Path | None = None
+    ack_timeout_s: float = Field(default=300.0, gt=0, description="escalate an alert nobody acknowledged after this")
+    max_escalation_level: int = Field(default=3, ge=0, description="stop escalating at this level")
+    dedup_window_s: float = Field(default=300.0, gt=0, description="same place, type and direction: one alert")
+    group_window_s: float = Field(default=900.0, gt=0, description="events of one track within this update one alert")
+    cell_m: float = Field(default=250.0, gt=0, description="grid of the place-based de-duplication")
+    delivery_poll_s: float = Field(default=0.5, gt=0, description="how often due deliveries are looked for")
+    delivery_lease_s: float = Field(default=60.0, gt=0, description="a claimed delivery is reserved this long")
+    retry_initial_s: float = Field(default=2.0, gt=0, description="first retry after this, doubling, with jitter")
+    retry_max_s: float = Field(default=300.0, gt=0, description="longest wait between retries")
+    dead_after_s: float = Field(default=86_400.0, gt=0, description="a delivery still failing after this is dead")
+    http_timeout_s: float = Field(default=10.0, gt=0, description="webhook / CAP POST timeout")
+    api_host: str = Field(default="0.0.0.0", description="address of the acknowledge/resolve API")
+    api_port: int = Field(default=8081, ge=0, le=65535, description="0 picks a free port")
+    public_url: str = Field(default="http://127.0.0.1:8081", description="base of the signed links in e-mails and webhooks")
+    link_secret: SecretStr | None = Field(default=None, description="HMAC key of signed links (IBET_ALERTS__LINK_SECRET)")
+    link_ttl_s: float = Field(default=86_400.0, gt=0, description="a signed action link expires after this")
+
+
 class IbetConfig(BaseSettings):
     """The whole configuration of one ibet process."""
 
@@ -147,6 +191,7 @@ class IbetConfig(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
     fuse: FuseSettings = FuseSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -166,6 +211,10 @@ class IbetConfig(BaseSettings):
     def registry_file(self) -> Path:
         """Where the registry is; ``load_config`` has made it absolute or cwd-relative."""
         return self.registry_path or Path("config/registry.yaml")
+
+    def rosters_file(self) -> Path:
+        """Where the duty rosters are: as configured, else beside the registry."""
+        return self.alerts.rosters_path or self.registry_file().with_name("rosters.yaml")
 
     def ports_of_entry_file(self) -> Path:
         """Where the ports of entry are: as configured, else beside the registry."""
@@ -200,6 +249,9 @@ def load_config(path: Path | None = None, **overrides: Any) -> IbetConfig:
             "registry_path": registry if registry.is_absolute() else path.parent / registry,
             "ports_of_entry_path": ports if ports is None or ports.is_absolute() else path.parent / ports,
         })
+        rosters = config.alerts.rosters_path
+        if rosters is not None and not rosters.is_absolute():
+            config.alerts = config.alerts.model_copy(update={"rosters_path": path.parent / rosters})
     return config
 
 

@@ -367,6 +367,10 @@ class Alert(WireMessage):
     lead_partner_id: Name | None = None
     routed_partner_ids: tuple[Name, ...] = ()
     escalation_level: Count = 0
+    exercise: bool = Field(False, description="raised by an exercise (a scenario run): every channel says so")
+    kind: Literal["border", "sensor_health"] = Field("border", description="a border event, or a sensor feed lost")
+    sensor_ids: tuple[SensorId, ...] = ()
+    track_ids: tuple[Name, ...] = ()
 
     @field_validator("updated_ts_ns")
     @classmethod

@@ -86,6 +86,9 @@ class StageRunner:
         self._install_signal_handlers()
         self.consumer.subscribe(self.stage.input_topics)
         last_record = time.monotonic()
+        start_workers = getattr(self.stage, "start_workers", None)  # work beside the stage (alert delivery)
+        if start_workers is not None:
+            start_workers(self.bus)
         try:
             while not self._stop.is_set():
                 if self.run_once() or not self.consumer.assignment():
@@ -180,7 +183,10 @@ class StageRunner:
                 self._restored[r.partition].add(r.key)
 
     def close(self) -> None:
-        """Leave the group and close the producer (everything produced is already flushed)."""
+        """Stop the stage's workers, leave the group and close the producer (all produced is flushed)."""
+        stop_workers = getattr(self.stage, "stop_workers", None)
+        if stop_workers is not None:
+            stop_workers()
         self.consumer.close()
         self.producer.close()
 

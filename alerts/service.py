@@ -1,0 +1,219 @@
+"""The alert service around the stage: delivery and escalation workers, channels from the config.
+
+The stage (:mod:`alerts.stage`) records alerts; these workers act on what is recorded, so they can
+die and restart at any point without losing anything:
+
+- :class:`DeliveryWorker` claims due deliveries from the outbox and sends them through the channels
+  (:func:`alerts.delivery.deliver_due`), every ``delivery_poll_s``.
+- :class:`EscalationWorker` looks at open alerts: when nobody acknowledged one within
+  ``ack_timeout_s`` per level (counted from when the alert was first recorded, not from the event's
+  capture time, so a replayed scenario is not escalated at once), it routes the alert at the next
+  level (supervisors, then the neighbouring IBETs under mutual aid), records the escalated version
+  with its deliveries and puts it on ``ibet.alerts.v1``.
+
+:func:`build_service` wires the stage, the outbox and the workers from an :class:`IbetConfig`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import httpx
+from prometheus_client import Counter
+
+from alerts.compose import deliveries_for, escalated_alert
+from alerts.delivery import Channel, DeliveryStats, WebhookChannel, deliver_due
+from alerts.outbox import Backoff, Outbox
+from alerts.rosters import Roster, load_rosters
+from alerts.routing import EscalationPolicy, route_sector
+from alerts.rules import Decision, RulesConfig
+from alerts.stage import AlertStage
+from ibet import topics
+from ibet.bus.base import Bus, OutRecord, Producer
+from ibet.clock import Clock, SystemClock
+from ibet.config import AlertSettings, IbetConfig
+from ibet.db import make_engine, migrate
+from ibet.messages import Alert, AlertState, BorderEvent
+from ibet.registry import Registry
+
+log = logging.getLogger(__name__)
+
+RAISED = Counter("ibet_alerts_raised", "Alert versions recorded (new, updated, escalated)", ["severity", "kind"])
+SUPPRESSED = Counter("ibet_alerts_suppressed", "Border events that raised no alert, by the rule's reason", ["reason"])
+ESCALATIONS = Counter("ibet_alerts_escalated", "Alerts escalated because nobody acknowledged them", ["level"])
+
+
+class _Worker:
+    """A daemon thread calling ``step()`` every ``interval_s`` until stopped; a failing step is logged."""
+
+    name = "worker"
+
+    def __init__(self, interval_s: float):
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def step(self) -> object:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=f"alerts-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:  # noqa: BLE001 - keep the service alive; the outbox keeps the work
+                log.exception("alerts %s step failed; retrying in %.1f s", self.name, self.interval_s)
+            self._stop.wait(self.interval_s)
+
+
+class DeliveryWorker(_Worker):
+    """Sends what the outbox holds through ``channels`` (by channel name)."""
+
+    name = "delivery"
+
+    def __init__(self, outbox: Outbox, channels: Mapping[str, Channel], interval_s: float = 0.5, batch: int = 100):
+        super().__init__(interval_s)
+        self.outbox, self.channels, self.batch = outbox, dict(channels), batch
+
+    def step(self) -> DeliveryStats:
+        """Deliver everything due now, batch after batch; return the totals."""
+        total = DeliveryStats()
+        while True:
+            stats = deliver_due(self.outbox, self.channels, limit=self.batch)
+            total.claimed += stats.claimed
+            total.delivered += stats.delivered
+            total.retried += stats.retried
+            total.dead += stats.dead
+            if stats.claimed < self.batch:
+                return total
+
+
+class EscalationWorker(_Worker):
+    """Escalates open alerts nobody acknowledged in time (see the module doc)."""
+
+    name = "escalation"
+
+    def __init__(self, outbox: Outbox, registry: Registry, roster: Roster, policy: EscalationPolicy, *,
+                 channels: tuple[str, ...], publish: Callable[[Alert], None], clock: Clock | None = None,
+                 interval_s: float = 5.0):
+        super().__init__(interval_s)
+        self.outbox, self.registry, self.roster, self.policy = outbox, registry, roster, policy
+        self.channels, self.publish = channels, publish
+        self.clock = clock or SystemClock()
+
+    def step(self) -> list[Alert]:
+        """Escalate what is due now; return the escalated versions."""
+        now_ns = self.clock.now_ns()
+        escalated = []
+        for alert in self.outbox.alerts_in((AlertState.OPEN.value, AlertState.ESCALATED.value)):
+            first_ns = self.outbox.first_recorded_ns(alert.alert_id)
+            level = self.policy.next_escalation(alert.state, first_ns, now_ns, alert.escalation_level)
+            if level is None:
+                continue
+            routing = route_sector(alert.sector_id, now_ns, alert.direction, self.registry, self.roster, level)
+            version = escalated_alert(alert, routing, now_ns).model_copy(update={"state": AlertState.ESCALATED})
+            self.outbox.record(version, deliveries_for(version, self.registry, self.channels))
+            self.publish(version)
+            ESCALATIONS.labels(str(level)).inc()
+            log.warning("alert %s not acknowledged: escalated to level %d (%s)", alert.alert_id, level,
+                        ", ".join(routing.partner_ids) or routing.reason)
+            escalated.append(version)
+        return escalated
+
+
+def bus_publisher(producer: Producer) -> Callable[[Alert], None]:
+    """Put an alert version on ``ibet.alerts.v1`` and wait for the broker's acknowledgement."""
+    def publish(alert: Alert) -> None:
+        producer.send_and_wait(OutRecord(topics.ALERTS, key=alert.alert_id.encode(), value=alert.to_bytes()))
+    return publish
+
+
+def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Client | None = None) -> dict[str, Channel]:
+    """The enabled channels that can be built from the settings and the registry's partner contacts."""
+    client = client or httpx.Client(timeout=settings.http_timeout_s)
+    channels: dict[str, Channel] = {}
+    if "webhook" in settings.channels:
+        endpoints = {p.id: (p.contacts.webhook_url, settings.webhook_secrets[p.id].get_secret_value())
+                     for p in registry.partners if p.contacts.webhook_url and p.id in settings.webhook_secrets}
+        missing = [p.id for p in registry.partners if p.contacts.webhook_url and p.id not in settings.webhook_secrets]
+        if missing:
+            log.warning("no webhook secret for %s: their webhook deliveries will be dead until one is configured "
+                        "(alerts.webhook_secrets)", ", ".join(missing))
+        channels["webhook"] = WebhookChannel(client, endpoints, exercise=settings.exercise)
+    return channels
+
+
+@dataclass
+class AlertService:
+    """The stage plus its workers; ``start(bus)`` starts the workers, ``stop()`` stops them."""
+
+    stage: AlertStage
+    outbox: Outbox
+    registry: Registry
+    roster: Roster
+    settings: AlertSettings
+    channels: dict[str, Channel] = field(default_factory=dict)
+    clock: Clock = field(default_factory=SystemClock)
+    workers: list[_Worker] = field(default_factory=list)
+
+    def start(self, bus: Bus) -> None:
+        publish = bus_publisher(bus.producer("alerts-escalation"))
+        self.workers = [
+            DeliveryWorker(self.outbox, self.channels, self.settings.delivery_poll_s),
+            EscalationWorker(self.outbox, self.registry, self.roster,
+                             EscalationPolicy(self.settings.ack_timeout_s, self.settings.max_escalation_level),
+                             channels=tuple(self.settings.channels), publish=publish, clock=self.clock,
+                             interval_s=min(5.0, self.settings.ack_timeout_s / 4)),
+        ]
+        for worker in self.workers:
+            worker.start()
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+
+def rules_config(settings: AlertSettings) -> RulesConfig:
+    return RulesConfig(dedup_window_s=settings.dedup_window_s, cell_m=settings.cell_m,
+                       group_window_s=settings.group_window_s)
+
+
+def build_service(config: IbetConfig, registry: Registry, *, clock: Clock | None = None,
+                  channels: dict[str, Channel] | None = None) -> AlertService:
+    """Migrate the database, load the rosters, build the outbox, the stage and the channels."""
+    clock = clock or SystemClock()
+    settings = config.alerts
+    engine = make_engine(config.database)
+    migrate(engine)
+    roster = load_rosters(config.rosters_file(), registry)
+    outbox = Outbox(engine, clock, lease_s=settings.delivery_lease_s,
+                    backoff=Backoff(base_s=settings.retry_initial_s, cap_s=settings.retry_max_s, dead_after_s=settings.dead_after_s))
+
+    def recorded(alert: Alert) -> None:
+        RAISED.labels(alert.severity.value, alert.kind).inc()
+
+    def suppressed(event: BorderEvent, decision: Decision) -> None:
+        SUPPRESSED.labels(decision.reason).inc()
+        log.info("event %s (%s, %s) raised no alert: %s %s", event.event_id, event.event_type.value, event.sector_id,
+                 decision.reason, decision.detail)
+
+    stage = AlertStage(registry, roster, outbox, rules_config=rules_config(settings), channels=settings.channels,
+                       exercise=settings.exercise, max_escalation_level=settings.max_escalation_level,
+                       on_recorded=recorded, on_suppressed=suppressed)
+    if channels is None:
+        channels = make_channels(settings, registry)
+    service = AlertService(stage, outbox, registry, roster, settings, channels, clock)
+    stage.service = service  # the runner starts and stops the workers through the stage
+    return service
