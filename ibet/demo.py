@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
@@ -18,7 +19,7 @@ from ibet import topics
 from ibet.bus.memory import MemoryBus
 from ibet.clock import ns_to_datetime_utc
 from ibet.config import IbetConfig
-from ibet.messages import BorderEvent
+from ibet.messages import Alert, BorderEvent
 from ibet.registry import Registry
 from ibet.runner import StageRunner
 from ibet.stages import PIPELINE, build_stage
@@ -76,6 +77,8 @@ def run_demo(config: IbetConfig, registry: Registry, scenario: str | None = "foo
         f"[bold]ibet embedded demo[/]: {len(registry.sectors)} sectors, {len(registry.sensors)} sensors, "
         f"{len(registry.partners)} partner agencies from {config.registry_file()}"
     )
+    if scenario:  # alerts from a scenario run are an exercise on every channel
+        config = config.model_copy(update={"alerts": config.alerts.model_copy(update={"exercise": True})})
     bus = MemoryBus(default_partitions=config.bus.kafka.default_partitions)
     bus.create_topics([spec.name for spec in topics.all_topic_specs()])
     detect_built = next(i for i in PIPELINE if i.name == "detect").is_built()
@@ -112,6 +115,14 @@ def run_demo(config: IbetConfig, registry: Registry, scenario: str | None = "foo
         console.print(f"  event: {event.event_type.value} {event.direction.value} by track {event.track_id} "
                       f"({event.class_name.value}) at {ns_to_datetime_utc(event.event_ts_ns):%H:%M:%S} UTC, "
                       f"({event.lat_deg:.5f}, {event.lon_deg:.5f}){where}")
+    for record in bus.records(topics.ALERTS):
+        alert = Alert.from_bytes(record.value)
+        zone = ZoneInfo(registry.sector(alert.sector_id).timezone)
+        when = ns_to_datetime_utc(alert.updated_ts_ns)
+        console.print(f"  [bold red]ALERT[/] {alert.alert_id} {alert.severity.value} {alert.state.value}"
+                      f"{' (exercise)' if alert.exercise else ''}: {alert.title}; {alert.direction.value}; "
+                      f"{when.astimezone(zone):%H:%M:%S %Z} ({when:%H:%M:%S} UTC); lead {alert.lead_partner_id}, "
+                      f"partners notified: {', '.join(alert.routed_partner_ids) or 'nobody on duty'}")
     if not_built:
         console.print(f"[yellow]{len(not_built)} of {len(PIPELINE) - 1} consuming stages are not built yet; "
                       "the full demo (scenario, console, run report) is issue #10.[/]")
