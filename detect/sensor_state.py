@@ -1,0 +1,76 @@
+"""What detect remembers per sensor, and the pure step from a frame's raw detections to the ones
+it publishes: area filter, ByteTrack, score smoothing, minimum score, and which tracks are new.
+
+The saved part (tracker, running scores, tracks already given evidence) round-trips through JSON
+(:meth:`SensorState.to_state`); the last published detections, reused while motion gating skips
+frames, are not saved: a restarted worker sends each sensor's first frame to the model anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from detect.filters import area_filter, empty_arrays, publishable, smooth_scores
+from detect.settings import TrackerSettings
+from detect.tracking import SensorTracker
+from ibet.messages import DetectionArrays
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FrameDetections:
+    """The detections one frame publishes, and the indices of those whose track is new."""
+
+    detections: DetectionArrays
+    new_track_indices: np.ndarray
+    inferred: bool
+
+
+@dataclass
+class SensorState:
+    tracker: SensorTracker
+    running_scores: dict[int, float] = field(default_factory=dict)
+    evidenced: set[int] = field(default_factory=set)
+    last_sequence: int | None = None
+    last_published: DetectionArrays | None = None
+
+    @classmethod
+    def new(cls, settings: TrackerSettings) -> SensorState:
+        return cls(SensorTracker(settings))
+
+    def after_inference(self, raw: DetectionArrays, limits: dict[str, np.ndarray], sequence: int) -> FrameDetections:
+        """Filter, track, smooth and select ``raw`` (one frame's model output)."""
+        dets = area_filter(raw, limits)
+        dets = DetectionArrays(dets.xyxy, dets.confidence, dets.class_id, self.tracker.update(dets))
+        scores = smooth_scores(dets, self.running_scores, limits)
+        live = self.tracker.live_ids()
+        self.running_scores = {t: s for t, s in self.running_scores.items() if t in live}
+        self.evidenced &= live
+        published = publishable(dets, scores, limits)
+        ids = published.tracker_id
+        new = np.flatnonzero((ids >= 0) & ~np.isin(ids, list(self.evidenced)))
+        self.evidenced.update(int(ids[i]) for i in new)
+        self.last_published, self.last_sequence = published, sequence
+        return FrameDetections(published, new, True)
+
+    def reuse_last(self, sequence: int) -> FrameDetections:
+        """Motion gating skipped this frame: the last inference's detections still hold."""
+        self.last_sequence = sequence
+        return FrameDetections(self.last_published or empty_arrays(), np.zeros(0, np.int64), False)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"version": STATE_VERSION, "tracker": self.tracker.to_state(),
+                "running_scores": {str(t): s for t, s in sorted(self.running_scores.items())},
+                "evidenced": sorted(self.evidenced), "last_sequence": self.last_sequence}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], settings: TrackerSettings) -> SensorState:
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"detect sensor state version {state.get('version')!r} is not {STATE_VERSION}")
+        return cls(SensorTracker.from_state(state["tracker"], settings),
+                   {int(t): float(s) for t, s in state["running_scores"].items()},
+                   {int(t) for t in state["evidenced"]}, state["last_sequence"])

@@ -1,0 +1,111 @@
+"""The ``detect`` section of the configuration: model, batching, motion gating, tiling, tracking,
+per-class filters and evidence. One pydantic model per concern, unknown keys rejected.
+
+``ibet.config.IbetConfig`` holds it as ``detect: DetectSettings = DetectSettings()``; this module
+imports nothing from ``ibet.config`` so that it can be imported from there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SensorKind = Literal["drone", "fixed_camera"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClassFilter(_Section):
+    """What a detection of one class must be to be published."""
+
+    min_score: float = Field(default=0.25, ge=0, le=1, description="published only at or above this (smoothed) score")
+    min_area_px: float = Field(default=16.0, ge=0, description="smaller boxes (px², in the frame) are dropped")
+    max_area_px: float | None = Field(default=None, gt=0, description="larger boxes are dropped; None: no limit")
+    smoothing: float = Field(default=0.5, gt=0, le=1,
+                             description="weight of the newest score in the track's running score (1: no smoothing)")
+
+
+class MotionSettings(_Section):
+    """Frame differencing per sensor (as Frigate does): inference is skipped while nothing moves."""
+
+    enabled_for: tuple[SensorKind, ...] = Field(default=("fixed_camera",),
+                                                description="sensor kinds gated; drones move, so they are not by default")
+    analysis_width_px: int = Field(default=640, ge=32, description="frames are compared at this width (grey, blurred)")
+    blur_px: int = Field(default=5, ge=1, description="Gaussian blur kernel (odd) applied before differencing")
+    pixel_threshold: int = Field(default=20, ge=1, le=255, description="a pixel changed when its grey level moved this much")
+    min_changed_px: int = Field(default=8, ge=1, description="motion when at least this many pixels changed (analysis scale)")
+    max_skip_s: float = Field(default=10.0, gt=0, description="infer at least this often (event time) even without motion")
+
+    @field_validator("blur_px")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"must be odd, got {value}")
+        return value
+
+
+class TilingSettings(_Section):
+    """Sliced inference for small objects in large frames (high-altitude drones)."""
+
+    enabled_for: tuple[SensorKind, ...] = Field(default=(), description="sensor kinds whose frames are tiled")
+    tile_px: int = Field(default=640, ge=64, description="square tile side in frame pixels")
+    overlap_px: int = Field(default=96, ge=0, description="overlap of neighbouring tiles, frame pixels")
+    upscale: float = Field(default=1.0, ge=1.0, le=4.0, description="tiles are enlarged this much before inference")
+    merge_ios: float = Field(default=0.6, gt=0, le=1,
+                             description="boxes of one class overlapping by this intersection-over-smaller are merged")
+
+    @model_validator(mode="after")
+    def _overlap_below_tile(self) -> TilingSettings:
+        if self.overlap_px >= self.tile_px:
+            raise ValueError(f"overlap_px ({self.overlap_px}) must be smaller than tile_px ({self.tile_px})")
+        return self
+
+
+class TrackerSettings(_Section):
+    """Ultralytics ByteTrack per sensor (names as in its ``bytetrack.yaml``)."""
+
+    track_high_thresh: float = Field(default=0.25, ge=0, le=1, description="first association: detections at or above")
+    track_low_thresh: float = Field(default=0.1, ge=0, le=1, description="second association: detections above")
+    new_track_thresh: float = Field(default=0.25, ge=0, le=1, description="an unmatched detection starts a track from")
+    track_buffer: int = Field(default=30, ge=1, description="frames a lost track is kept for re-finding")
+    match_thresh: float = Field(default=0.8, gt=0, le=1, description="association cost limit (1 - IoU)")
+    fuse_score: bool = Field(default=True, description="weigh IoU by detection score when associating")
+
+
+class EvidenceSettings(_Section):
+    """A JPEG crop and a downscaled full frame for each new per-sensor track."""
+
+    enabled: bool = True
+    directory: Path = Field(default=Path("var/evidence"), description="filesystem evidence store root")
+    frame_max_px: int = Field(default=640, ge=64, description="the stored full frame's longer side")
+    crop_padding: float = Field(default=0.25, ge=0, le=2, description="crop margin around the box, share of its size")
+    jpeg_quality: int = Field(default=85, ge=30, le=100)
+
+
+class DetectSettings(_Section):
+    """The detect stage: which model, how frames are batched, gated, tiled, tracked and filtered."""
+
+    model: str = Field(default="ibet-demo-det", description="model name in the model registry")
+    model_version: str | None = Field(default=None, description="its version; None: the one registered last")
+    model_registry_path: Path | None = Field(default=None, description="model registry YAML; None: models/registry.yaml")
+    device: str = Field(default="cpu", description="'cpu', 'cuda:0', ... (as Ultralytics names devices)")
+    torch_threads: int | None = Field(default=None, gt=0, description="CPU threads for inference; None: every core")
+    batch_size: int = Field(default=8, gt=0, description="frames (or tiles) per model call")
+    max_wait_s: float = Field(default=0.05, ge=0,
+                              description="longest wait to fill a batch once a frame is in hand (runner batch fill)")
+    conf_floor: float = Field(default=0.1, ge=0, le=1, description="model outputs below this score are discarded")
+    nms_iou: float = Field(default=0.7, gt=0, le=1, description="the model's non-maximum suppression IoU")
+    filters: dict[str, ClassFilter] = Field(default_factory=dict, description="per class name; others use default_filter")
+    default_filter: ClassFilter = ClassFilter()
+    motion: MotionSettings = MotionSettings()
+    tiling: TilingSettings = TilingSettings()
+    tracker: TrackerSettings = TrackerSettings()
+    evidence: EvidenceSettings = EvidenceSettings()
+
+    def filter_for(self, class_name: str) -> ClassFilter:
+        """The filter of ``class_name``: its own, else the default."""
+        return self.filters.get(class_name, self.default_filter)
