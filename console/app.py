@@ -1,0 +1,105 @@
+"""The console's FastAPI application: :func:`create_app` builds it, :func:`serve` runs it with uvicorn.
+
+Pages are rendered on the server (Jinja2 templates in ``console/templates``) with a little
+JavaScript (``console/static``); the map library (Leaflet) is served from ``console/static/vendor``,
+copied there from npm by ``console/frontend`` (no CDN). Every route needs a permission
+(:mod:`console.auth`) except the log-in page, the static files and ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import Engine
+
+from alerts.lifecycle import AlertLifecycle
+from console.accounts import Accounts
+from console.auth import NotLoggedIn
+from console.context import ConsoleContext
+from console.errors import AccountError, InvalidRequest, NotFound
+from console.map_layers import map_layers
+from console.sessions import LoginThrottle, Sessions
+from console.settings import ConsoleSettings
+from ibet.border import BorderGeometry, PortOfEntry
+from ibet.clock import Clock, SystemClock
+from ibet.messages import Alert
+from ibet.registry import Registry
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters["utc"] = lambda ns: datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def create_app(settings: ConsoleSettings, engine: Engine, *, registry: Registry | None = None,
+               border: BorderGeometry | None = None, ports: tuple[PortOfEntry, ...] = (),
+               clock: Clock | None = None, publish: Callable[[Alert], None] | None = None) -> FastAPI:
+    """The console app on ``engine`` (migrated to revision 0004 or later).
+
+    ``registry``: sectors (time zones, map areas) and partners (names, partner accounts must name one);
+    ``border`` and ``ports``: drawn on the operator map; ``publish``: called with each alert version
+    an operator's action produces (put it on ``ibet.alerts.v1``).
+    """
+    clock = clock or SystemClock()
+    partner_ids = [p.id for p in registry.partners] if registry is not None else None
+    ctx = ConsoleContext(
+        engine=engine, settings=settings, clock=clock, registry=registry,
+        accounts=Accounts(engine, clock, partner_ids), sessions=Sessions(engine, clock, settings),
+        throttle=LoginThrottle(engine, clock, settings), lifecycle=AlertLifecycle(engine, clock, publish),
+        layers=map_layers(border, ports, registry), publish=publish)
+    stopping = asyncio.Event()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        stopping.set()  # ends the live streams, so the server can stop
+
+    app = FastAPI(title="ibet console", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.console = ctx
+    app.state.stopping = stopping
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    from console.routes import admin, alerts_api, analyst, cases, pages
+
+    for module in (pages, alerts_api, analyst, cases, admin):
+        app.include_router(module.router)
+
+    @app.exception_handler(NotLoggedIn)
+    async def _not_logged_in(request: Request, _exc: NotLoggedIn):
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": "log in first (session cookie or Authorization: Bearer token)"}, 401)
+        return RedirectResponse("/login", 303)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_request: Request, exc: NotFound):
+        return JSONResponse({"detail": str(exc)}, 404)
+
+    @app.exception_handler(InvalidRequest)
+    @app.exception_handler(AccountError)
+    async def _invalid(_request: Request, exc: Exception):
+        return JSONResponse({"detail": str(exc)}, 422)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, Any]:
+        """Liveness for Kubernetes; needs no log-in and says nothing about the data."""
+        return {"status": "ok"}
+
+    return app
+
+
+def serve(settings: ConsoleSettings, engine: Engine, **kwargs: Any) -> None:
+    """Run the console with uvicorn on ``settings.host:settings.port`` until SIGTERM/SIGINT."""
+    import uvicorn
+
+    app = create_app(settings, engine, **kwargs)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False)

@@ -1,0 +1,129 @@
+"""``ibet console`` (serve the console; ``ibet console purge``) and ``ibet users create-admin|create``.
+
+The lead mounts these in :mod:`ibet.cli`: ``app.add_typer(console_app, name="console")`` and
+``app.add_typer(users_app, name="users")``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+console_app = typer.Typer(help="The operators' and analysts' web console.", invoke_without_command=True)
+users_app = typer.Typer(help="Console accounts.", no_args_is_help=True)
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _setup(config: Path | None):
+    """Configuration, registry, console settings and a migrated database engine."""
+    from console.settings import ConsoleSettings
+    from ibet.cli import _load
+    from ibet.db import make_engine, migrate
+
+    cfg, registry = _load(config)
+    settings = getattr(cfg, "console", None) or ConsoleSettings()
+    engine = make_engine(cfg.database)
+    migrate(engine)
+    return cfg, registry, settings, engine
+
+
+def _publisher(cfg):
+    """Put each alert version an operator produces on ibet.alerts.v1 (keyed by alert id), waiting for the ack."""
+    from ibet import topics
+    from ibet.bus import open_bus
+    from ibet.bus.base import OutRecord
+
+    producer = open_bus(cfg.bus).producer("ibet-console")
+
+    def publish(alert) -> None:
+        producer.send_and_wait(OutRecord(topics.ALERTS, alert.alert_id.encode(), alert.to_bytes()),
+                               cfg.runner.flush_timeout_s)
+
+    return publish
+
+
+@console_app.callback()
+def console_main(ctx: typer.Context, config: ConfigOption = None) -> None:
+    """Serve the console (HTTP on console.host:console.port) until SIGTERM/SIGINT."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = config
+        return
+    from console.app import serve
+    from ibet.border import load_border, load_ports_of_entry
+    from ibet.exceptions import IbetError
+
+    cfg, registry, settings, engine = _setup(config)
+    try:
+        border = load_border()
+        ports = load_ports_of_entry(cfg.ports_of_entry_file(), sector_ids=[s.id for s in registry.sectors], border=border)
+    except IbetError as exc:
+        _fail(str(exc))
+    publish = _publisher(cfg) if cfg.bus.kind == "kafka" else None
+    serve(settings, engine, registry=registry, border=border, ports=ports, publish=publish)
+
+
+@console_app.command("purge")
+def purge_cmd(ctx: typer.Context) -> None:
+    """Purge detections and evidence past console.retention_days that no alert or case links (audited)."""
+    from console.retention import purge
+    from ibet.audit import SYSTEM
+    from ibet.clock import SystemClock
+
+    _, _, settings, engine = _setup(ctx.obj)
+    result = purge(engine, settings.evidence_dir, settings.retention_days, SYSTEM, SystemClock().now_ns())
+    typer.echo(f"purged {result['detections_purged']} detections and {result['evidence_files_removed']} evidence files "
+               f"(kept {result['detections_kept_linked']} linked to alerts or cases)")
+
+
+def _password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users_app.command("create-admin")
+def create_admin_cmd(
+    username: Annotated[str, typer.Argument(help="Login name of the first administrator.")] = "admin",
+    config: ConfigOption = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+) -> None:
+    """First start: create an administrator (who then manages users and partner accounts in the console)."""
+    _create(username, "admin", None, config, password_stdin)
+
+
+@users_app.command("create")
+def create_cmd(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Option(help="admin, operator, analyst or partner.")],
+    partner: Annotated[str | None, typer.Option(help="Partner agency id (partner accounts).")] = None,
+    config: ConfigOption = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+) -> None:
+    """Create a console user."""
+    _create(username, role, partner, config, password_stdin)
+
+
+def _create(username: str, role: str, partner: str | None, config: Path | None, password_stdin: bool) -> None:
+    from console.accounts import Accounts
+    from console.errors import AccountError
+    from ibet.audit import SYSTEM, record_audit
+    from ibet.clock import SystemClock
+
+    _, registry, _, engine = _setup(config)
+    accounts = Accounts(engine, SystemClock(), [p.id for p in registry.partners])
+    try:
+        user = accounts.create_user(username, _password(password_stdin), role, partner)
+    except AccountError as exc:
+        _fail(str(exc))
+    record_audit(engine, actor=SYSTEM._replace(id="cli"), action="user.created", subject_kind="user", subject_id=user.user_id,
+                 detail={"username": user.username, "role": user.role.value}, now_ns=SystemClock().now_ns())
+    typer.echo(f"created {user.role.value} {user.username} ({user.user_id})")

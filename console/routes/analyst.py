@@ -1,0 +1,79 @@
+"""The analysts' pages: the review queue of detections (with YOLO export) and the reports."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from console.auth import ContextDep, Principal, require
+from console.reports import report
+from console.review import DetectionFilter, list_detections, review_detection, yolo_dataset
+from console.roles import Permission
+from console.routes.pages import render
+from ibet.audit import record_audit
+
+router = APIRouter()
+Reviewer = Annotated[Principal, Depends(require(Permission.DETECTIONS_REVIEW))]
+
+
+class ReviewBody(BaseModel):
+    """A verdict on one detection."""
+
+    model_config = ConfigDict(extra="forbid")
+    verdict: str = Field(description="confirmed, dismissed or false_alarm")
+    reason: str = Field(max_length=2000)
+
+
+def _filter(sector_id: str | None, sensor_id: str | None, class_name: str | None, since_ns: int | None,
+            until_ns: int | None, reviewed: bool | None, limit: int) -> DetectionFilter:
+    return DetectionFilter(sector_id or None, sensor_id or None, class_name or None, since_ns, until_ns, reviewed, limit)
+
+
+@router.get("/review", response_class=HTMLResponse)
+def review_page(request: Request, ctx: ContextDep, principal: Reviewer, sector_id: str | None = None,
+                sensor_id: str | None = None, class_name: str | None = None, reviewed: bool | None = False) -> Response:
+    """The review queue, filtered by sector, sensor, class and reviewed or not."""
+    rows = list_detections(ctx.engine, _filter(sector_id, sensor_id, class_name, None, None, reviewed, 100))
+    return render(request, "review.html", principal, detections=rows, filters={
+        "sector_id": sector_id or "", "sensor_id": sensor_id or "", "class_name": class_name or "", "reviewed": reviewed})
+
+
+@router.get("/api/detections")
+def detections_api(ctx: ContextDep, _principal: Reviewer, sector_id: str | None = None, sensor_id: str | None = None,
+                   class_name: str | None = None, since_ns: int | None = None, until_ns: int | None = None,
+                   reviewed: bool | None = None, limit: int = 100) -> list[dict]:
+    """Detections with their reviews, newest first (same filters as the page, plus a capture-time range)."""
+    return list_detections(ctx.engine, _filter(sector_id, sensor_id, class_name, since_ns, until_ns, reviewed, limit))
+
+
+@router.post("/api/detections/{detection_id}/review")
+def review_api(detection_id: str, body: ReviewBody, ctx: ContextDep, principal: Reviewer) -> dict:
+    """Confirm, dismiss or mark as false alarm, with a reason (audited)."""
+    review_detection(ctx.engine, detection_id, body.verdict, body.reason, principal.actor(), ctx.clock.now_ns())
+    return {"detection_id": detection_id, "verdict": body.verdict}
+
+
+@router.get("/api/dataset/yolo")
+def yolo_export(ctx: ContextDep, principal: Annotated[Principal, Depends(require(Permission.DATASET_EXPORT))]) -> Response:
+    """The reviewed detections as a YOLO dataset (zip), for retraining; audited."""
+    data, counts = yolo_dataset(ctx.engine, ctx.settings.evidence_dir)
+    record_audit(ctx.engine, actor=principal.actor(), action="dataset.exported", subject_kind="dataset",
+                 subject_id="yolo", detail=counts, now_ns=ctx.clock.now_ns())
+    return Response(data, media_type="application/zip",
+                    headers={"Content-Disposition": 'attachment; filename="ibet-reviewed-yolo.zip"'})
+
+
+@router.get("/reports", response_class=HTMLResponse)
+def reports_page(request: Request, ctx: ContextDep,
+                 principal: Annotated[Principal, Depends(require(Permission.REPORTS))]) -> Response:
+    """Joint operations by sector, partner and month; alert counts, acknowledgement times, false-alarm rates."""
+    return render(request, "reports.html", principal, r=report(ctx.engine))
+
+
+@router.get("/api/reports")
+def reports_api(ctx: ContextDep, _principal: Annotated[Principal, Depends(require(Permission.REPORTS))]) -> dict:
+    """The figures of the reports page as JSON."""
+    return report(ctx.engine)
