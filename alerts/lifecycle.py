@@ -27,7 +27,8 @@ Decisions:
 - Partner contacts act only on alerts routed to their partner (``routed_partner_ids`` or the lead);
   console users and the system act on any alert (the console applies its own roles on top).
 
-:class:`AlertLifecycle` keeps the state in ``alert_lifecycle`` (revision 0003): each transition is
+:class:`AlertLifecycle` keeps the state in ``alert_lifecycle`` (revision 0003; no foreign key to the
+outbox's ``alerts``, so opening and recording may come in either order): each transition is
 one transaction with its audit entry (:mod:`ibet.audit`), and ``publish`` gets the new
 :class:`~ibet.messages.Alert` (state, escalation level, a later ``updated_ts_ns``) after the commit.
 The functions above the class are pure.
