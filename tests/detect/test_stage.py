@@ -5,7 +5,7 @@ sector, evidence for new tracks, and motion gating for fixed cameras."""
 from __future__ import annotations
 
 import pytest
-from conftest import DRONE, FIXED, draw, frame_record, jpeg
+from detect_samples import DRONE, FIXED, draw, frame_record, jpeg
 
 from detect.evidence import FilesystemEvidenceStore
 from detect.exceptions import FrameDecodeError
