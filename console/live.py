@@ -45,7 +45,7 @@ class LiveCursor:
 def initial_cursor(ctx: ConsoleContext) -> LiveCursor:
     """A cursor at "now": alerts as they are (the page loaded them), tracks and health from now on."""
     with ctx.engine.connect() as conn:
-        revisions = dict(conn.execute(select(lifecycle_table.c.alert_id, lifecycle_table.c.revision)).tuples().all())
+        revisions = dict(conn.execute(select(lifecycle_table.c.alert_id, lifecycle_table.c.revision)).all())
     now = ctx.clock.now_ns()
     return LiveCursor(revisions, now, now)
 
@@ -55,7 +55,7 @@ def changes(ctx: ConsoleContext, principal: Principal, cursor: LiveCursor) -> li
     out: list[str] = []
     with ctx.engine.connect() as conn:
         changed = [(alert_id, revision) for alert_id, revision in
-                   conn.execute(select(lifecycle_table.c.alert_id, lifecycle_table.c.revision)).tuples()
+                   conn.execute(select(lifecycle_table.c.alert_id, lifecycle_table.c.revision))
                    if cursor.alert_revisions.get(alert_id) != revision]
         t = tables.tracks
         for row in conn.execute(select(t).where(t.c.stored_ns > cursor.tracks_after_ns).order_by(t.c.stored_ns)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import PASSWORD, csrf_of, log_in, login, make_alert
+from console_samples import PASSWORD, csrf_of, log_in, login, make_alert
 
 from console.accounts import Accounts
 from console.errors import AccountError
