@@ -54,7 +54,12 @@ class _Worker:
     def __init__(self, interval_s: float):
         self.interval_s = interval_s
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        """Run the next step now instead of at the end of the interval (work was just recorded)."""
+        self._wake.set()
 
     def step(self) -> object:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -66,6 +71,7 @@ class _Worker:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
 
@@ -75,7 +81,8 @@ class _Worker:
                 self.step()
             except Exception:  # noqa: BLE001 - keep the service alive; the outbox keeps the work
                 log.exception("alerts %s step failed; retrying in %.1f s", self.name, self.interval_s)
-            self._stop.wait(self.interval_s)
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
 
 
 class DeliveryWorker(_Worker):
@@ -167,11 +174,20 @@ class AlertService:
     channels: dict[str, Channel] = field(default_factory=dict)
     clock: Clock = field(default_factory=SystemClock)
     workers: list[_Worker] = field(default_factory=list)
+    delivery: DeliveryWorker | None = None
+
+    def recorded(self, alert: Alert) -> None:
+        """The stage recorded an alert version: count it and wake the delivery worker in this process
+        (workers in other processes find it at their next poll)."""
+        RAISED.labels(alert.severity.value, alert.kind).inc()
+        if self.delivery is not None:
+            self.delivery.wake()
 
     def start(self, bus: Bus) -> None:
         publish = bus_publisher(bus.producer("alerts-escalation"))
+        self.delivery = DeliveryWorker(self.outbox, self.channels, self.settings.delivery_poll_s)
         self.workers = [
-            DeliveryWorker(self.outbox, self.channels, self.settings.delivery_poll_s),
+            self.delivery,
             EscalationWorker(self.outbox, self.registry, self.roster,
                              EscalationPolicy(self.settings.ack_timeout_s, self.settings.max_escalation_level),
                              channels=tuple(self.settings.channels), publish=publish, clock=self.clock,
@@ -201,9 +217,6 @@ def build_service(config: IbetConfig, registry: Registry, *, clock: Clock | None
     outbox = Outbox(engine, clock, lease_s=settings.delivery_lease_s,
                     backoff=Backoff(base_s=settings.retry_initial_s, cap_s=settings.retry_max_s, dead_after_s=settings.dead_after_s))
 
-    def recorded(alert: Alert) -> None:
-        RAISED.labels(alert.severity.value, alert.kind).inc()
-
     def suppressed(event: BorderEvent, decision: Decision) -> None:
         SUPPRESSED.labels(decision.reason).inc()
         log.info("event %s (%s, %s) raised no alert: %s %s", event.event_id, event.event_type.value, event.sector_id,
@@ -211,9 +224,10 @@ def build_service(config: IbetConfig, registry: Registry, *, clock: Clock | None
 
     stage = AlertStage(registry, roster, outbox, rules_config=rules_config(settings), channels=settings.channels,
                        exercise=settings.exercise, max_escalation_level=settings.max_escalation_level,
-                       on_recorded=recorded, on_suppressed=suppressed)
+                       on_suppressed=suppressed)
     if channels is None:
         channels = make_channels(settings, registry)
     service = AlertService(stage, outbox, registry, roster, settings, channels, clock)
+    stage.on_recorded = service.recorded
     stage.service = service  # the runner starts and stops the workers through the stage
     return service

@@ -260,6 +260,25 @@ def _bench_fuse(
 bench_app.command("fuse")(_bench_fuse)
 
 
+@bench_app.command("alerts")
+def bench_alerts(
+    rates: Annotated[str, typer.Option(help="Comma-separated event rates (events/s).")] = "10,100,1000",
+    seconds: Annotated[float, typer.Option(help="Seconds of events at each rate.")] = 3.0,
+) -> None:
+    """Event -> webhook delivered latency p50/p99 through the alert service vs a bare HTTP POST."""
+    from ibet.bench.alerts import run_alerts_bench
+    from ibet.bench.report import report
+
+    results = run_alerts_bench([float(r) for r in rates.split(",") if r], seconds)
+    columns = ["events/s", "pipeline p50 ms", "pipeline p99 ms", "bare POST p50 ms", "bare POST p99 ms",
+               "ratio p50", "ratio p99", "delivered (pipeline)", "delivered (bare)"]
+    rows = [[r["events_per_s"], r["pipeline_p50_ms"], r["pipeline_p99_ms"], r["bare_post_p50_ms"], r["bare_post_p99_ms"],
+             r["ratio_p50"], r["ratio_p99"], r["pipeline_delivered"], r["bare_delivered"]] for r in results]
+    report("bench-alerts", f"ibet bench alerts ({seconds:g} s per rate)", columns, rows,
+           {"bench": "alerts", "baseline": "bare httpx POST of the same signed webhook body, same process",
+            "results": results})
+
+
 def main() -> None:  # pragma: no cover - console-script shim
     app()
 

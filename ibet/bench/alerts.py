@@ -1,0 +1,212 @@
+"""``ibet bench alerts``: border event -> webhook delivered at the partner, against a bare HTTP POST.
+
+One process, one partner HTTP server (stdlib, threaded, on 127.0.0.1) that notes when each
+idempotency key arrives (``perf_counter``, same clock as the sender). At each rate (events/s) the
+same crossings, in ``pac-blaine`` at the current time so the duty roster routes them to the partners
+on duty, go through:
+
+- the pipeline: produced on ``ibet.events.v1`` of the in-memory bus, consumed by the alert stage
+  (rules, routing, the SQLite outbox, committed before any delivery) and delivered by the delivery
+  worker's :class:`~alerts.delivery.WebhookChannel` (signed, with an idempotency key);
+- the baseline: the same signed webhook bodies POSTed by one ``httpx.Client`` from this process, as
+  each event is due, with no bus, no rules and no outbox.
+
+Latency of a delivery: its arrival at the partner minus when its event was produced (pipeline) or
+when the POST started (baseline). Reported: p50/p99 per side and rate and the ratios pipeline /
+baseline; whether each side kept up (everything arrived). The rules' place-based de-duplication
+grid is set to 1 m here so that thousands of synthetic crossings are not folded into a few alerts
+by place (the real default is 250 m); everything else is the default configuration. A benchmark:
+nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from alerts.compose import new_alert
+from alerts.delivery import WebhookChannel
+from alerts.formats.webhook import idempotency_key_of, webhook_request
+from alerts.outbox import Outbox
+from alerts.rosters import load_rosters
+from alerts.routing import route
+from alerts.rules import RulesConfig
+from alerts.service import AlertService
+from alerts.stage import AlertStage
+from ibet import topics
+from ibet.bus.base import OutRecord
+from ibet.bus.memory import MemoryBus
+from ibet.clock import SystemClock
+from ibet.config import AlertSettings, DatabaseSettings, RunnerSettings
+from ibet.db import make_engine, migrate
+from ibet.ids import alert_id, event_id
+from ibet.messages import BorderEvent, BorderEventType, Direction, TrackClass
+from ibet.registry import Registry, load_registry
+from ibet.runner import StageRunner
+
+SECRET = b"bench-secret"
+S = 10**9
+
+
+class Partner:
+    """Every partner's webhook endpoint (``/hook/<partner>``): notes the arrival time of each key."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+        self.lock = threading.Lock()
+        partner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real partner endpoint would
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                now = time.perf_counter()
+                key = idempotency_key_of(dict(self.headers.items())) or ""
+                with partner.lock:
+                    repeat = key in partner.arrivals
+                    partner.arrivals.setdefault(key, now)
+                self.send_response(409 if repeat else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, partner_id: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook/{partner_id}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class SideResult:
+    deliveries: int
+    arrived: int
+    p50_ms: float
+    p99_ms: float
+
+
+def _events(n: int, rate: float, tag: str) -> list[BorderEvent]:
+    now = time.time_ns()
+    return [BorderEvent(event_id=event_id(f"bench-{tag}-{i}", "crossing", now), event_type=BorderEventType.CROSSING,
+                        track_id=f"bench-{tag}-{i}", sector_id="pac-blaine", event_ts_ns=now + round(i / rate * S),
+                        lat_deg=49.0002 + (i % 100) * 1e-4, lon_deg=-122.80 + (i // 100) * 1e-4,
+                        direction=Direction.CA_TO_US, class_name=TrackClass.PERSON, confidence=0.9,
+                        sensor_ids=("blaine-cam-1",)) for i in range(n)]
+
+
+def _percentiles(latencies_s: list[float]) -> tuple[float, float]:
+    if not latencies_s:
+        return float("nan"), float("nan")
+    p50, p99 = np.percentile(np.array(latencies_s) * 1000.0, [50, 99])
+    return float(p50), float(p99)
+
+
+def _paced(n: int, rate: float):
+    """Yield 0..n-1, each at its due time (start + i / rate)."""
+    start = time.perf_counter()
+    for i in range(n):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield i
+
+
+def _pipeline(registry: Registry, rosters: Path, partner: Partner, events: list[BorderEvent], rate: float,
+              workdir: Path, timeout_s: float) -> SideResult:
+    engine = make_engine(DatabaseSettings(url=f"sqlite:///{workdir / 'bench-alerts.sqlite3'}"))
+    migrate(engine)
+    settings = AlertSettings(channels=["webhook"])
+    roster = load_rosters(rosters, registry)
+    outbox = Outbox(engine, SystemClock(), lease_s=settings.delivery_lease_s)
+    client = httpx.Client(timeout=settings.http_timeout_s)
+    channel = WebhookChannel(client, {p.id: (partner.url(p.id), SECRET) for p in registry.partners})
+    stage = AlertStage(registry, roster, outbox, rules_config=RulesConfig(cell_m=1.0), channels=("webhook",))
+    service = AlertService(stage, outbox, registry, roster, settings, {"webhook": channel})
+    stage.on_recorded, stage.service = service.recorded, service
+    bus = MemoryBus(default_partitions=1)
+    bus.create_topics([topics.EVENTS, topics.SENSOR_HEALTH, topics.ALERTS, topics.ALERTS_STATE])
+    runner = StageRunner(stage, bus, RunnerSettings(poll_timeout_s=0.01, batch_max_records=100))
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    producer = bus.producer("bench")
+    sent: dict[str, float] = {}
+    for i in _paced(len(events), rate):
+        sent[alert_id(events[i].event_id)] = time.perf_counter()
+        producer.send(OutRecord(topics.EVENTS, b"pac-blaine", events[i].to_bytes()))
+        producer.flush(5.0)
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline:
+        counts = outbox.counts()
+        if counts["pending"] == 0 and counts["sending"] == 0 and sum(counts.values()) > 0 and \
+                len({d.alert_id for d in outbox.deliveries()}) >= len(events):
+            break
+        time.sleep(0.05)
+    runner.stop()
+    thread.join(30)
+    client.close()
+    rows = outbox.deliveries()
+    engine.dispose()
+    latencies = [partner.arrivals[d.key] - sent[d.alert_id] for d in rows if d.key in partner.arrivals]
+    return SideResult(len(rows), len(latencies), *_percentiles(latencies))
+
+
+def _baseline(registry: Registry, rosters: Path, partner: Partner, events: list[BorderEvent], rate: float) -> SideResult:
+    roster = load_rosters(rosters, registry)
+    bodies = []
+    for event in events:  # built before the clock starts: the baseline is the POST alone
+        alert = new_alert(event, route(event, registry, roster), registry)
+        for partner_id in alert.routed_partner_ids:
+            if registry.partner(partner_id).contacts.webhook_url:
+                headers, body = webhook_request(alert, partner_id, SECRET, time.time_ns() // S)
+                bodies.append((partner_id, headers, body))
+    per_event = max(1, len(bodies) // max(1, len(events)))
+    latencies = []
+    with httpx.Client(timeout=10.0) as client:
+        for i in _paced(len(events), rate):
+            for partner_id, headers, body in bodies[i * per_event:(i + 1) * per_event]:
+                started = time.perf_counter()
+                client.post(partner.url(partner_id), content=body, headers=headers)
+                latencies.append(partner.arrivals[idempotency_key_of(headers) or ""] - started)
+    return SideResult(len(bodies), len(latencies), *_percentiles(latencies))
+
+
+def run_alerts_bench(rates: list[float], seconds: float, registry_path: Path = Path("config/registry.yaml"),
+                     rosters: Path = Path("config/rosters.yaml"), timeout_s: float = 120.0) -> list[dict[str, Any]]:
+    """One row per rate: both sides' p50/p99 (ms), deliveries and arrivals, and the ratios."""
+    registry = load_registry(registry_path)
+    results = []
+    for rate in rates:
+        n = max(1, round(rate * seconds))
+        partner = Partner()
+        try:
+            with tempfile.TemporaryDirectory(prefix="ibet-bench-alerts-") as tmp:
+                bare = _baseline(registry, rosters, partner, _events(n, rate, f"bare-{rate:g}"), rate)
+                ours = _pipeline(registry, rosters, partner, _events(n, rate, f"pipe-{rate:g}"), rate, Path(tmp),
+                                 timeout_s)
+        finally:
+            partner.stop()
+        results.append({
+            "events_per_s": rate, "events": n,
+            "pipeline_p50_ms": round(ours.p50_ms, 2), "pipeline_p99_ms": round(ours.p99_ms, 2),
+            "bare_post_p50_ms": round(bare.p50_ms, 2), "bare_post_p99_ms": round(bare.p99_ms, 2),
+            "ratio_p50": round(ours.p50_ms / bare.p50_ms, 1) if bare.p50_ms > 0 else None,
+            "ratio_p99": round(ours.p99_ms / bare.p99_ms, 1) if bare.p99_ms > 0 else None,
+            "pipeline_delivered": f"{ours.arrived}/{ours.deliveries}", "bare_delivered": f"{bare.arrived}/{bare.deliveries}",
+        })
+    return results
