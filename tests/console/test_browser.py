@@ -28,6 +28,8 @@ from ibet.messages import (
     Detection,
     DetectionBatch,
     Direction,
+    SensorHealthEvent,
+    SensorHealthState,
     TrackClass,
     TrackStatus,
     TrackUpdate,
@@ -96,7 +98,9 @@ def test_operator_sees_an_alert_arrive_live_and_acknowledges_it(page, console):
                           lon_deg=-122.7540, position_cov_m2=((4.0, 0.0), (0.0, 4.0)), velocity_east_mps=0.0,
                           velocity_north_mps=-1.2, class_name=TrackClass.PERSON, sensor_ids=("drone-vista-1",),
                           status=TrackStatus.CONFIRMED, version=i) for i in range(3)]
-    store.write([event, *tracks])
+    lost = SensorHealthEvent(sensor_id="drone-vista-1", sector_id="pac-blaine", state=SensorHealthState.FEED_LOST,
+                             event_ts_ns=now, expected_interval_s=0.5, silent_s=14.0)
+    store.write([event, *tracks, lost])
     alert = console.lifecycle.open(make_alert(("usbp", "rcmp"), title="Person crossing CA->US at the vista",
                                               lat=49.0021, lon=-122.7540, event_ids=("evt-live-1",)))
 
@@ -108,6 +112,7 @@ def test_operator_sees_an_alert_arrive_live_and_acknowledges_it(page, console):
     # the alert's marker and the track are on the map
     page.wait_for_function("document.querySelectorAll('.leaflet-overlay-pane path.leaflet-interactive, "
                            ".leaflet-overlay-pane canvas').length > 0")
+    assert "drone-vista-1 (pac-blaine): feed lost, silent 14 s" in page.locator("#health-list .feed_lost").inner_text()
     page.wait_for_timeout(500)
     page.screenshot(path=str(SHOTS / "operator-alert-arrived.png"))
 

@@ -1,0 +1,188 @@
+"""The console-store stage, the schema of revision 0004, the YOLO export, retention and reports."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from console_samples import REPO, make_alert
+from sqlalchemy import func, inspect, select
+from typer.testing import CliRunner
+from wire_samples import DETECTIONS, batch, event, track
+
+from alerts.lifecycle import AlertLifecycle
+from console import tables
+from console.accounts import Accounts
+from console.cases import create_case
+from console.cli import users_app
+from console.reports import report
+from console.retention import purge
+from console.review import review_detection, yolo_dataset
+from console.store import ConsoleStore, ConsoleStoreStage, detection_id
+from ibet import topics
+from ibet.audit import Actor, audit_entries
+from ibet.bus.base import OutRecord
+from ibet.bus.memory import MemoryBus
+from ibet.clock import ManualClock, SystemClock
+from ibet.config import DatabaseSettings, RunnerSettings
+from ibet.db import make_engine, migrate
+from ibet.messages import SensorHealthEvent, SensorHealthState
+from ibet.runner import StageRunner
+
+ANALYST = Actor("user", "usr-analyst", role="analyst")
+DAY_S = 86400.0
+
+
+@pytest.fixture
+def engine(database_url: str):
+    engine = make_engine(DatabaseSettings(url=database_url))
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def count(engine, table) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_migration_creates_the_tables_the_console_uses(engine):
+    found = inspect(engine)
+    for table in tables.metadata.sorted_tables:
+        assert {c["name"] for c in found.get_columns(table.name)} == {c.name for c in table.columns}, table.name
+    migrate(engine)  # a second time: nothing to do
+
+
+def test_console_store_stage_keeps_what_the_pipeline_produced(engine):
+    bus = MemoryBus(default_partitions=2)
+    producer = bus.producer()
+    health = SensorHealthEvent(sensor_id="drone-07", sector_id="pacific-blaine", state=SensorHealthState.FEED_LOST,
+                               event_ts_ns=track().time_ts_ns, expected_interval_s=0.5, silent_s=12.0)
+    for topic, key, value in [
+        (topics.TRACKS, b"pacific-blaine", track(version=5).to_bytes()),
+        (topics.TRACKS, b"pacific-blaine", track(version=3, lat_deg=48.0).to_bytes()),  # older: not the current state
+        (topics.TRACKS, b"pacific-blaine", b"{not json"),  # dead letter, the batch goes on
+        (topics.DETECTIONS, b"pacific-blaine", batch(DETECTIONS).to_bytes()),
+        (topics.EVENTS, b"pacific-blaine", event().to_bytes()),
+        (topics.SENSOR_HEALTH, b"drone-07", health.to_bytes()),
+    ]:
+        producer.send(OutRecord(topic, key, value))
+    producer.flush()
+    runner = StageRunner(ConsoleStoreStage(ConsoleStore(engine)), bus, RunnerSettings(poll_timeout_s=0.05))
+    stats = runner.run(idle_stop_s=0.3)
+    assert (stats.consumed, stats.dead_lettered) == (6, 1)
+    assert "{not json" in bus.records(topics.TRACKS + topics.DLQ_SUFFIX)[0].value.decode("utf-8", "replace")
+    with engine.connect() as conn:
+        stored = conn.execute(select(tables.tracks)).one()
+        assert (stored.version, stored.lat_deg) == (5, track().lat_deg)
+        assert conn.execute(select(func.count()).select_from(tables.track_points)).scalar_one() == 2
+        dets = conn.execute(select(tables.detections).order_by(tables.detections.c.det_index)).all()
+        assert [d.detection_id for d in dets] == [detection_id(batch(DETECTIONS), i) for i in range(2)]
+        assert dets[0].evidence_ref == "evidence/drone-07/42.jpg" and dets[0].class_name == "person"
+        assert conn.execute(select(tables.event_evidence.c.evidence_ref)).scalars().all() == ["evidence/drone-07/42.jpg"]
+        assert conn.execute(select(tables.sensor_health.c.state)).scalar_one() == "feed_lost"
+    # consumed again after a crash: nothing changes
+    before = {t.name: count(engine, t) for t in (tables.tracks, tables.track_points, tables.detections, tables.events,
+                                                 tables.event_evidence, tables.sensor_health)}
+    ConsoleStore(engine).write([track(version=5), batch(DETECTIONS), event(), health])
+    assert before == {name: count(engine, tables.metadata.tables[name]) for name in before}
+
+
+def _detections(engine, evidence_dir: Path, clock, sensor: str, sequence: int, boxes, ref: str | None = None):
+    ref = ref or f"evidence/{sensor}/{sequence}.jpg"
+    if evidence_dir is not None:
+        path = evidence_dir / ref
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), np.full((1080, 1920, 3), 90, np.uint8))
+    b = batch(tuple(DETECTIONS[i] for i in boxes), sensor_id=sensor, frame_sequence=sequence, capture_ts_ns=clock.now_ns(),
+              evidence_ref=ref)
+    ConsoleStore(engine, clock).write([b])
+    return [detection_id(b, i) for i in range(len(boxes))]
+
+
+def test_yolo_export_has_confirmed_labels_and_background_frames(engine, tmp_path):
+    clock = SystemClock()
+    confirmed, dismissed = _detections(engine, tmp_path, clock, "drone-07", 1, [0, 1])
+    (false_alarm,) = _detections(engine, tmp_path, clock, "drone-07", 2, [1])
+    _detections(engine, tmp_path, clock, "drone-07", 3, [0])  # not reviewed: not exported
+    review_detection(engine, confirmed, "confirmed", "a walker", ANALYST, clock.now_ns())
+    review_detection(engine, dismissed, "dismissed", "too small to tell", ANALYST, clock.now_ns())
+    review_detection(engine, false_alarm, "false_alarm", "a rock", ANALYST, clock.now_ns())
+    with pytest.raises(Exception, match="needs a reason"):
+        review_detection(engine, confirmed, "confirmed", "  ", ANALYST, clock.now_ns())
+    data, counts = yolo_dataset(engine, tmp_path)
+    assert counts == {"images": 2, "labels": 1, "background_images": 1, "missing_evidence": 0}
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert sorted(archive.namelist()) == ["data.yaml", "images/evidence__drone-07__1.jpg", "images/evidence__drone-07__2.jpg",
+                                          "labels/evidence__drone-07__1.txt", "labels/evidence__drone-07__2.txt"]
+    x1, y1, x2, y2 = DETECTIONS[0].box_xyxy_px
+    cls, cx, cy, w, h = archive.read("labels/evidence__drone-07__1.txt").decode().split()
+    assert cls == "0" and float(cx) == pytest.approx((x1 + x2) / 2 / 1920, abs=1e-6)
+    assert float(cy) == pytest.approx((y1 + y2) / 2 / 1080, abs=1e-6) and float(h) == pytest.approx((y2 - y1) / 1080, abs=1e-6)
+    assert archive.read("labels/evidence__drone-07__2.txt") == b""
+    assert yaml.safe_load(archive.read("data.yaml"))["names"] == {0: "person"}
+
+
+def test_retention_purges_only_old_unlinked_detections_and_is_audited(engine, tmp_path):
+    clock = ManualClock(start_ns=1_800_000_000_000_000_000)
+    lifecycle = AlertLifecycle(engine, clock)
+    (old_unlinked,) = _detections(engine, tmp_path, clock, "cam-a", 1, [0])
+    (old_alert_evidence,) = _detections(engine, tmp_path, clock, "cam-a", 2, [0])
+    (old_in_case,) = _detections(engine, tmp_path, clock, "cam-a", 3, [0])
+    ConsoleStore(engine, clock).write([event(event_id="evt-kept", evidence_refs=("evidence/cam-a/2.jpg",))])
+    alert = lifecycle.open(make_alert(("usbp",), event_ids=("evt-kept",)))
+    case_id = create_case(engine, lifecycle, "kept", [alert.alert_id], ANALYST, clock.now_ns())
+    with engine.begin() as conn:
+        conn.execute(tables.case_items.insert().values(case_id=case_id, item_kind="detection", item_id=old_in_case,
+                                                       added_by="x", added_ns=clock.now_ns()))
+    clock.advance(31 * DAY_S)
+    (recent,) = _detections(engine, tmp_path, clock, "cam-a", 4, [0])
+    result = purge(engine, tmp_path, 30.0, Actor("system", "ibet"), clock.now_ns())
+    assert (result["detections_purged"], result["evidence_files_removed"], result["detections_kept_linked"]) == (1, 1, 2)
+    with engine.connect() as conn:
+        left = set(conn.execute(select(tables.detections.c.detection_id)).scalars())
+    assert left == {old_alert_evidence, old_in_case, recent} and old_unlinked not in left
+    assert not (tmp_path / "evidence/cam-a/1.jpg").exists() and (tmp_path / "evidence/cam-a/2.jpg").exists()
+    (entry,) = audit_entries(engine, "retention")
+    assert entry.action == "retention.purged" and entry.detail["detections_purged"] == 1
+
+
+def test_reports_count_cases_acknowledgement_times_and_false_alarms(engine):
+    clock = ManualClock(start_ns=1_800_000_000_000_000_000)
+    lifecycle = AlertLifecycle(engine, clock)
+    operator = Actor("user", "usr-op", role="operator")
+    a, b, c = (lifecycle.open(make_alert(("usbp", "rcmp"))) for _ in range(3))
+    clock.advance(30.0)
+    lifecycle.acknowledge(a.alert_id, operator)
+    clock.advance(60.0)
+    lifecycle.acknowledge(b.alert_id, operator)
+    lifecycle.resolve(a.alert_id, operator, "false_alarm")
+    lifecycle.resolve(b.alert_id, operator, "confirmed_crossing")
+    create_case(engine, lifecycle, "joint op", [a.alert_id, c.alert_id], ANALYST, clock.now_ns())
+    r = report(engine)
+    assert r["cases_total"] == 1 and r["cases_by_partner"] == {"rcmp": 1, "usbp": 1}
+    assert r["cases_by_sector"] == {"pac-blaine": 1}
+    (sector,) = r["alerts_by_sector"]
+    assert (sector["alerts"], sector["acknowledged"], sector["resolved"], sector["false_alarms"]) == (3, 2, 2, 1)
+    assert sector["median_ack_s"] == pytest.approx(60.0) and sector["false_alarm_rate"] == pytest.approx(0.5)
+
+
+def test_create_admin_from_the_command_line(tmp_path):
+    db = f"sqlite:///{tmp_path}/ibet.sqlite3"
+    config = tmp_path / "ibet.yaml"
+    config.write_text(yaml.safe_dump({"registry_path": str(REPO / "config/registry.yaml"), "database": {"url": db}}))
+    runner = CliRunner()
+    result = runner.invoke(users_app, ["create-admin", "chief", "--config", str(config), "--password-stdin"],
+                           input="a very long passphrase\n")
+    assert result.exit_code == 0, result.output
+    assert "created admin chief" in result.output
+    engine = make_engine(DatabaseSettings(url=db))
+    assert Accounts(engine).authenticate("chief", "a very long passphrase").role.value == "admin"
+    short = runner.invoke(users_app, ["create-admin", "deputy", "--config", str(config), "--password-stdin"], input="short\n")
+    assert short.exit_code == 2 and "at least 12 characters" in short.output
+    engine.dispose()
