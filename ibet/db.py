@@ -48,6 +48,12 @@ def make_engine(settings: DatabaseSettings) -> Engine:
     def _sqlite_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # pysqlite's own BEGIN handling off; we emit BEGIN below
         dbapi_connection.execute("PRAGMA foreign_keys = ON")
+        # Write-ahead log: readers do not wait for the writer, and a commit appends to the log instead
+        # of rewriting pages. synchronous=NORMAL syncs at checkpoints: a committed transaction survives
+        # the process being killed (the outbox's promise); a power cut may lose the last few commits,
+        # which is why production runs PostgreSQL.
+        dbapi_connection.execute("PRAGMA journal_mode = WAL")
+        dbapi_connection.execute("PRAGMA synchronous = NORMAL")
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection) -> None:

@@ -156,7 +156,7 @@ def _pipeline(registry: Registry, rosters: Path, partner: Partner, events: list[
         if counts["pending"] == 0 and counts["sending"] == 0 and sum(counts.values()) > 0 and \
                 len({d.alert_id for d in outbox.deliveries()}) >= len(events):
             break
-        time.sleep(0.05)
+        time.sleep(0.5)  # the harness reads rarely, not to compete with the stage for the database
     runner.stop()
     thread.join(30)
     client.close()
