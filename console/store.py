@@ -140,3 +140,13 @@ class ConsoleStoreStage:
         if good:
             self.store.write(good)
         return outcomes
+
+
+def build_console_store(database_url_settings) -> ConsoleStoreStage:
+    """The ``console-store`` stage on the database of ``database_url_settings`` (an
+    :class:`ibet.config.DatabaseSettings`), migrated first; what ``ibet run console-store`` builds."""
+    from ibet.db import make_engine, migrate
+
+    engine = make_engine(database_url_settings)
+    migrate(engine)
+    return ConsoleStoreStage(ConsoleStore(engine))

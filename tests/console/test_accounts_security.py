@@ -132,3 +132,31 @@ def test_disabling_a_user_ends_its_sessions(console):
     accounts.set_active(user.user_id, False)
     assert client.get("/api/alerts").status_code == 401
     assert log_in(httpx.Client(base_url=console.url), "oper1", PASSWORD).status_code == 401
+
+
+@pytest.mark.parametrize(("username", "paths"), [
+    ("oper1", ["/operator", "/api/alerts", "/api/map/layers", "/api/tracks", "/api/sensor-health"]),
+    ("analyst1", ["/review", "/cases", "/reports", "/api/reports", "/api/detections", "/api/dataset/yolo", "/operator"]),
+    ("usbp1", ["/operator", "/api/alerts", "/api/map/layers"]),
+    ("admin1", ["/admin/users", "/operator", "/review", "/cases", "/reports"]),
+])
+def test_each_role_reaches_its_own_pages(console, username, paths):
+    client = login(console.url, username)
+    for path in paths:
+        assert client.get(path).status_code == 200, path
+
+
+def test_admin_adds_a_partner_account_in_the_console(console):
+    admin = login(console.url, "admin1")
+    token = csrf_of(admin)
+    refused = admin.post("/admin/users", data={"username": "cbsa1", "password": PASSWORD, "role": "partner",
+                                               "partner_id": "", "csrf_token": token})
+    assert refused.status_code == 200 and "needs the partner agency" in refused.text
+    created = admin.post("/admin/users", data={"username": "cbsa1", "password": PASSWORD, "role": "partner",
+                                               "partner_id": "cbsa", "display_name": "CBSA desk", "csrf_token": token})
+    assert created.status_code == 303
+    assert [e.action for e in audit_entries(console.engine, "user")][0] == "user.created"
+    partner = login(console.url, "cbsa1")
+    assert partner.get("/api/alerts").status_code == 200
+    purged = admin.post("/admin/retention/purge", headers={"X-CSRF-Token": token})
+    assert purged.status_code == 200 and purged.json()["detections_purged"] == 0
