@@ -1,9 +1,12 @@
 """TAK deliveries: a Cursor-on-Target event per alert, streamed to each partner's TAK server.
 
-The event is :func:`alerts.formats.cot.cot_event`: its uid is the track's (``ibet-<track id>``,
-when ``context_for`` finds the alert's track or border event), so every update of the alert
-replaces the same marker on the partner's map, and a resend after a crash is harmless. Without a
-track the uid is the alert's. The marker goes stale ``stale_s`` after the send.
+One :func:`alerts.formats.cot.cot_event` per track of the alert (``Alert.track_ids``), with the
+track's uid ``ibet-<track id>``, so every update of the alert replaces the same marker on the
+partner's map and a resend after a crash is harmless. With ``track_for`` (the latest state of a
+track) the marker sits at the track's position with its ce, course and speed; without it, or when
+the track is unknown, at the alert's position. An alert without tracks gets one marker with the
+alert's uid. The marker goes stale ``stale_s`` after the send. Sensor-health alerts (a lost feed)
+are not sent: a CoT marker would show a suspect at the camera; they are dead with that reason.
 
 One persistent connection per TAK endpoint (``host:port``), plain TCP or TLS with a client
 certificate (:func:`tak_tls_context`), shared by the partners that use that server. Before each
@@ -29,18 +32,20 @@ import select
 import socket
 import ssl
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 
 from alerts.delivery import Outcome, SendResult
+from alerts.formats import xml_safe
 from alerts.formats.cot import DEFAULT_STALE_S, cot_event
 from alerts.outbox import DeliveryJob
 from ibet.clock import ns_to_datetime_utc
-from ibet.messages import Alert, BorderEvent, TrackUpdate
+from ibet.messages import Alert, TrackUpdate
 from ibet.registry import Registry
 
 CHANNEL = "cot"
-AlertContext = Callable[[Alert], tuple[TrackUpdate | None, BorderEvent | None]]
-"""The latest track and/or the border event an alert is about (either may be None)."""
+TrackLookup = Callable[[str], TrackUpdate | None]
+"""The latest state of a track by its id, or None when it is not known."""
 Endpoint = tuple[str, int]
 
 _HOST_PORT = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)):(\d{1,5})$")
@@ -75,10 +80,11 @@ class CotChannel:
 
     ``endpoints``: ``{partner_id: "host:port"}``, checked here (ValueError names the partner).
     ``ssl_context``: TLS for every endpoint (see :func:`tak_tls_context`); None for plain TCP.
-    ``context_for``: the track/event of an alert, for the per-track uid, position, ce, course and
-    speed (see :data:`AlertContext`); an error in it is a retry. ``ground_hae_m``:
+    ``track_for``: the latest state of a track (see :data:`TrackLookup`), for the marker's
+    position, ce, course and speed; an error in it is a retry. ``ground_hae_m``:
     ``{sector_id: ground height above the WGS-84 ellipsoid, m}``. ``stale_s``: marker lifetime.
-    ``exercise``: opex ``e`` and ``[EXERCISE]`` remarks. ``timeout_s``: connect and send timeout.
+    ``exercise``: opex ``e`` and ``[EXERCISE]`` remarks on every alert (an alert with
+    ``exercise`` set is marked anyway). ``timeout_s``: connect and send timeout.
     """
 
     name = CHANNEL
@@ -88,7 +94,7 @@ class CotChannel:
         endpoints: Mapping[str, str],
         *,
         ssl_context: ssl.SSLContext | None = None,
-        context_for: AlertContext | None = None,
+        track_for: TrackLookup | None = None,
         ground_hae_m: Mapping[str, float] | None = None,
         stale_s: float = DEFAULT_STALE_S,
         exercise: bool = False,
@@ -105,7 +111,7 @@ class CotChannel:
             raise ValueError(f"stale_s and timeout_s must be > 0 and tls_settle_s >= 0, "
                              f"got {stale_s!r}, {timeout_s!r}, {tls_settle_s!r}")
         self.ssl_context = ssl_context
-        self.context_for = context_for
+        self.track_for = track_for
         self.ground_hae_m = dict(ground_hae_m or {})
         self.stale_s, self.exercise = stale_s, exercise
         self.timeout_s, self.tls_settle_s = timeout_s, tls_settle_s
@@ -120,18 +126,31 @@ class CotChannel:
         ground = {s.id: s.ground_elev_m for s in registry.sectors}
         return cls(endpoints, ground_hae_m=options.pop("ground_hae_m", ground), **options)
 
-    def event(self, alert: Alert, now_ns: int) -> bytes:
-        """The CoT event for ``alert`` sent at ``now_ns`` (ns since the epoch)."""
-        track, border_event = self.context_for(alert) if self.context_for is not None else (None, None)
-        return cot_event(ns_to_datetime_utc(now_ns), self.stale_s, track=track, event=border_event, alert=alert,
-                         ground_hae_m=self.ground_hae_m.get(alert.sector_id), exercise=self.exercise)
+    def events(self, alert: Alert, now_ns: int) -> list[bytes]:
+        """The CoT events for ``alert`` sent at ``now_ns`` (ns since the epoch): one per track."""
+        now = ns_to_datetime_utc(now_ns)
+        options = dict(ground_hae_m=self.ground_hae_m.get(alert.sector_id), exercise=self.exercise or alert.exercise)
+        if not alert.track_ids:
+            return [cot_event(now, self.stale_s, alert=alert, **options)]
+        events = []
+        for track_id in alert.track_ids:
+            track = self.track_for(track_id) if self.track_for is not None else None
+            if track is not None and track.track_id == track_id:
+                events.append(cot_event(now, self.stale_s, track=track, alert=alert, **options))
+            else:
+                events.append(_with_uid(cot_event(now, self.stale_s, alert=alert, **options), f"ibet-{track_id}"))
+        return events
 
     def send(self, job: DeliveryJob, now_ns: int) -> SendResult:
-        """Stream ``job``'s alert as a CoT event to its partner's TAK server."""
+        """Stream ``job``'s alert to its partner's TAK server, one CoT event per track."""
         endpoint = self.endpoints.get(job.partner_id)
         if endpoint is None:
             return SendResult(Outcome.DEAD, f"no TAK endpoint configured for partner {job.partner_id!r}")
-        data = self.event(job.alert, now_ns)
+        if job.alert.kind == "sensor_health":
+            return SendResult(Outcome.DEAD, "sensor-health alerts are not sent as CoT: a marker would show a suspect "
+                                            "at the camera")
+        events = self.events(job.alert, now_ns)
+        data = b"".join(events)
         where = _text(endpoint)
         with self._lock:
             try:
@@ -139,7 +158,8 @@ class CotChannel:
             except OSError as exc:  # refused, reset, timed out, TLS refused (ssl.SSLError is an OSError)
                 self._drop(endpoint)
                 return SendResult(Outcome.RETRY, f"cannot send to TAK server {where}: {type(exc).__name__}: {exc}")
-        return SendResult(Outcome.DELIVERED, f"{len(data)} bytes to {where} ({'open' if reused else 'new'} connection)")
+        return SendResult(Outcome.DELIVERED, f"{len(events)} event(s), {len(data)} bytes to {where} "
+                                                f"({'open' if reused else 'new'} connection)")
 
     def close(self) -> None:
         """Close every connection (the next send opens a new one)."""
@@ -210,6 +230,14 @@ def _drain_and_check_open(sock: socket.socket, raise_errors: bool = False) -> bo
         return True
     finally:
         sock.settimeout(timeout)
+
+
+def _with_uid(data: bytes, uid: str) -> bytes:
+    """A CoT event of ours (trusted XML) with its uid replaced: the marker of a track whose state
+    is not at hand is still the track's."""
+    root = ET.fromstring(data)
+    root.set("uid", xml_safe(uid))
+    return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
 
 
 def _text(endpoint: Endpoint) -> str:

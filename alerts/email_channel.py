@@ -58,7 +58,8 @@ class EmailChannel:
     when given. ``attachment_for``: the evidence of an alert (see :data:`AttachmentSource`); when
     it fails, the alert goes out without it (a missing thumbnail must not hold back an alert) and
     the failure is logged. ``sectors``: ``{sector_id: Sector}`` for local times and sector names.
-    ``exercise``: marks subject and body as an exercise. ``timeout_s``: per SMTP operation.
+    ``exercise``: marks subject and body of every alert as an exercise (an alert with
+    ``exercise`` set is marked anyway). ``timeout_s``: per SMTP operation.
     """
 
     name = CHANNEL
@@ -113,7 +114,7 @@ class EmailChannel:
         zone, sector_name = (sector.timezone, sector.name) if sector is not None else (None, None)
         attachment = self._attachment(alert)
         jpeg = attachment is not None and attachment[1] == "image/jpeg"
-        msg = alert_email(alert, to, self.sender, self.exercise,
+        msg = alert_email(alert, to, self.sender, self.exercise or alert.exercise,
                           attachment=attachment[0] if jpeg else None,
                           attachment_name=attachment[2] if jpeg else "evidence.jpg",
                           timezone=zone, sector_name=sector_name)

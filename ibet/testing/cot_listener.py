@@ -123,15 +123,24 @@ class CotListener:
 
     def wait_for(self, count: int, timeout_s: float = 10.0) -> list[ReceivedCot]:
         """All events once at least ``count`` have arrived; TimeoutError naming what did arrive."""
+        self._wait(lambda: len(self._events) >= count, f"{count} CoT events", timeout_s)
+        return self.events
+
+    def wait_for_errors(self, count: int, timeout_s: float = 10.0) -> list[tuple[bytes, str]]:
+        """All errors once at least ``count`` have happened (a refused handshake is recorded by the
+        connection's thread, possibly after the client has already seen the refusal)."""
+        self._wait(lambda: len(self._errors) >= count, f"{count} errors", timeout_s)
+        return self.errors
+
+    def _wait(self, done, what: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         with self._changed:
-            while len(self._events) < count:
+            while not done():
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"{len(self._events)} of {count} CoT events arrived within {timeout_s} s; "
-                                       f"errors: {self._errors}")
+                    raise TimeoutError(f"not {what} within {timeout_s} s: {len(self._events)} events, "
+                                       f"errors {self._errors}")
                 self._changed.wait(left)
-            return list(self._events)
 
     def _accept_loop(self) -> None:
         while not self._stopping.is_set():

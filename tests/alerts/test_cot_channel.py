@@ -9,7 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from wire_samples import T0, alert, event, track
+from wire_samples import T0, track
+from wire_samples import alert as sample_alert
 
 from alerts.cot_channel import CotChannel, parse_host_port, tak_tls_context
 from alerts.delivery import Outcome, deliver_due
@@ -24,16 +25,22 @@ from ibet.testing.cot_listener import CotListener, server_tls_context, split_eve
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = T0 + 5_000_000_000
-TRACK_UID = "ibet-trk-pacific-blaine-17"
+TRACK_ID = "trk-pacific-blaine-17"
+TRACK_UID = f"ibet-{TRACK_ID}"
+
+
+def alert(**changes):
+    """The sample alert, about track 17 as the alert stage records it."""
+    return sample_alert(**({"track_ids": (TRACK_ID,)} | changes))
 
 
 def job(an_alert=None, partner: str = "rcmp", attempt: int = 1) -> DeliveryJob:
     return DeliveryJob(f"dlv-test.{partner}", an_alert or alert(), partner, "cot", "v", attempt, NOW + 60_000_000_000)
 
 
-def with_track(an_alert):
-    """context_for: the alert's track and border event, as the alert service would look them up."""
-    return track(), event()
+def track_17(track_id: str):
+    """track_for: the latest state of the tracks the service knows (track 17 only)."""
+    return track() if track_id == TRACK_ID else None
 
 
 def _closed_port() -> int:
@@ -56,7 +63,7 @@ def tls_tak(pki):
 
 def test_updates_of_one_track_reuse_the_connection_and_the_uid(tak):
     acked = alert(state=AlertState.ACKNOWLEDGED, updated_ts_ns=T0 + 1_000_000_000)
-    with CotChannel({"rcmp": tak.endpoint}, context_for=with_track, ground_hae_m={"pacific-blaine": 18.5}) as channel:
+    with CotChannel({"rcmp": tak.endpoint}, track_for=track_17, ground_hae_m={"pacific-blaine": 18.5}) as channel:
         first = channel.send(job(), NOW)
         second = channel.send(job(acked), NOW + 2_000_000_000)
         third = channel.send(job(alert(alert_id="alr-00000000000000ff")), NOW + 3_000_000_000)  # another alert on the track
@@ -76,14 +83,38 @@ def test_updates_of_one_track_reuse_the_connection_and_the_uid(tak):
         circular_error_m(track().position_cov_m2), abs=0.05)
 
 
-def test_without_a_track_the_uid_is_the_alerts_and_exercise_is_marked(tak):
+def test_one_marker_per_track_at_the_alert_position_when_the_track_state_is_unknown(tak):
+    two_tracks = alert(track_ids=(TRACK_ID, "trk-pacific-blaine-18"))
+    with CotChannel({"rcmp": tak.endpoint}, track_for=track_17) as channel:
+        result = channel.send(job(two_tracks), NOW)
+    assert result.outcome is Outcome.DELIVERED and result.detail.startswith("2 event(s)"), result
+    known, unknown = (e.cot for e in tak.wait_for(2))
+    assert (known["uid"], unknown["uid"]) == (TRACK_UID, "ibet-trk-pacific-blaine-18")
+    assert (known["lat"], known["lon"]) == (track().lat_deg, track().lon_deg) and known["course_deg"] is not None
+    assert (unknown["lat"], unknown["lon"], unknown["ce"]) == (alert().lat_deg, alert().lon_deg, 9999999.0)
+    assert unknown["type"] == known["type"] == "a-s-G" and unknown["remarks"] == known["remarks"]
+
+
+def test_without_tracks_the_uid_is_the_alerts_and_exercise_is_marked(tak):
     with CotChannel({"rcmp": tak.endpoint}, exercise=True, stale_s=30.0) as channel:
-        assert channel.send(job(), NOW).outcome is Outcome.DELIVERED
-        assert channel.send(job(alert(alert_id="alr-00000000000000ff")), NOW).outcome is Outcome.DELIVERED
-    one, other = (e.cot for e in tak.wait_for(2))
-    assert (one["uid"], other["uid"]) == ("ibet-alr-0123456789abcdef", "ibet-alr-00000000000000ff")
-    assert one["opex"] == "e" and one["remarks"].startswith("[EXERCISE] ") and one["stale"] - one["time"] == timedelta(seconds=30)
+        assert channel.send(job(alert(track_ids=())), NOW).outcome is Outcome.DELIVERED
+    with CotChannel({"rcmp": tak.endpoint}) as channel:  # an exercise alert is marked whatever the channel says
+        assert channel.send(job(alert(track_ids=(), alert_id="alr-00000000000000ff", exercise=True)), NOW).outcome \
+            is Outcome.DELIVERED
+        assert channel.send(job(alert()), NOW).outcome is Outcome.DELIVERED
+    by_uid = {e.cot["uid"]: e.cot for e in tak.wait_for(3)}  # two connections: no order between them
+    one, other, real = (by_uid[uid] for uid in ("ibet-alr-0123456789abcdef", "ibet-alr-00000000000000ff", TRACK_UID))
+    assert one["opex"] == other["opex"] == "e" and one["remarks"].startswith("[EXERCISE] ")
+    assert real["opex"] == "o" and not real["remarks"].startswith("[EXERCISE]")
+    assert one["stale"] - one["time"] == timedelta(seconds=30)
     assert (one["lat"], one["lon"]) == (alert().lat_deg, alert().lon_deg)
+
+
+def test_a_sensor_health_alert_is_not_sent_as_a_marker(tak):
+    lost_feed = alert(kind="sensor_health", track_ids=(), sensor_ids=("cam-peace-arch",), title="Feed lost: cam-peace-arch")
+    result = CotChannel({"rcmp": tak.endpoint}).send(job(lost_feed), NOW)
+    assert result.outcome is Outcome.DEAD and "sensor-health" in result.detail
+    assert tak.connections_accepted == 0
 
 
 def test_a_connection_the_server_dropped_is_replaced_without_losing_the_event(tak):
@@ -103,12 +134,12 @@ def test_server_down_is_retried_and_gets_the_event_when_it_comes_back():
         assert down.outcome is Outcome.RETRY and "ConnectionRefusedError" in down.detail, down
         with CotListener(port=port) as tak:
             assert channel.send(job(attempt=2), NOW + 10_000_000_000).outcome is Outcome.DELIVERED
-            assert tak.wait_for(1)[0].cot["uid"] == "ibet-alr-0123456789abcdef"
+            assert tak.wait_for(1)[0].cot["uid"] == TRACK_UID
 
 
 def test_tls_with_a_client_certificate(tls_tak, pki):
     context = tak_tls_context(str(pki.client_cert), str(pki.client_key), str(pki.ca))
-    with CotChannel({"rcmp": tls_tak.endpoint}, ssl_context=context, context_for=with_track) as channel:
+    with CotChannel({"rcmp": tls_tak.endpoint}, ssl_context=context, track_for=track_17) as channel:
         results = [channel.send(job(), NOW), channel.send(job(attempt=2), NOW)]
     assert [r.outcome for r in results] == [Outcome.DELIVERED] * 2, results
     events = tls_tak.wait_for(2)
@@ -125,7 +156,7 @@ def test_tls_server_refusing_our_certificate_is_a_retry(tls_tak, pki, client):
     with CotChannel({"rcmp": tls_tak.endpoint}, ssl_context=context, tls_settle_s=10.0) as channel:
         result = channel.send(job(), NOW)
     assert result.outcome is Outcome.RETRY and "SSL" in result.detail, result
-    assert tls_tak.events == [] and "TLS handshake" in tls_tak.errors[0][1]
+    assert "TLS handshake" in tls_tak.wait_for_errors(1)[0][1] and tls_tak.events == []
 
 
 def test_a_tak_server_we_do_not_trust_is_a_retry(tls_tak, pki):
@@ -170,7 +201,7 @@ def test_from_registry_and_deliver_due_through_the_outbox(tak, tmp_path):
     migrate(engine)
     outbox = Outbox(engine, ManualClock(NOW))
     outbox.record(alert(), [("rcmp", "cot", "dlv-cot-rcmp"), ("cbsa", "cot", "dlv-cot-cbsa")])
-    channel = CotChannel.from_registry(registry, context_for=with_track)
+    channel = CotChannel.from_registry(registry, track_for=track_17)
     channel.endpoints["rcmp"] = parse_host_port(tak.endpoint)  # the registry's port 8087 stands for this listener
     with channel:
         stats = deliver_due(outbox, {"cot": channel}, NOW)

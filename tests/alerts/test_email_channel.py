@@ -159,6 +159,14 @@ def test_exercise_marks_subject_and_body_and_a_map_snapshot_png_is_attached(inbo
     assert (attached.get_content_type(), attached.get_filename(), attached.get_content()) == ("image/png", "map.png", PNG)
 
 
+def test_an_exercise_alert_is_marked_whatever_the_channel_says(inbox, plain_port):
+    assert plain_channel(plain_port).send(job(alert(exercise=True)), NOW).outcome is Outcome.DELIVERED
+    assert plain_channel(plain_port).send(job(alert()), NOW).outcome is Outcome.DELIVERED
+    drill, real = (r["message"] for r in inbox.received)
+    assert drill["Subject"].startswith("[EXERCISE] ") and drill["X-Ibet-Exercise"] == "yes"
+    assert not real["Subject"].startswith("[EXERCISE] ") and real["X-Ibet-Exercise"] == "no"
+
+
 @pytest.mark.parametrize(("evidence", "warned"), [
     (lambda a: None, False),  # the alert has no evidence
     (lambda a: (b"GIF89a", "image/jpeg", "x.jpg"), True),  # says JPEG, is not
