@@ -158,8 +158,14 @@ def case_file(engine: Engine, lifecycle, case_id: str, partner_name=lambda p: p)
     for note in notes:
         timeline.append({"ts_ns": note["at_ns"], "what": f"note: {note['text']}", "who": note["author_id"], "subject": case_id})
     timeline.sort(key=lambda e: (e["ts_ns"], e["what"]))
+    with engine.connect() as conn:  # show people by username, not by internal id
+        names = dict(conn.execute(select(tables.users.c.user_id, tables.users.c.username)).all())
     for entry in timeline:
         entry["utc"] = _utc(entry["ts_ns"])
+        entry["who"] = names.get(entry["who"], entry["who"])
+    case["created_by"] = names.get(case["created_by"], case["created_by"])
+    for note in notes:
+        note["author_id"] = names.get(note["author_id"], note["author_id"])
     return {"case": case, "alerts": alerts, "tracks": tracks, "detections": detections,
             "partners": [{"id": p, "name": partner_name(p)} for p in partners], "notes": notes, "timeline": timeline}
 

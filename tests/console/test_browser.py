@@ -194,6 +194,7 @@ def test_analyst_dismisses_a_detection_and_exports_a_joint_operation(page, conso
     assert {r["id"] for r in rows if r["section"] == "alert"} == {first.alert_id, second.alert_id}
     assert {r["id"] for r in rows if r["section"] == "partner"} == {"usbp", "rcmp", "cbsa"}
     assert any(r["section"] == "timeline" and r["what"] == "alert.acknowledged: unit 3 on the way" for r in rows)
+    assert any(r["section"] == "timeline" and r["what"] == "case.created" and r["who"] == "analyst1" for r in rows)
     geo = json.loads(page.request.get(f"/cases/{case_id}/export.geojson").text())
     points = {f["properties"]["alert_id"]: f["geometry"]["coordinates"] for f in geo["features"]
               if f["properties"]["kind"] == "alert"}
