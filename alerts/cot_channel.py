@@ -17,8 +17,9 @@ dead is tried once more on a fresh one. CoT streams have no acknowledgement, so 
 the marker. Connection, TLS and timeout errors are retried; a partner without a TAK endpoint is dead.
 
 With TLS 1.3 a server checks the client certificate after the client has finished its handshake;
-the channel waits up to ``tls_settle_s`` on a new connection for the server's first records (its
-session tickets or its refusal), so a refused certificate is a retry, not a silently lost event.
+the channel waits up to ``tls_settle_s`` on a new TLS 1.3 connection for the server's first
+records (its session tickets or its refusal), so a refused certificate is a retry, not a silently
+lost event (a server that sends nothing costs that wait once per connection).
 
     >>> channel = CotChannel({"rcmp": "tak.rcmp.example:8089"},                      # doctest: +SKIP
     ...                      ssl_context=tak_tls_context("ibet.pem", "ibet.key", "tak-ca.pem"))
@@ -196,7 +197,8 @@ class CotChannel:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.ssl_context is not None:
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=host)
-                select.select([sock], [], [], self.tls_settle_s)  # the server's tickets, or its refusal
+                if sock.version() == "TLSv1.3":  # before 1.3 the handshake itself includes the server's verdict
+                    select.select([sock], [], [], self.tls_settle_s)  # the server's tickets, or its refusal
                 if not _drain_and_check_open(sock, raise_errors=True):
                     raise ConnectionResetError(f"TAK server {host}:{port} closed the connection after the TLS handshake")
         except BaseException:

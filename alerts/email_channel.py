@@ -94,7 +94,7 @@ class EmailChannel:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
         self.host, self.port, self.sender, self.security = host, port, sender, security
         self.recipients = {partner: tuple(addresses) for partner, addresses in recipients.items()}
-        self.ssl_context = ssl_context
+        self.ssl_context = ssl_context or ssl.create_default_context()
         self.username, self.password = username, password
         self.attachment_for = attachment_for
         self.sectors = dict(sectors or {})
@@ -106,7 +106,8 @@ class EmailChannel:
         """A channel to every partner with e-mail addresses in the registry, with its sectors'
         time zones and names; ``options`` as for the constructor."""
         recipients = {p.id: p.contacts.email for p in registry.partners if p.contacts.email}
-        return cls(host, port, recipients, sender, sectors={s.id: s for s in registry.sectors}, **options)
+        sectors = options.pop("sectors", {s.id: s for s in registry.sectors})
+        return cls(host, port, recipients, sender, sectors=sectors, **options)
 
     def message(self, alert: Alert, to: Sequence[str]) -> EmailMessage:
         """The e-mail for ``alert`` to ``to``, with the alert's evidence attached when it has any."""
@@ -147,7 +148,7 @@ class EmailChannel:
 
     def _transmit(self, msg: EmailMessage, to: Sequence[str]) -> dict[str, tuple[int, bytes]]:
         """One SMTP session: connect, secure, log in, send; returns the recipients refused."""
-        context = self.ssl_context or ssl.create_default_context()
+        context = self.ssl_context
         if self.security == "tls":
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_s, context=context)
         else:

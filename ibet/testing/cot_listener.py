@@ -84,15 +84,18 @@ class CotListener:
 
     @property
     def events(self) -> list[ReceivedCot]:
+        """The events received so far, in arrival order (per connection)."""
         with self._changed:
             return list(self._events)
 
     @property
     def errors(self) -> list[tuple[bytes, str]]:
+        """What could not be read so far: ``(raw bytes or b"", message)``."""
         with self._changed:
             return list(self._errors)
 
     def start(self) -> CotListener:
+        """Start accepting connections (in a daemon thread)."""
         self._acceptor.start()
         return self
 
