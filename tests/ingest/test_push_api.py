@@ -421,11 +421,17 @@ def test_migrations_create_exactly_the_tables_the_stores_define(tmp_path: Path):
     from alembic.migration import MigrationContext
     from sqlalchemy import MetaData
 
+    from alerts.identity import metadata as identity_metadata
+    from alerts.lifecycle import metadata as lifecycle_metadata
     from alerts.outbox import metadata as outbox_metadata
+    from console.tables import metadata as console_metadata
+    from ibet.audit import metadata as audit_metadata
 
     every_store = MetaData()
-    for table in [*metadata.tables.values(), *outbox_metadata.tables.values()]:
-        table.to_metadata(every_store)
+    for store in (metadata, outbox_metadata, lifecycle_metadata, identity_metadata, audit_metadata, console_metadata):
+        for table in store.tables.values():
+            if table.name not in every_store.tables:
+                table.to_metadata(every_store)
     engine = make_engine(DatabaseSettings(url=f"sqlite:///{tmp_path}/new/folder/ibet.sqlite3"))
     migrate(engine)
     migrate(engine)  # idempotent
