@@ -60,6 +60,8 @@ def deliveries_for(alert: Alert, registry: Registry, enabled: Collection[str] = 
     """``(partner_id, channel, key)`` of each delivery of this alert version; ``partner_ids`` defaults to
     the routed ones. Key: ``dlv-<16 hex of alert, partner, channel>.<alert version>``."""
     version = alert_version(alert)
+    if alert.kind == "sensor_health":  # a TAK marker would show a suspect at the camera
+        enabled = [c for c in enabled if c != "cot"]
     rows = []
     for partner_id in alert.routed_partner_ids if partner_ids is None else partner_ids:
         for channel in partner_channels(registry.partner(partner_id), enabled):

@@ -83,7 +83,8 @@ class WebhookChannel:
         if endpoint is None:
             return SendResult(Outcome.DEAD, f"no webhook endpoint configured for partner {job.partner_id!r}")
         url, secret = endpoint
-        headers, body = webhook_request(job.alert, job.partner_id, secret, now_ns // 1_000_000_000, self.exercise)
+        headers, body = webhook_request(job.alert, job.partner_id, secret, now_ns // 1_000_000_000,
+                                        self.exercise or job.alert.exercise)
         try:
             response = self.client.post(url, content=body, headers=headers)
         except httpx.TimeoutException as exc:

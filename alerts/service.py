@@ -17,21 +17,33 @@ die and restart at any point without losing anything:
 from __future__ import annotations
 
 import logging
+import secrets
+import socket
+import ssl
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import httpx
+import uvicorn
+from fastapi import FastAPI
 from prometheus_client import Counter
 
+from alerts.api import create_app
+from alerts.cap_channel import CapChannel
 from alerts.compose import deliveries_for, escalated_alert
+from alerts.cot_channel import CotChannel, tak_tls_context
 from alerts.delivery import Channel, DeliveryStats, WebhookChannel, deliver_due
+from alerts.email_channel import EmailChannel
+from alerts.identity import ContactTokens
+from alerts.lifecycle import AlertLifecycle
 from alerts.outbox import Backoff, Outbox
 from alerts.rosters import Roster, load_rosters
 from alerts.routing import EscalationPolicy, route_sector
 from alerts.rules import Decision, RulesConfig
 from alerts.stage import AlertStage
 from ibet import topics
+from ibet.audit import SYSTEM, record_audit
 from ibet.bus.base import Bus, OutRecord, Producer
 from ibet.clock import Clock, SystemClock
 from ibet.config import AlertSettings, IbetConfig
@@ -114,11 +126,12 @@ class EscalationWorker(_Worker):
 
     def __init__(self, outbox: Outbox, registry: Registry, roster: Roster, policy: EscalationPolicy, *,
                  channels: tuple[str, ...], publish: Callable[[Alert], None], clock: Clock | None = None,
-                 interval_s: float = 5.0):
+                 interval_s: float = 5.0, lifecycle: AlertLifecycle | None = None):
         super().__init__(interval_s)
         self.outbox, self.registry, self.roster, self.policy = outbox, registry, roster, policy
         self.channels, self.publish = channels, publish
         self.clock = clock or SystemClock()
+        self.lifecycle = lifecycle
 
     def step(self) -> list[Alert]:
         """Escalate what is due now; return the escalated versions."""
@@ -130,9 +143,16 @@ class EscalationWorker(_Worker):
             if level is None:
                 continue
             routing = route_sector(alert.sector_id, now_ns, alert.direction, self.registry, self.roster, level)
-            version = escalated_alert(alert, routing, now_ns).model_copy(update={"state": AlertState.ESCALATED})
-            self.outbox.record(version, deliveries_for(version, self.registry, self.channels))
-            self.publish(version)
+            rerouted = escalated_alert(alert, routing, now_ns)
+            if self.lifecycle is not None:
+                # The new partners first (so they may act on it), then the escalation, whose publish
+                # hook records the version with its deliveries and puts it on the bus.
+                self.lifecycle.open(rerouted.model_copy(update={"escalation_level": alert.escalation_level}))
+                version = self.lifecycle.escalate(alert.alert_id, SYSTEM, "nobody acknowledged in time", level=level)
+            else:
+                version = rerouted.model_copy(update={"state": AlertState.ESCALATED})
+                self.outbox.record(version, deliveries_for(version, self.registry, self.channels))
+                self.publish(version)
             ESCALATIONS.labels(str(level)).inc()
             log.warning("alert %s not acknowledged: escalated to level %d (%s)", alert.alert_id, level,
                         ", ".join(routing.partner_ids) or routing.reason)
@@ -147,10 +167,47 @@ def bus_publisher(producer: Producer) -> Callable[[Alert], None]:
     return publish
 
 
+def version_recorder(outbox: Outbox, registry: Registry, channels: Collection[str], publish: Callable[[Alert], None],
+                     wake: Callable[[], None] | None = None) -> Callable[[Alert], None]:
+    """The lifecycle's publish hook: a state change (acknowledged, escalated, resolved) is recorded in
+    the outbox with a delivery to every routed partner (their copy follows the alert's state; CAP gets
+    an Update or a Cancel) and put on ``ibet.alerts.v1``. The console uses the same hook."""
+    def record(alert: Alert) -> None:
+        outbox.record(alert, deliveries_for(alert, registry, channels))
+        publish(alert)
+        if wake is not None:
+            wake()
+    return record
+
+
 def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Client | None = None) -> dict[str, Channel]:
     """The enabled channels that can be built from the settings and the registry's partner contacts."""
     client = client or httpx.Client(timeout=settings.http_timeout_s)
     channels: dict[str, Channel] = {}
+    partner_secrets = {p: v.get_secret_value() for p, v in settings.webhook_secrets.items()}
+    if "email" in settings.channels:
+        smtp = settings.smtp
+        channels["email"] = EmailChannel.from_registry(
+            registry, smtp.host, smtp.port, smtp.sender, security=smtp.security, username=smtp.username,
+            password=smtp.password.get_secret_value() if smtp.password else None, timeout_s=smtp.timeout_s,
+            exercise=settings.exercise)
+    if "cot" in settings.channels:
+        context = None
+        if settings.cot_tls_certfile:
+            context = tak_tls_context(str(settings.cot_tls_certfile),
+                                      str(settings.cot_tls_keyfile) if settings.cot_tls_keyfile else None,
+                                      str(settings.cot_tls_cafile) if settings.cot_tls_cafile else None)
+        elif settings.cot_tls_cafile:
+            context = ssl.create_default_context(cafile=str(settings.cot_tls_cafile))
+        channels["cot"] = CotChannel.from_registry(registry, ssl_context=context, exercise=settings.exercise)
+    if "cap" in settings.channels:
+        endpoints = {p.id: (p.contacts.cap_url, partner_secrets[p.id]) for p in registry.partners
+                     if p.contacts.cap_url and p.id in partner_secrets}
+        missing = [p.id for p in registry.partners if p.contacts.cap_url and p.id not in partner_secrets]
+        if missing:
+            log.warning("no secret for the CAP endpoints of %s: their CAP deliveries will be dead until one is "
+                        "configured (alerts.webhook_secrets)", ", ".join(missing))
+        channels["cap"] = CapChannel(client, endpoints, settings.cap_sender, exercise=settings.exercise)
     if "webhook" in settings.channels:
         endpoints = {p.id: (p.contacts.webhook_url, settings.webhook_secrets[p.id].get_secret_value())
                      for p in registry.partners if p.contacts.webhook_url and p.id in settings.webhook_secrets}
@@ -175,6 +232,10 @@ class AlertService:
     clock: Clock = field(default_factory=SystemClock)
     workers: list[_Worker] = field(default_factory=list)
     delivery: DeliveryWorker | None = None
+    lifecycle: AlertLifecycle | None = None
+    api: FastAPI | None = None
+    api_url: str | None = None
+    _api_server: uvicorn.Server | None = None
 
     def recorded(self, alert: Alert) -> None:
         """The stage recorded an alert version: count it and wake the delivery worker in this process
@@ -184,21 +245,42 @@ class AlertService:
             self.delivery.wake()
 
     def start(self, bus: Bus) -> None:
-        publish = bus_publisher(bus.producer("alerts-escalation"))
+        """Start the delivery and escalation workers and the acknowledge/resolve API."""
+        publish = bus_publisher(bus.producer("alerts-service"))
         self.delivery = DeliveryWorker(self.outbox, self.channels, self.settings.delivery_poll_s)
+        if self.lifecycle is not None:
+            self.lifecycle.publish = version_recorder(self.outbox, self.registry, self.settings.channels, publish,
+                                                      self.delivery.wake)
         self.workers = [
             self.delivery,
             EscalationWorker(self.outbox, self.registry, self.roster,
                              EscalationPolicy(self.settings.ack_timeout_s, self.settings.max_escalation_level),
                              channels=tuple(self.settings.channels), publish=publish, clock=self.clock,
-                             interval_s=min(5.0, self.settings.ack_timeout_s / 4)),
+                             interval_s=min(5.0, self.settings.ack_timeout_s / 4), lifecycle=self.lifecycle),
         ]
         for worker in self.workers:
             worker.start()
+        if self.api is not None:
+            self._serve_api()
+
+    def _serve_api(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.bind((self.settings.api_host, self.settings.api_port))
+        self._api_server = uvicorn.Server(uvicorn.Config(self.api, log_level="warning"))
+        threading.Thread(target=self._api_server.run, kwargs={"sockets": [sock]}, name="alerts-api", daemon=True).start()
+        host = "127.0.0.1" if self.settings.api_host in ("0.0.0.0", "") else self.settings.api_host
+        self.api_url = f"http://{host}:{sock.getsockname()[1]}"
+        log.info("alert actions API on %s", self.api_url)
 
     def stop(self) -> None:
+        if self._api_server is not None:
+            self._api_server.should_exit = True
         for worker in self.workers:
             worker.stop()
+        for channel in self.channels.values():
+            close = getattr(channel, "close", None)
+            if close is not None:
+                close()
 
 
 def rules_config(settings: AlertSettings) -> RulesConfig:
@@ -207,7 +289,7 @@ def rules_config(settings: AlertSettings) -> RulesConfig:
 
 
 def build_service(config: IbetConfig, registry: Registry, *, clock: Clock | None = None,
-                  channels: dict[str, Channel] | None = None) -> AlertService:
+                  channels: dict[str, Channel] | None = None, with_api: bool = True) -> AlertService:
     """Migrate the database, load the rosters, build the outbox, the stage and the channels."""
     clock = clock or SystemClock()
     settings = config.alerts
@@ -218,16 +300,27 @@ def build_service(config: IbetConfig, registry: Registry, *, clock: Clock | None
                     backoff=Backoff(base_s=settings.retry_initial_s, cap_s=settings.retry_max_s, dead_after_s=settings.dead_after_s))
 
     def suppressed(event: BorderEvent, decision: Decision) -> None:
+        """Every suppressed alert is recorded with why: a counter, and the audit log."""
         SUPPRESSED.labels(decision.reason).inc()
-        log.info("event %s (%s, %s) raised no alert: %s %s", event.event_id, event.event_type.value, event.sector_id,
-                 decision.reason, decision.detail)
+        record_audit(engine, actor=SYSTEM, action="alert.suppressed", subject_kind="event", subject_id=event.event_id,
+                     detail={"reason": decision.reason, "detail": decision.detail, "alert_id": decision.alert_id,
+                             "related_alert_id": decision.related_alert_id, "sector_id": event.sector_id,
+                             "event_type": event.event_type.value, "track_id": event.track_id},
+                     now_ns=clock.now_ns())
 
+    lifecycle = AlertLifecycle(engine, clock)
     stage = AlertStage(registry, roster, outbox, rules_config=rules_config(settings), channels=settings.channels,
                        exercise=settings.exercise, max_escalation_level=settings.max_escalation_level,
-                       on_suppressed=suppressed)
+                       on_suppressed=suppressed, lifecycle=lifecycle)
     if channels is None:
         channels = make_channels(settings, registry)
-    service = AlertService(stage, outbox, registry, roster, settings, channels, clock)
+    secret = settings.link_secret.get_secret_value() if settings.link_secret else None
+    if secret is None:
+        secret = secrets.token_urlsafe(32)
+        log.warning("alerts.link_secret is not set: signed links in alerts stop working when this process restarts "
+                    "(set IBET_ALERTS__LINK_SECRET, 32 bytes or more)")
+    api = create_app(lifecycle, ContactTokens(engine, clock), link_secret=secret, clock=clock) if with_api else None
+    service = AlertService(stage, outbox, registry, roster, settings, channels, clock, lifecycle=lifecycle, api=api)
     stage.on_recorded = service.recorded
     stage.service = service  # the runner starts and stops the workers through the stage
     return service

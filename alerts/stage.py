@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from alerts.compose import CHANNELS, deliveries_for, health_alert, new_alert, updated_alert
+from alerts.lifecycle import AlertLifecycle
 from alerts.outbox import Outbox
 from alerts.rosters import Roster
 from alerts.routing import Routing, route, route_sector
@@ -59,8 +60,10 @@ class AlertStage:
 
     def __init__(self, registry: Registry, roster: Roster, outbox: Outbox, *, rules_config: RulesConfig | None = None,
                  channels: Collection[str] = CHANNELS, exercise: bool = False, max_escalation_level: int = 3,
-                 on_recorded: Callable[[Alert], None] | None = None, on_suppressed: SuppressionHook | None = None):
+                 on_recorded: Callable[[Alert], None] | None = None, on_suppressed: SuppressionHook | None = None,
+                 lifecycle: AlertLifecycle | None = None):
         self.registry, self.roster, self.outbox = registry, roster, outbox
+        self.lifecycle = lifecycle
         self.rules_config = rules_config or RulesConfig()
         self.channels = tuple(channels)
         self.exercise = exercise
@@ -108,7 +111,7 @@ class AlertStage:
             if self.on_suppressed is not None:
                 self.on_suppressed(event, decision)
             return None
-        current = self.outbox.alert(decision.alert_id) if decision.action == "update" else None
+        current = self._current(decision.alert_id) if decision.action == "update" else None
         if decision.action == "update" and current is None:
             log.warning("alert %s to update is not in the outbox; raising a new one for %s", decision.alert_id,
                         event.event_id)
@@ -145,7 +148,16 @@ class AlertStage:
                       routing.reason)
         return routing
 
+    def _current(self, alert_id: str) -> Alert | None:
+        """The alert as it is now: with its lifecycle state (acknowledged, resolved) when there is one."""
+        if self.lifecycle is not None:
+            return self.lifecycle.get(alert_id)
+        return self.outbox.alert(alert_id)
+
     def _record(self, alert: Alert) -> Alert:
+        """Open (or merge into) the alert's lifecycle, then record the version and its deliveries."""
+        if self.lifecycle is not None:
+            alert = self.lifecycle.open(alert)
         self.outbox.record(alert, deliveries_for(alert, self.registry, self.channels))
         if self.on_recorded is not None:
             self.on_recorded(alert)

@@ -25,30 +25,26 @@ def _fail(message: str) -> None:
 
 def _setup(config: Path | None):
     """Configuration, registry, console settings and a migrated database engine."""
-    from console.settings import ConsoleSettings
     from ibet.cli import _load
     from ibet.db import make_engine, migrate
 
     cfg, registry = _load(config)
-    settings = getattr(cfg, "console", None) or ConsoleSettings()
+    settings = cfg.console
     engine = make_engine(cfg.database)
     migrate(engine)
     return cfg, registry, settings, engine
 
 
-def _publisher(cfg):
-    """Put each alert version an operator produces on ibet.alerts.v1 (keyed by alert id), waiting for the ack."""
-    from ibet import topics
+def _publisher(cfg, registry, engine):
+    """Each alert version an operator produces (acknowledged, escalated, resolved) is recorded in the
+    alert outbox with a delivery to every routed partner (the alert service's workers send them) and
+    put on ibet.alerts.v1, exactly as the alert service does for its own API."""
+    from alerts.outbox import Outbox
+    from alerts.service import bus_publisher, version_recorder
     from ibet.bus import open_bus
-    from ibet.bus.base import OutRecord
 
-    producer = open_bus(cfg.bus).producer("ibet-console")
-
-    def publish(alert) -> None:
-        producer.send_and_wait(OutRecord(topics.ALERTS, alert.alert_id.encode(), alert.to_bytes()),
-                               cfg.runner.flush_timeout_s)
-
-    return publish
+    bus_publish = bus_publisher(open_bus(cfg.bus).producer("ibet-console"))
+    return version_recorder(Outbox(engine), registry, cfg.alerts.channels, bus_publish)
 
 
 @console_app.callback()
@@ -67,7 +63,7 @@ def console_main(ctx: typer.Context, config: ConfigOption = None) -> None:
         ports = load_ports_of_entry(cfg.ports_of_entry_file(), sector_ids=[s.id for s in registry.sectors], border=border)
     except IbetError as exc:
         _fail(str(exc))
-    publish = _publisher(cfg) if cfg.bus.kind == "kafka" else None
+    publish = _publisher(cfg, registry, engine) if cfg.bus.kind == "kafka" else None
     serve(settings, engine, registry=registry, border=border, ports=ports, publish=publish)
 
 

@@ -283,5 +283,22 @@ def main() -> None:  # pragma: no cover - console-script shim
     app()
 
 
+def _mount_sub_apps() -> None:
+    """Command groups that live with their packages."""
+    from alerts.cli_tokens import tokens_app
+    from console.cli import console_app, users_app
+    from models.cli import models_app
+
+    alerts_app = typer.Typer(help="The alert service: partner contacts' API tokens.", no_args_is_help=True)
+    alerts_app.add_typer(tokens_app, name="tokens")
+    app.add_typer(alerts_app, name="alerts")
+    app.add_typer(console_app, name="console")
+    app.add_typer(users_app, name="users")
+    app.add_typer(models_app, name="models")
+
+
+_mount_sub_apps()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

@@ -130,7 +130,8 @@ class SmtpSettings(Section):
 
     host: str = Field(default="127.0.0.1", description="SMTP server")
     port: int = Field(default=25, ge=1, le=65535)
-    starttls: bool = Field(default=False, description="upgrade the connection with STARTTLS before sending")
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="none", description="starttls: upgrade the connection; tls: implicit TLS (port 465); none: plain")
     username: str | None = None
     password: SecretStr | None = Field(default=None, description="IBET_ALERTS__SMTP__PASSWORD; never in the YAML")
     sender: str = Field(default="ibet-alerts@localhost", description="From: address of alert e-mails")
@@ -148,6 +149,7 @@ class AlertSettings(Section):
         default_factory=dict, description="partner id -> HMAC secret of its webhook and CAP endpoints "
         "(IBET_ALERTS__WEBHOOK_SECRETS='{\"usbp\": \"...\"}')")
     smtp: SmtpSettings = SmtpSettings()
+    cap_sender: str = Field(default="ibet", pattern=r"^[^\s,<&]+$", description="CAP <sender> of ibet's messages")
     cot_tls_cafile: Path | None = Field(default=None, description="CA of the TAK servers (enables TLS)")
     cot_tls_certfile: Path | None = Field(default=None, description="client certificate for the TAK servers")
     cot_tls_keyfile: Path | None = None
@@ -167,6 +169,23 @@ class AlertSettings(Section):
     public_url: str = Field(default="http://127.0.0.1:8081", description="base of the signed links in e-mails and webhooks")
     link_secret: SecretStr | None = Field(default=None, description="HMAC key of signed links (IBET_ALERTS__LINK_SECRET)")
     link_ttl_s: float = Field(default=86_400.0, gt=0, description="a signed action link expires after this")
+
+
+class ConsoleSettings(Section):
+    """How the console listens, keeps sessions, throttles log-ins and retains detections."""
+
+    host: str = Field(default="127.0.0.1", description="listen address of the web console")
+    port: int = Field(default=8090, ge=0, le=65535, description="0 picks a free port")
+    cookie_secure: bool = Field(default=True, description="session cookie only over HTTPS; false for plain-HTTP tests")
+    session_idle_s: float = Field(default=8 * 3600.0, gt=0, description="a session unused this long ends")
+    session_max_s: float = Field(default=24 * 3600.0, gt=0, description="a session ends this long after log-in")
+    login_max_failures: int = Field(default=5, gt=0, description="failed log-ins allowed per user or address ...")
+    login_window_s: float = Field(default=900.0, gt=0, description="... within this window, then 429")
+    retention_days: float = Field(default=30.0, gt=0,
+                                  description="detections and evidence not linked to an alert or case are purged after this")
+    evidence_dir: Path = Field(default=Path("var/evidence"), description="root that evidence references are relative to")
+    live_poll_s: float = Field(default=0.5, gt=0, description="how often the live stream looks for changes")
+    alert_list_limit: int = Field(default=200, gt=0, description="most recent alerts shown on the operator list")
 
 
 class IbetConfig(BaseSettings):
@@ -192,6 +211,7 @@ class IbetConfig(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     fuse: FuseSettings = FuseSettings()
     alerts: AlertSettings = AlertSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @classmethod
     def settings_customise_sources(

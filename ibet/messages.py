@@ -371,6 +371,8 @@ class Alert(WireMessage):
     kind: Literal["border", "sensor_health"] = Field("border", description="a border event, or a sensor feed lost")
     sensor_ids: tuple[SensorId, ...] = ()
     track_ids: tuple[Name, ...] = ()
+    outcome: Literal["confirmed_crossing", "false_alarm", "lawful", "unresolved"] | None = Field(
+        None, description="how a resolved alert ended")
 
     @field_validator("updated_ts_ns")
     @classmethod

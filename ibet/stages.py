@@ -45,6 +45,9 @@ PIPELINE: tuple[StageInfo, ...] = (
 )
 
 
+CONSOLE_STORE = "console-store"
+
+
 def stage_info(name: str) -> StageInfo:
     for info in PIPELINE:
         if info.name == name:
@@ -53,7 +56,15 @@ def stage_info(name: str) -> StageInfo:
 
 
 def build_stage(name: str, config: IbetConfig, registry: Registry) -> Stage:
-    """The stage ``name`` built from the configuration and registry, or StageNotBuiltError."""
+    """The stage ``name`` built from the configuration and registry, or StageNotBuiltError.
+
+    Besides the pipeline's stages, ``console-store`` writes tracks, detections, events and sensor
+    health into the console's database.
+    """
+    if name == CONSOLE_STORE:
+        from console.store import build_console_store
+
+        return build_console_store(config.database)
     info = stage_info(name)
     package = importlib.import_module(info.package)
     factory = getattr(package, "build_stage", None)
