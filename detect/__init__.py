@@ -1,4 +1,18 @@
 """Detect: Ultralytics models on ``ibet.frames.v1``, one DetectionBatch per frame on ``ibet.detections.v1``.
 
-Not built yet (issue #5). When it is, this package exposes ``build_stage(config, registry)``.
+``build_stage(config, registry)`` gives the stage the runner runs (``ibet run detect``): the model
+named by ``config.detect`` from ``models/registry.yaml``, its file verified against the registered
+SHA-256 (a missing or tampered file stops start-up naming the file and the expected hash).
+Ultralytics is imported only inside this package and ``models/`` (see ``detect.ultralytics_env``).
 """
+
+from __future__ import annotations
+
+
+def build_stage(config, registry):
+    """The detect stage with the configured model, verified and run once on a blank frame."""
+    from detect.build import build_detect_stage
+    from detect.settings import DetectSettings
+
+    settings = getattr(config, "detect", None) or DetectSettings()  # until ibet.config holds the section
+    return build_detect_stage(settings, registry)

@@ -70,6 +70,7 @@ class UltralyticsDetector:
             by_shape.setdefault(image.shape, []).append(i)
         self.last_call_s = 0.0
         for shape, indices in by_shape.items():
+            use_threads(self.threads)  # OpenMP's thread count is per calling thread: set it in this one
             start = time.perf_counter()
             results = self._model.predict([images[i] for i in indices], imgsz=inference_shape(shape[0], shape[1],
                                           self.entry.input_size), conf=self.conf, iou=self.iou, device=self.device,
@@ -77,7 +78,7 @@ class UltralyticsDetector:
             self.last_call_s += time.perf_counter() - start
             for i, result in zip(indices, results, strict=True):
                 out[i] = to_arrays(result)
-        use_threads(self.threads)  # Ultralytics' device selection resets torch's thread count
+        use_threads(self.threads)  # Ultralytics' device selection (first call) resets torch's thread count
         return out  # type: ignore[return-value]
 
     def warm_up(self, height_px: int = 720, width_px: int = 1280) -> None:

@@ -66,7 +66,12 @@ class DetectStage:
     state_topic = topics.DETECT_STATE
 
     def __init__(self, registry: Registry, settings: DetectSettings, detector: Detector, model_name: str,
-                 model_version: str, evidence: EvidenceStore | None = None):
+                 model_version: str, evidence: EvidenceStore | None = None, *, name: str = "detect",
+                 frames_topic: str = topics.FRAMES, detections_topic: str = topics.DETECTIONS,
+                 state_topic: str = topics.DETECT_STATE):
+        # Topic and group names are the pipeline's; tests and benchmarks give their own.
+        self.name, self.input_topics, self.state_topic = name, (frames_topic,), state_topic
+        self.detections_topic = detections_topic
         self.registry, self.settings, self.detector = registry, settings, detector
         self.model_name, self.model_version, self.evidence = model_name, model_version, evidence
         self.limits = class_limits(settings, detector.class_names)
@@ -161,7 +166,7 @@ class DetectStage:
         )
         for class_id in result.detections.class_id:
             metrics.DETECTIONS.labels(self.detector.class_names[class_id]).inc()
-        return OutRecord(topics.DETECTIONS, frame.sensor.sector_id.encode(), batch.to_bytes())
+        return OutRecord(self.detections_topic, frame.sensor.sector_id.encode(), batch.to_bytes())
 
     def _evidence(self, frame: DecodedFrame, result: FrameDetections) -> tuple[str | None, dict[int, str]]:
         if self.evidence is None or not self.settings.evidence.enabled or not len(result.new_track_indices):
