@@ -15,7 +15,7 @@ the repeat.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple, Protocol
@@ -26,6 +26,7 @@ from prometheus_client import Counter
 from alerts.formats.webhook import CHANNEL as WEBHOOK
 from alerts.formats.webhook import webhook_request
 from alerts.outbox import DEAD, DeliveryJob, Outbox
+from ibet.messages import Alert
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,12 @@ class WebhookChannel:
     name = WEBHOOK
 
     def __init__(self, client: httpx.Client, endpoints: Mapping[str, tuple[str, bytes | str]], *,
-                 exercise: bool = False):
+                 exercise: bool = False, links_for: Callable[[Alert, str], Mapping[str, str]] | None = None):
         self.client = client
         self.endpoints = {partner: (url, secret.encode("utf-8") if isinstance(secret, str) else bytes(secret))
                           for partner, (url, secret) in endpoints.items()}
         self.exercise = exercise
+        self.links_for = links_for
 
     def send(self, job: DeliveryJob, now_ns: int) -> SendResult:
         """POST ``job``'s alert to its partner, signed at ``now_ns``, and classify the answer."""
@@ -83,8 +85,9 @@ class WebhookChannel:
         if endpoint is None:
             return SendResult(Outcome.DEAD, f"no webhook endpoint configured for partner {job.partner_id!r}")
         url, secret = endpoint
+        actions = self.links_for(job.alert, job.partner_id) if self.links_for else None
         headers, body = webhook_request(job.alert, job.partner_id, secret, now_ns // 1_000_000_000,
-                                        self.exercise or job.alert.exercise)
+                                        self.exercise or job.alert.exercise, actions)
         try:
             response = self.client.post(url, content=body, headers=headers)
         except httpx.TimeoutException as exc:

@@ -79,6 +79,7 @@ class EmailChannel:
         sectors: Mapping[str, Sector] | None = None,
         exercise: bool = False,
         timeout_s: float = 30.0,
+        links_for: Callable[[Alert, str], Mapping[str, str]] | None = None,
     ):
         if not host:
             raise ValueError("the SMTP host must not be empty")
@@ -100,6 +101,7 @@ class EmailChannel:
         self.sectors = dict(sectors or {})
         self.exercise = exercise
         self.timeout_s = timeout_s
+        self.links_for = links_for
 
     @classmethod
     def from_registry(cls, registry: Registry, host: str, port: int, sender: str, **options) -> EmailChannel:
@@ -109,8 +111,9 @@ class EmailChannel:
         sectors = options.pop("sectors", {s.id: s for s in registry.sectors})
         return cls(host, port, recipients, sender, sectors=sectors, **options)
 
-    def message(self, alert: Alert, to: Sequence[str]) -> EmailMessage:
-        """The e-mail for ``alert`` to ``to``, with the alert's evidence attached when it has any."""
+    def message(self, alert: Alert, to: Sequence[str], partner_id: str | None = None) -> EmailMessage:
+        """The e-mail for ``alert`` to ``to``, with the alert's evidence attached when it has any and
+        (with ``links_for`` and a partner) signed one-click action links for that partner."""
         sector = self.sectors.get(alert.sector_id)
         zone, sector_name = (sector.timezone, sector.name) if sector is not None else (None, None)
         attachment = self._attachment(alert)
@@ -118,7 +121,8 @@ class EmailChannel:
         msg = alert_email(alert, to, self.sender, self.exercise or alert.exercise,
                           attachment=attachment[0] if jpeg else None,
                           attachment_name=attachment[2] if jpeg else "evidence.jpg",
-                          timezone=zone, sector_name=sector_name)
+                          timezone=zone, sector_name=sector_name,
+                          actions=self.links_for(alert, partner_id) if self.links_for and partner_id else None)
         if attachment is not None and not jpeg:
             content, mime, filename = attachment
             maintype, subtype = mime.split("/")
@@ -130,7 +134,7 @@ class EmailChannel:
         to = self.recipients.get(job.partner_id)
         if not to:
             return SendResult(Outcome.DEAD, f"no e-mail address configured for partner {job.partner_id!r}")
-        msg = self.message(job.alert, to)
+        msg = self.message(job.alert, to, job.partner_id)
         try:
             refused = self._transmit(msg, to)
         except smtplib.SMTPException as exc:

@@ -35,11 +35,11 @@ from alerts.compose import deliveries_for, escalated_alert
 from alerts.cot_channel import CotChannel, tak_tls_context
 from alerts.delivery import Channel, DeliveryStats, WebhookChannel, deliver_due
 from alerts.email_channel import EmailChannel
-from alerts.identity import ContactTokens
+from alerts.identity import LINK_ACTIONS, ContactTokens, LinkSigner
 from alerts.lifecycle import AlertLifecycle
 from alerts.outbox import Backoff, Outbox
-from alerts.rosters import Roster, load_rosters
-from alerts.routing import EscalationPolicy, route_sector
+from alerts.rosters import Roster, load_rosters, on_duty
+from alerts.routing import EscalationPolicy, instant_of, route_sector
 from alerts.rules import Decision, RulesConfig
 from alerts.stage import AlertStage
 from ibet import topics
@@ -160,10 +160,10 @@ class EscalationWorker(_Worker):
         return escalated
 
 
-def bus_publisher(producer: Producer) -> Callable[[Alert], None]:
+def bus_publisher(producer: Producer, timeout_s: float = 30.0) -> Callable[[Alert], None]:
     """Put an alert version on ``ibet.alerts.v1`` and wait for the broker's acknowledgement."""
     def publish(alert: Alert) -> None:
-        producer.send_and_wait(OutRecord(topics.ALERTS, key=alert.alert_id.encode(), value=alert.to_bytes()))
+        producer.send_and_wait(OutRecord(topics.ALERTS, key=alert.alert_id.encode(), value=alert.to_bytes()), timeout_s)
     return publish
 
 
@@ -180,8 +180,28 @@ def version_recorder(outbox: Outbox, registry: Registry, channels: Collection[st
     return record
 
 
-def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Client | None = None) -> dict[str, Channel]:
-    """The enabled channels that can be built from the settings and the registry's partner contacts."""
+def action_links(signer: LinkSigner, public_url: Callable[[], str | None], roster: Roster, ttl_s: float,
+                 clock: Clock | None = None) -> Callable[[Alert, str], dict[str, str]]:
+    """Signed one-click links (acknowledge, resolve, escalate) for a partner's copy of an alert, valid
+    ``ttl_s`` from the send. Each link names the partner's contact on duty in the alert's sector now
+    (the audit says who acted), or the partner's desk when its roster has nobody there."""
+    clock = clock or SystemClock()
+
+    def links(alert: Alert, partner_id: str) -> dict[str, str]:
+        base = (public_url() or "").rstrip("/")
+        if alert.state is AlertState.RESOLVED or not base:
+            return {}
+        duties = [d for d in on_duty(roster, alert.sector_id, instant_of(clock.now_ns())) if d.partner_id == partner_id]
+        contact = next((c for d in sorted(duties, key=lambda d: d.level) for c in d.contacts), f"{partner_id}-desk")
+        return {action: f"{base}/a/{signer.sign(alert.alert_id, action, partner_id, contact, ttl_s=ttl_s)}"
+                for action in LINK_ACTIONS}
+    return links
+
+
+def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Client | None = None,
+                  links_for: Callable[[Alert, str], Mapping[str, str]] | None = None) -> dict[str, Channel]:
+    """The enabled channels that can be built from the settings and the registry's partner contacts;
+    ``links_for`` puts signed action links into webhook bodies and e-mails."""
     client = client or httpx.Client(timeout=settings.http_timeout_s)
     channels: dict[str, Channel] = {}
     partner_secrets = {p: v.get_secret_value() for p, v in settings.webhook_secrets.items()}
@@ -190,7 +210,7 @@ def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Cli
         channels["email"] = EmailChannel.from_registry(
             registry, smtp.host, smtp.port, smtp.sender, security=smtp.security, username=smtp.username,
             password=smtp.password.get_secret_value() if smtp.password else None, timeout_s=smtp.timeout_s,
-            exercise=settings.exercise)
+            exercise=settings.exercise, links_for=links_for)
     if "cot" in settings.channels:
         context = None
         if settings.cot_tls_certfile:
@@ -215,7 +235,7 @@ def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Cli
         if missing:
             log.warning("no webhook secret for %s: their webhook deliveries will be dead until one is configured "
                         "(alerts.webhook_secrets)", ", ".join(missing))
-        channels["webhook"] = WebhookChannel(client, endpoints, exercise=settings.exercise)
+        channels["webhook"] = WebhookChannel(client, endpoints, exercise=settings.exercise, links_for=links_for)
     return channels
 
 
@@ -312,15 +332,18 @@ def build_service(config: IbetConfig, registry: Registry, *, clock: Clock | None
     stage = AlertStage(registry, roster, outbox, rules_config=rules_config(settings), channels=settings.channels,
                        exercise=settings.exercise, max_escalation_level=settings.max_escalation_level,
                        on_suppressed=suppressed, lifecycle=lifecycle)
-    if channels is None:
-        channels = make_channels(settings, registry)
     secret = settings.link_secret.get_secret_value() if settings.link_secret else None
     if secret is None:
         secret = secrets.token_urlsafe(32)
         log.warning("alerts.link_secret is not set: signed links in alerts stop working when this process restarts "
                     "(set IBET_ALERTS__LINK_SECRET, 32 bytes or more)")
     api = create_app(lifecycle, ContactTokens(engine, clock), link_secret=secret, clock=clock) if with_api else None
-    service = AlertService(stage, outbox, registry, roster, settings, channels, clock, lifecycle=lifecycle, api=api)
+    service = AlertService(stage, outbox, registry, roster, settings, {}, clock, lifecycle=lifecycle, api=api)
+    if channels is None:
+        links = action_links(LinkSigner(secret, clock), lambda: settings.public_url or service.api_url, roster,
+                             settings.link_ttl_s, clock)
+        channels = make_channels(settings, registry, links_for=links)
+    service.channels = channels
     stage.on_recorded = service.recorded
     stage.service = service  # the runner starts and stops the workers through the stage
     return service

@@ -166,7 +166,8 @@ class AlertSettings(Section):
     http_timeout_s: float = Field(default=10.0, gt=0, description="webhook / CAP POST timeout")
     api_host: str = Field(default="0.0.0.0", description="address of the acknowledge/resolve API")
     api_port: int = Field(default=8081, ge=0, le=65535, description="0 picks a free port")
-    public_url: str = Field(default="http://127.0.0.1:8081", description="base of the signed links in e-mails and webhooks")
+    public_url: str | None = Field(default=None, description="base of the signed links in e-mails and webhooks, as "
+                                   "partners reach the API (its Ingress); default: the address the API listens on")
     link_secret: SecretStr | None = Field(default=None, description="HMAC key of signed links (IBET_ALERTS__LINK_SECRET)")
     link_ttl_s: float = Field(default=86_400.0, gt=0, description="a signed action link expires after this")
 

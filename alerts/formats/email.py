@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -53,6 +53,7 @@ def alert_email(
     *,
     timezone: str | None = None,
     sector_name: str | None = None,
+    actions: Mapping[str, str] | None = None,
 ) -> EmailMessage:
     """The e-mail for ``alert`` to ``to`` from ``sender``.
 
@@ -60,6 +61,7 @@ def alert_email(
     in exercise mode; the state is appended for updates). ``attachment``: JPEG bytes of the
     evidence thumbnail, attached as ``attachment_name``. ``timezone``: IANA name of the sector's
     time zone (``Sector.timezone``) for local times; ``sector_name``: shown next to the sector id.
+    ``actions``: signed one-click links by action (acknowledge, resolve, escalate), listed in both parts.
     """
     if not to:
         raise ValueError("an alert e-mail needs at least one recipient")
@@ -98,13 +100,17 @@ def alert_email(
         rows.append(("Evidence", f"attached ({_safe_name(attachment_name)})"))
     banner = "EXERCISE - an IBET scenario run, not a real event." if exercise else ""
     lines = [banner] if banner else []
-    text = "\n".join([*lines, alert.title, "", *(f"{k}: {v}" for k, v in rows), "", alert.summary, ""])
+    links = [(name.capitalize(), url) for name, url in (actions or {}).items()]
+    link_lines = ["Act on this alert (links expire):", *(f"{name}: {url}" for name, url in links), ""] if links else []
+    text = "\n".join([*lines, alert.title, "", *(f"{k}: {v}" for k, v in rows), "", alert.summary, "", *link_lines])
     msg.set_content(text)
     cells = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     marked = f"<p><strong>{html.escape(banner)}</strong></p>" if banner else ""
     msg.add_alternative(
         f"<!DOCTYPE html><html><body>{marked}<h2>{html.escape(alert.title)}</h2>"
-        f"<table>{cells}</table><p>{html.escape(alert.summary)}</p></body></html>",
+        f"<table>{cells}</table><p>{html.escape(alert.summary)}</p>"
+        + "".join(f"<p><a href='{html.escape(url, quote=True)}'>{html.escape(name)}</a></p>" for name, url in links)
+        + "</body></html>",
         subtype="html",
     )
     if attachment is not None:

@@ -46,13 +46,16 @@ def sign(secret: bytes, timestamp_s: int, body: bytes) -> str:
 
 
 def webhook_request(
-    alert: Alert, partner_id: str, secret: bytes, timestamp_s: int, exercise: bool = False
+    alert: Alert, partner_id: str, secret: bytes, timestamp_s: int, exercise: bool = False,
+    actions: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], bytes]:
     """Headers and body of the POST that delivers ``alert`` to ``partner_id``.
 
     Body: compact UTF-8 JSON ``{"alert": {...}, "partner_id": ..., "exercise": ...,
-    "idempotency_key": ..., "version": ...}``, the alert as on ``ibet.alerts.v1``; the same alert
-    always gives the same body. ``timestamp_s``: signing time, s since the epoch (injected clock).
+    "idempotency_key": ..., "version": ..., "actions": {...}}``, the alert as on ``ibet.alerts.v1``;
+    ``actions`` (when given): signed, expiring one-click links by action (``acknowledge``,
+    ``resolve``, ``escalate``). Without actions the same alert always gives the same body.
+    ``timestamp_s``: signing time, s since the epoch (injected clock).
     """
     if isinstance(timestamp_s, bool) or not isinstance(timestamp_s, int) or timestamp_s < 0:
         raise ValueError(f"timestamp_s must be a non-negative int, got {timestamp_s!r}")
@@ -66,6 +69,8 @@ def webhook_request(
         "idempotency_key": key,
         "version": alert_version(alert),
     }
+    if actions:
+        document["actions"] = dict(actions)
     body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     headers = {
         "Content-Type": "application/json",
