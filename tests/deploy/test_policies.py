@@ -305,14 +305,34 @@ def _config_files(objects, folder: Path) -> Path:
 @pytest.mark.xfail("security" not in KafkaSettings.model_fields, strict=True,
                    reason="ibet/config.py has no bus.kafka.security yet (the lead applies the edit in the report)")
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_mounted_configuration_loads(overlay, rendered, tmp_path, monkeypatch):
-    for name in [n for n in __import__("os").environ if n.startswith("IBET_")]:
-        monkeypatch.delenv(name)
-    config = load_config(_config_files(rendered[overlay], tmp_path))
-    assert config.bus.kind == "kafka"
-    assert config.bus.kafka.security.security_protocol == "SASL_SSL"
-    registry = load_registry(config.registry_file())
-    assert registry.sensors and config.ports_of_entry_file().is_file()
+def test_each_pod_configuration_loads(overlay, rendered, tmp_path, monkeypatch):
+    """The mounted files plus each container's IBET_* environment (Secrets resolved from the
+    rendered placeholders), loaded as the pod would at start-up."""
+    import base64
+    import os
+
+    objects = rendered[overlay]
+    config_file = _config_files(objects, tmp_path)
+    secrets = by_kind(objects, "Secret")
+    for name, workload in workloads(objects).items():
+        for key in [n for n in os.environ if n.startswith("IBET_")]:
+            monkeypatch.delenv(key)
+        for env in pod_spec(workload)["containers"][0]["env"]:
+            if not env["name"].startswith("IBET_") or env["name"] == "IBET_CONFIG":
+                continue
+            if "value" in env:
+                monkeypatch.setenv(env["name"], env["value"])
+            else:
+                ref = env["valueFrom"]["secretKeyRef"]
+                monkeypatch.setenv(env["name"], base64.b64decode(secrets[ref["name"]]["data"][ref["key"]]).decode())
+        config = load_config(config_file)
+        assert config.bus.kind == "kafka", name
+        assert config.bus.kafka.security.security_protocol == "SASL_SSL", name
+        if name != "ibet-db-migrate":
+            assert config.bus.kafka.security.username == name, name
+        assert config.database.url.startswith("postgresql+psycopg://") or name in ("ibet-detect", "ibet-fuse"), name
+        registry = load_registry(config.registry_file())
+        assert registry.sensors and config.ports_of_entry_file().is_file()
 
 
 def _cli_commands() -> set[tuple[str, ...]]:
