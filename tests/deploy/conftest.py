@@ -18,6 +18,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
+#: Everything kustomize renders: the overlays, and the one-off Job of `ibet dlq replay`.
+RENDERED = (*OVERLAYS, "ops/dlq-replay")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SETUP = "run scripts/setup-k8s-tools.sh (scripts/setup.sh --test does)"
 
@@ -53,11 +55,12 @@ def kustomize_binary() -> Path | None:
 
 
 def render(overlay: str) -> list[dict[str, Any]]:
-    """``kustomize build`` of one overlay (registry and rosters come from config/, outside deploy/k8s)."""
+    """``kustomize build`` of ``overlays/<name>`` or of a folder under deploy/k8s (``ops/dlq-replay``);
+    the registry and rosters come from config/, outside deploy/k8s."""
     binary = kustomize_binary()
     if binary is None:
         tools_missing(f"kustomize is not installed: {SETUP}")
-    done = subprocess.run([str(binary), "build", "--load-restrictor", "LoadRestrictionsNone", str(K8S / "overlays" / overlay)],
+    done = subprocess.run([str(binary), "build", "--load-restrictor", "LoadRestrictionsNone", str(K8S / ("overlays" if "/" not in overlay else "") / overlay)],
                           capture_output=True, text=True)
     assert done.returncode == 0, f"kustomize build {overlay} failed:\n{done.stderr}"
     return load_all(done.stdout)
@@ -65,8 +68,8 @@ def render(overlay: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[dict[str, Any]]]:
-    """Every overlay's objects, rendered once per session."""
-    return {overlay: render(overlay) for overlay in OVERLAYS}
+    """The objects of every overlay (and of ops/dlq-replay), rendered once per session."""
+    return {name: render(name) for name in RENDERED}
 
 
 def crd_dirs() -> dict[str, Path]:
