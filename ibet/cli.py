@@ -100,13 +100,19 @@ def demo_cmd(
     scenario: Annotated[str, typer.Option(help="Shipped scenario (ibet sim list) or YAML file to feed; '' for none.")]
     = "foot-crossing-forest-vista",
     seed: Annotated[int | None, typer.Option(help="Seed of the scenario run.")] = None,
+    realtime: Annotated[bool, typer.Option("--realtime/--fast", help="Feed frames at their capture times, or "
+                                           "as fast as the stages take them.")] = False,
+    no_console: Annotated[bool, typer.Option("--no-console", help="Do not serve the console.")] = False,
+    exit_when_done: Annotated[bool, typer.Option("--exit", help="Stop the console when the run is over.")] = False,
 ) -> None:
-    """Feed a simulated scenario and run every built stage in one process on the in-memory bus."""
+    """The whole pipeline in one process: a scenario through detect, fuse and alerts to stand-in partners,
+    the console on localhost, and a run report (map, scores, stage counts)."""
     from ibet.demo import run_demo
 
     cfg, registry = _load(config)
     try:
-        run_demo(cfg, registry, scenario or None, seed)
+        run_demo(cfg, registry, scenario or None, seed, realtime=realtime, serve_console=not no_console,
+                 hold_console=not exit_when_done)
     except IbetError as exc:
         _fail(str(exc))
 
@@ -295,6 +301,9 @@ def _mount_sub_apps() -> None:
     app.add_typer(console_app, name="console")
     app.add_typer(users_app, name="users")
     app.add_typer(models_app, name="models")
+    from ibet.bench.detect import bench_detect_command
+
+    bench_app.command("detect")(bench_detect_command)
 
 
 _mount_sub_apps()

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
+from detect.settings import DetectSettings
 from ibet.exceptions import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/ibet.yaml")
@@ -211,6 +212,7 @@ class IbetConfig(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     ingest: IngestSettings = IngestSettings()
     fuse: FuseSettings = FuseSettings()
+    detect: DetectSettings = DetectSettings()
     alerts: AlertSettings = AlertSettings()
     console: ConsoleSettings = ConsoleSettings()
 

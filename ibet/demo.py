@@ -1,28 +1,44 @@
-"""The embedded demo: every stage that exists, in one process, on the in-memory bus.
+"""The embedded demo (``ibet demo``): the whole pipeline in one process on the in-memory bus.
 
-The simulator feeds a shipped scenario's frames onto ``ibet.frames.v1`` (and, while detect is
-not built, stand-in detections onto ``ibet.detections.v1``); every stage that is built then runs,
-its border events are printed, and the demo says which stages are not built yet. The full demo
-(console, alerts, run report) is issue #10.
+A shipped scenario is simulated onto ``ibet.frames.v1`` (with a progress bar; ``realtime`` paces the
+frames at their capture times), and every built stage runs beside it in threads: detect (the
+shipped demo model), fuse, alerts (SQLite outbox, exercise mode) and the console's store. Stand-in
+partner agencies on 127.0.0.1 (:mod:`ibet.demo_peers`) receive the webhooks, e-mails, CoT events
+and CAP messages, so every channel really delivers. Each alert is printed as it is raised (time,
+sector, direction, partners notified). At the end the demo writes a run report (PNG map, scores
+against the scenario's truth, stage counts; :mod:`ibet.run_report`) and, unless told not to, keeps
+serving the console on localhost (printed URL and demo login) until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import secrets
+import signal
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
 from ibet import topics
+from ibet.bus.base import OutRecord, Record
 from ibet.bus.memory import MemoryBus
 from ibet.clock import ns_to_datetime_utc
-from ibet.config import IbetConfig
-from ibet.messages import Alert, BorderEvent
+from ibet.config import DatabaseSettings, IbetConfig, SmtpSettings
+from ibet.demo_peers import DemoPeers, demo_registry
+from ibet.messages import Alert, BorderEvent, TrackUpdate
 from ibet.registry import Registry
-from ibet.runner import StageRunner
-from ibet.stages import PIPELINE, build_stage
+from ibet.runner import RunStats, StageRunner
+from ibet.stage import FunctionStage
+from ibet.stages import CONSOLE_STORE, PIPELINE, build_stage
+
+DEMO_DATABASE = Path("var/demo/ibet-demo.sqlite3")
+DEMO_USER = "demo"
 
 
 @dataclass
@@ -30,20 +46,83 @@ class DemoResult:
     built: list[str]
     not_built: list[str]
     records_per_topic: dict[str, int]
+    alerts: list[Alert] = field(default_factory=list)
+    report: dict = field(default_factory=dict)
+    deliveries: dict[str, int] = field(default_factory=dict)
 
 
-def feed_scenario(bus: MemoryBus, scenario_name: str, seed: int | None, console: Console,
-                  stand_in_detections: bool = False) -> None:
-    """Render ``scenario_name`` onto the bus's frames topic and print its true events.
+def demo_config(config: IbetConfig, peers: DemoPeers, registry: Registry, database: Path, exercise: bool) -> IbetConfig:
+    """``config`` for the demo: its own SQLite file, alerts to the stand-in partners (exercise mode
+    for a scenario run), the actions API and console on free/local ports."""
+    alerts = config.alerts.model_copy(update={
+        "exercise": exercise or config.alerts.exercise,
+        "webhook_secrets": {p.id: SecretStr(peers.secret) for p in registry.partners},
+        "smtp": SmtpSettings(host="127.0.0.1", port=peers.smtp_port, security="none", sender="ibet-demo@localhost"),
+        "delivery_poll_s": 0.2, "api_port": 0, "api_host": "127.0.0.1",
+        "link_secret": SecretStr(secrets.token_urlsafe(32)),
+    })
+    console = config.console.model_copy(update={"cookie_secure": False})
+    return config.model_copy(update={"database": DatabaseSettings(url=f"sqlite:///{database}"), "alerts": alerts,
+                                     "console": console})
 
-    With ``stand_in_detections`` (while the detect stage is not built), each frame's exact boxes,
-    degraded like a real detector (:mod:`fuse.degrade`), also go onto ``ibet.detections.v1``.
-    """
+
+def _alert_printer(console: Console, registry: Registry, seen: dict[str, tuple[str, int]]) -> FunctionStage:
+    """A stage on ``ibet.alerts.v1`` that prints each alert when it is raised and when it changes."""
+    def show(record: Record) -> Iterable[OutRecord]:
+        alert = Alert.from_bytes(record.value)
+        state = (alert.state.value, alert.escalation_level)
+        if seen.get(alert.alert_id) == state and len(alert.event_ids) <= 1:
+            return ()
+        first = alert.alert_id not in seen
+        seen[alert.alert_id] = state
+        zone = ZoneInfo(registry.sector(alert.sector_id).timezone)
+        when = ns_to_datetime_utc(alert.updated_ts_ns)
+        console.print(f"[bold red]{'ALERT' if first else 'update'}[/] {when.astimezone(zone):%H:%M:%S %Z} "
+                      f"({when:%H:%M:%S} UTC) [bold]{alert.title}[/] {alert.severity.value}, {alert.state.value}"
+                      f"{' (exercise)' if alert.exercise else ''}; sector {alert.sector_id}, "
+                      f"{alert.direction.value}; lead {alert.lead_partner_id or '-'}; partners notified: "
+                      f"{', '.join(alert.routed_partner_ids) or 'nobody on duty'}")
+        return ()
+    return FunctionStage("demo-alert-printer", (topics.ALERTS,), show)
+
+
+def _serve_console(config: IbetConfig, registry: Registry, console: Console) -> tuple[str, str, object]:
+    """Start the console on localhost in a thread with a fresh demo operator; (url, password, server)."""
+    import uvicorn
+
+    from console.accounts import Accounts
+    from console.app import create_app
+    from ibet.border import load_border, load_ports_of_entry
+    from ibet.db import make_engine, migrate
+
+    engine = make_engine(config.database)
+    migrate(engine)
+    password = secrets.token_urlsafe(9)
+    Accounts(engine, partner_ids=[p.id for p in registry.partners]).create_user(DEMO_USER, password, "operator")
+    border = load_border()
+    ports = load_ports_of_entry(config.ports_of_entry_file(), sector_ids=[s.id for s in registry.sectors], border=border)
+    app = create_app(config.console, engine, registry=registry, border=border, ports=ports)
+    host = "127.0.0.1" if config.console.host in ("0.0.0.0", "") else config.console.host
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=config.console.port, log_level="warning"))
+    threading.Thread(target=server.run, name="demo-console", daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        console.print(f"[yellow]the console could not start on {host}:{config.console.port} (port in use?); "
+                      "set console.port or run with --no-console[/]")
+    return f"http://{host}:{config.console.port}/", password, server
+
+
+def feed_scenario(bus: MemoryBus, scenario_name: str, seed: int | None, console: Console, *,
+                  realtime: bool = False, stand_in_detections: bool = False):
+    """Render ``scenario_name`` onto the frames topic (paced at capture times when ``realtime``) and
+    return the simulation. ``stand_in_detections``: while detect is not built, each frame's exact
+    boxes, degraded like a real detector (:mod:`fuse.degrade`), also go onto ``ibet.detections.v1``."""
     import numpy as np
     from rich.progress import Progress
 
     from fuse.degrade import DetectorModel, degrade, detection_batch
-    from ibet.bus.base import OutRecord
     from sim.run import simulate
     from sim.scenario import load_scenario, resolve_scenario
     from sim.sinks import BusSink
@@ -53,9 +132,14 @@ def feed_scenario(bus: MemoryBus, scenario_name: str, seed: int | None, console:
     sink = BusSink(bus.producer("ibet-sim"))
     total = sum(int(scenario.duration_s * s.frame_rate_hz) for s in scenario.sensors)
     rng, detector, producer = np.random.default_rng(sim.seed), DetectorModel(), bus.producer("ibet-demo")
-    with Progress(console=console) as progress:
-        task = progress.add_task(f"simulating {scenario.name} (seed {sim.seed})", total=total)
+    started = time.monotonic()
+    with Progress(console=console, transient=False) as progress:
+        task = progress.add_task(f"{scenario.name} (seed {sim.seed}){' in real time' if realtime else ''}", total=total)
         for frame in sim.frames():
+            if realtime:
+                delay = started + frame.true_time_s - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
             sink.write(frame)
             if stand_in_detections:
                 dets, _ = degrade(frame.truth_boxes, frame.meta.width_px, frame.meta.height_px, detector, rng)
@@ -65,39 +149,117 @@ def feed_scenario(bus: MemoryBus, scenario_name: str, seed: int | None, console:
     sink.close(sim)
     console.print(f"{sink.count} frames from {len(scenario.sensors)} sensors on {topics.FRAMES}; truth:")
     for e in sim.events:
-        console.print(f"  {e.kind} of a {e.target_kind} at t={e.time_s:.1f} s, {e.direction}, "
+        console.print(f"  true {e.kind} of a {e.target_kind} at t={e.time_s:.1f} s, {e.direction}, "
                       f"({e.lat_deg:.5f}, {e.lon_deg:.5f}){' at ' + e.port_of_entry_id if e.port_of_entry_id else ''}")
+    return sim
+
+
+def _wait_until_quiet(bus: MemoryBus, runners: list[StageRunner], idle_s: float, timeout_s: float = 1800.0) -> None:
+    """Until no stage has a batch in hand or has consumed a record for ``idle_s`` (all is processed)."""
+    last, quiet_since = None, time.monotonic()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        now = tuple(r.stats.consumed for r in runners)
+        if now != last or any(r.busy for r in runners):
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= idle_s:
+            return
+        time.sleep(0.1)
 
 
 def run_demo(config: IbetConfig, registry: Registry, scenario: str | None = "foot-crossing-forest-vista",
-             seed: int | None = None, idle_stop_s: float = 2.0, console: Console | None = None) -> DemoResult:
-    """Feed ``scenario`` and run the built stages on one in-memory bus until idle; print what happened."""
+             seed: int | None = None, idle_stop_s: float = 2.0, console: Console | None = None, *,
+             realtime: bool = False, serve_console: bool = True, hold_console: bool = True,
+             report_dir: Path = Path("reports/demo"), database: Path = DEMO_DATABASE) -> DemoResult:
+    """Feed ``scenario`` through every built stage in one process; print alerts; write the run report."""
     console = console or Console()
-    console.print(
-        f"[bold]ibet embedded demo[/]: {len(registry.sectors)} sectors, {len(registry.sensors)} sensors, "
-        f"{len(registry.partners)} partner agencies from {config.registry_file()}"
-    )
-    if scenario:  # alerts from a scenario run are an exercise on every channel
-        config = config.model_copy(update={"alerts": config.alerts.model_copy(update={"exercise": True})})
+    console.print(f"[bold]ibet embedded demo[/]: {len(registry.sectors)} sectors, {len(registry.sensors)} sensors, "
+                  f"{len(registry.partners)} partner agencies from {config.registry_file()}")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    peers = DemoPeers().start()
+    registry = demo_registry(registry, peers)
+    config = demo_config(config, peers, registry, database, exercise=bool(scenario))
+    console.print(f"stand-in partner agencies on 127.0.0.1: webhooks and CAP :{peers.http_port}, "
+                  f"SMTP :{peers.smtp_port}, TAK :{peers.tak.port}; alerts are marked as an exercise")
+
     bus = MemoryBus(default_partitions=config.bus.kafka.default_partitions)
     bus.create_topics([spec.name for spec in topics.all_topic_specs()])
-    detect_built = next(i for i in PIPELINE if i.name == "detect").is_built()
-    if scenario:
-        feed_scenario(bus, scenario, seed, console, stand_in_detections=not detect_built)
-        if not detect_built:
-            console.print("[yellow]detect is not built yet: the simulator's boxes, degraded like a detector "
-                          "(misses, false boxes, jitter), stand in on ibet.detections.v1[/]")
-
     built = [info for info in PIPELINE if not info.is_source and info.is_built()]
     not_built = [info for info in PIPELINE if not info.is_source and not info.is_built()]
-    runners = [StageRunner(build_stage(info.name, config, registry), bus, config.runner) for info in built]
-    threads = [threading.Thread(target=r.run, kwargs={"idle_stop_s": idle_stop_s}, name=r.stage.name) for r in runners]
+    stages = [build_stage(info.name, config, registry) for info in built]
+    seen: dict[str, tuple[str, int]] = {}
+    stages.append(_alert_printer(console, registry, seen))
+    if serve_console:
+        stages.append(build_stage(CONSOLE_STORE, config, registry))
+    runners = [StageRunner(stage, bus, config.runner) for stage in stages]
+    threads = [threading.Thread(target=r.run, name=r.stage.name, daemon=True) for r in runners]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    url = password = server = None
+    if serve_console:
+        url, password, server = _serve_console(config, registry, console)
+        console.print(f"[bold green]console[/]: {url}  (operator login: [bold]{DEMO_USER}[/] / [bold]{password}[/])")
+
+    sim = None
+    detect_built = any(info.name == "detect" for info in built)
+    try:
+        if scenario:
+            sim = feed_scenario(bus, scenario, seed, console, realtime=realtime, stand_in_detections=not detect_built)
+            if not detect_built:
+                console.print("[yellow]detect is not built: the simulator's boxes, degraded like a detector, stand in "
+                              "on ibet.detections.v1[/]")
+        _wait_until_quiet(bus, runners, idle_stop_s)
+        alert_service = next((getattr(s, "service", None) for s in stages if getattr(s, "service", None)), None)
+        if alert_service is not None:  # let the workers deliver what is due
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(
+                    alert_service.outbox.counts()[k] for k in ("pending", "sending")):
+                time.sleep(0.2)
+    finally:
+        for runner in runners:
+            runner.stop()
+        for thread in threads:
+            thread.join(60)
 
     counts = {spec.name: len(bus.records(spec.name)) for spec in topics.TOPICS}
+    _print_pipeline(console, built, not_built, counts)
+    alerts = [Alert.from_bytes(r.value) for r in bus.records(topics.ALERTS)]
+    deliveries = {f"{p}/{c}": n for (p, c), n in sorted(peers.deliveries().items())}
+    if deliveries:
+        console.print("delivered to the stand-in partners: " + ", ".join(f"{k} {n}" for k, n in deliveries.items()))
+    report: dict = {}
+    if sim is not None:
+        from ibet.run_report import write_run_report
+
+        stats: dict[str, RunStats] = {r.stage.name: r.stats for r in runners}
+        out = report_dir / f"{sim.scenario.name}-s{sim.seed}"
+        report = write_run_report(
+            sim, [TrackUpdate.from_bytes(r.value) for r in bus.records(topics.TRACKS)],
+            [BorderEvent.from_bytes(r.value) for r in bus.records(topics.EVENTS)], alerts, stats, out,
+            extra={"deliveries": deliveries, "records_per_topic": counts, "detector": "ibet-demo-det"
+                   if detect_built else "stand-in (degraded truth)"})
+        s = report["scores"]
+        console.print(f"scores against the truth: crossing recall {s['crossing_recall']}, precision "
+                      f"{s['crossing_precision']}, lawful crossings alerted {s['lawful_crossing_events']} "
+                      f"(true {s['true_lawful_crossings']}), false alarms/h {s['false_alarms_per_hour']}")
+        console.print(f"run report: {out / 'run-report.png'} and {out / 'run-report.json'}")
+    if not_built:
+        console.print(f"[yellow]{len(not_built)} of {len(PIPELINE) - 1} consuming stages are not built yet[/]")
+    if server is not None and hold_console:
+        console.print(f"[bold green]the console keeps running at {url}[/] (login {DEMO_USER} / {password}); "
+                      "Ctrl-C to stop")
+        stop = threading.Event()
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        stop.wait()
+    if server is not None:
+        server.should_exit = True
+    peers.stop()
+    return DemoResult([i.name for i in built], [i.name for i in not_built], counts, alerts, report, deliveries)
+
+
+def _print_pipeline(console: Console, built, not_built, counts: dict[str, int]) -> None:
     table = Table(title="Pipeline")
     for column in ("stage", "consumes", "produces", "status"):
         table.add_column(column)
@@ -109,21 +271,3 @@ def run_demo(config: IbetConfig, registry: Registry, scenario: str | None = "foo
         table.add_row(info.name, ", ".join(info.consumes) or "sensors", ", ".join(info.produces), status)
     console.print(table)
     console.print("records on the bus: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
-    for record in bus.records(topics.EVENTS):
-        event = BorderEvent.from_bytes(record.value)
-        where = f" inside {event.port_of_entry_id} (lawful)" if event.port_of_entry_id else ""
-        console.print(f"  event: {event.event_type.value} {event.direction.value} by track {event.track_id} "
-                      f"({event.class_name.value}) at {ns_to_datetime_utc(event.event_ts_ns):%H:%M:%S} UTC, "
-                      f"({event.lat_deg:.5f}, {event.lon_deg:.5f}){where}")
-    for record in bus.records(topics.ALERTS):
-        alert = Alert.from_bytes(record.value)
-        zone = ZoneInfo(registry.sector(alert.sector_id).timezone)
-        when = ns_to_datetime_utc(alert.updated_ts_ns)
-        console.print(f"  [bold red]ALERT[/] {alert.alert_id} {alert.severity.value} {alert.state.value}"
-                      f"{' (exercise)' if alert.exercise else ''}: {alert.title}; {alert.direction.value}; "
-                      f"{when.astimezone(zone):%H:%M:%S %Z} ({when:%H:%M:%S} UTC); lead {alert.lead_partner_id}, "
-                      f"partners notified: {', '.join(alert.routed_partner_ids) or 'nobody on duty'}")
-    if not_built:
-        console.print(f"[yellow]{len(not_built)} of {len(PIPELINE) - 1} consuming stages are not built yet; "
-                      "the full demo (scenario, console, run report) is issue #10.[/]")
-    return DemoResult([i.name for i in built], [i.name for i in not_built], counts)

@@ -176,6 +176,8 @@ class Detection(WireModel):
     class_name: Name
     score: Probability
     sensor_track_id: Count | None = Field(None, description="per-sensor image track id")
+    evidence_ref: str | None = Field(None, max_length=2048,
+                                     description="where the crop of this detection's new track is stored")
 
     @field_validator("box_xyxy_px")
     @classmethod

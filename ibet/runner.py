@@ -65,6 +65,7 @@ class StageRunner:
         self.hooks = hooks or _NoHooks()
         self.metrics = StageMetrics(stage.name)
         self.stats = RunStats()
+        self.busy = False
         client_id = client_id or f"ibet-{stage.name}"
         self.bus = bus
         self.consumer = bus.consumer(group_id=stage.name, client_id=client_id)
@@ -105,8 +106,12 @@ class StageRunner:
         if self._stateful:
             self._forget_revoked()
         if records:
-            with self.metrics.processing_seconds.time():
-                self.process_and_commit(records)
+            self.busy = True  # a batch in hand: consumed from the bus, not yet produced and committed
+            try:
+                with self.metrics.processing_seconds.time():
+                    self.process_and_commit(records)
+            finally:
+                self.busy = False
         self.metrics.lag(self.consumer.lag())
         return len(records)
 

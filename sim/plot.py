@@ -3,7 +3,9 @@ footprints, target paths and the true events, in metres around the scenario orig
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -35,8 +37,10 @@ def _lines(ax, geom: BaseGeometry | None, **style) -> None:
             style.pop("label", None)
 
 
-def plot_scenario(sim: Simulation, out: Path) -> Path:
-    """Draw ``sim`` to the PNG file ``out`` and return its path."""
+def plot_scenario(sim: Simulation, out: Path, overlay: Callable[[Any, Simulation], None] | None = None,
+                  title: str | None = None) -> Path:
+    """Draw ``sim`` to the PNG file ``out`` and return its path; ``overlay(ax, sim)`` draws more on top
+    (in the scenario's local metres, ``sim.world.frame.to_local``), e.g. a pipeline run's tracks."""
     world, scenario = sim.world, sim.scenario
     area = world.area_local
     fig, ax = plt.subplots(figsize=(10, 10), dpi=110)
@@ -76,6 +80,10 @@ def plot_scenario(sim: Simulation, out: Path) -> Path:
     lat, lon = world.frame.origin_lat_deg, world.frame.origin_lon_deg
     ax.set_title(f"{scenario.name} (sector {scenario.sector_id}, seed {sim.seed})\norigin {lat:.5f}, {lon:.5f}; "
                  "pink: Canada, blue: US, green: ports of entry, dashed: sensor footprints", fontsize=9)
+    if overlay is not None:
+        overlay(ax, sim)
+    if title is not None:
+        ax.set_title(title, fontsize=9)
     ax.legend(loc="lower left", fontsize=7)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
