@@ -214,7 +214,7 @@ def test_detect_scales_on_its_own_groups_lag(rendered):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_ingress_serves_console_and_push_api_over_tls(overlay, rendered):
+def test_ingress_serves_console_push_api_and_acknowledge_api_over_tls(overlay, rendered):
     objects = rendered[overlay]
     services = by_kind(objects, "Service")
     backends = set()
@@ -226,7 +226,10 @@ def test_ingress_serves_console_and_push_api_over_tls(overlay, rendered):
                 backend = path["backend"]["service"]
                 assert backend["port"]["name"] in {p["name"] for p in services[backend["name"]]["spec"]["ports"]}
                 backends.add(backend["name"])
-    assert backends == {"ibet-console", "ibet-ingest"}
+    assert backends == {"ibet-console", "ibet-ingest", "ibet-alerts"}
+    alerts_env = {e["name"]: e.get("value") for e in pod_spec(by_kind(objects, "Deployment")["ibet-alerts"])["containers"][0]["env"]}
+    api_host = by_kind(objects, "Ingress")["ibet-alerts-api"]["spec"]["rules"][0]["host"]
+    assert alerts_env["IBET_ALERTS__PUBLIC_URL"] == f"https://{api_host}"  # signed links point at the Ingress
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
