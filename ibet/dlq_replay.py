@@ -210,8 +210,10 @@ def replay_cmd(
     topic: Annotated[str, typer.Argument(help="Source topic (ibet.frames.v1) or its dead-letter topic (….dlq).")],
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
     group: Annotated[str, typer.Option(help="Consumer group that remembers what was replayed.")] = DEFAULT_GROUP,
-    since: Annotated[datetime | None, typer.Option(help="Only letters dead-lettered at or after this time "
-                                                         "(ISO 8601; UTC without a zone).")] = None,
+    since: Annotated[datetime | None, typer.Option(
+        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"],
+        help="Only letters dead-lettered at or after this time: 2026-11-28T10:00:00Z, ...+01:00, or a date "
+             "(UTC without a zone).")] = None,
     from_offset: Annotated[list[str] | None, typer.Option("--from-offset", help="PARTITION:OFFSET of the DLQ to "
                                                            "start from; repeatable.")] = None,
     error_contains: Annotated[str | None, typer.Option(help="Only letters whose error text contains this.")] = None,

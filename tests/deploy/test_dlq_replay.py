@@ -249,5 +249,9 @@ def test_the_command_line_on_the_real_broker(kafka_topics, kafka_bootstrap, uniq
     assert dry.output.count(f"-> {source} ") == 3
     bad = runner.invoke(dlq_app, ["replay", source, "-c", str(config), "--from-offset", "zero"])
     assert bad.exit_code == 2 and "expected PARTITION:OFFSET" in bad.output
-    real = runner.invoke(dlq_app, ["replay", source, "-c", str(config), "--group", group, "--stage", "detect"])
+    later = runner.invoke(dlq_app, ["replay", source, "-c", str(config), "--group", group, "--dry-run",
+                                    "--since", "2999-01-01T00:00:00Z"])
+    assert later.exit_code == 0 and "would replay 0, skipped 3" in later.output, later.output
+    real = runner.invoke(dlq_app, ["replay", source, "-c", str(config), "--group", group, "--stage", "detect",
+                                   "--since", "2000-01-01T00:00:00+01:00"])
     assert real.exit_code == 0 and f"{source}.dlq: replayed 3" in real.output, real.output

@@ -201,6 +201,7 @@ def test_detect_scales_on_its_own_groups_lag(rendered):
     trigger = scaled["triggers"][0]
     detect = next(i for i in PIPELINE if i.name == "detect")
     assert scaled["scaleTargetRef"]["name"] == "ibet-detect"
+    assert "replicas" not in by_kind(objects, "Deployment")["ibet-detect"]["spec"]  # KEDA's HPA owns it
     assert trigger["type"] == "kafka"
     assert trigger["metadata"]["consumerGroup"] == detect.name  # the runner's group is the stage's name
     assert trigger["metadata"]["topic"] == detect.consumes[0]
