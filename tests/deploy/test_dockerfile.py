@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass
 
 import pytest
-from conftest import REPO, render
+from k8s_render import REPO, render
 
 DOCKERFILE = REPO / "Dockerfile"
 

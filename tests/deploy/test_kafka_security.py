@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import render, tools_missing
+from k8s_render import render, tools_missing
 from pydantic import ValidationError
 
 from ibet import topics

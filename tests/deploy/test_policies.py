@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import typer
-from conftest import OVERLAYS, RENDERED, REPO, by_kind
+from k8s_render import OVERLAYS, RENDERED, REPO, by_kind
 from prometheus_client import REGISTRY
 
 from ibet import topics

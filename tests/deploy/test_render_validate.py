@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from conftest import RENDERED
+from k8s_render import RENDERED
 from schema_check import validate_object
 
 
