@@ -69,8 +69,11 @@ if [[ "$(cat "$strimzi/.version" 2>/dev/null)" != "$STRIMZI_VERSION" ]]; then
   say "Strimzi $STRIMZI_VERSION CRDs: io.strimzi:api + io.strimzi:crd-generator from Maven Central"
   libs="$cache/strimzi-$STRIMZI_VERSION/libs"
   rm -rf "$libs.partial"
+  mvn_log=$(mktemp)
   mvn -q -B -f tests/deploy/strimzi-crd-generator-pom.xml "-Dstrimzi.version=$STRIMZI_VERSION" \
-    dependency:copy-dependencies "-DoutputDirectory=$libs.partial" -DincludeScope=runtime
+    dependency:copy-dependencies "-DoutputDirectory=$libs.partial" -DincludeScope=runtime >"$mvn_log" 2>&1 \
+    || { cat "$mvn_log"; echo "Maven could not resolve Strimzi $STRIMZI_VERSION"; exit 1; }
+  rm -f "$mvn_log"
   rm -rf "$libs" && mv "$libs.partial" "$libs"
   rm -rf "$strimzi.partial" && mkdir -p "$strimzi.partial"
   generate() {  # api-versions class=file...
