@@ -51,6 +51,8 @@ def _load(config_path: Path | None) -> tuple[IbetConfig, Registry]:
     except IbetError as exc:
         _fail(str(exc))
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("alembic", "mail.log", "httpx", "uvicorn.access"):  # per-request / per-migration lines
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(config.log_level)))
     return config, registry
 
 

@@ -66,12 +66,12 @@ def demo_config(config: IbetConfig, peers: DemoPeers, registry: Registry, databa
                                      "console": console})
 
 
-def _alert_printer(console: Console, registry: Registry, seen: dict[str, tuple[str, int]]) -> FunctionStage:
+def _alert_printer(console: Console, registry: Registry, seen: dict[str, tuple[str, int, int]]) -> FunctionStage:
     """A stage on ``ibet.alerts.v1`` that prints each alert when it is raised and when it changes."""
     def show(record: Record) -> Iterable[OutRecord]:
         alert = Alert.from_bytes(record.value)
-        state = (alert.state.value, alert.escalation_level)
-        if seen.get(alert.alert_id) == state and len(alert.event_ids) <= 1:
+        state = (alert.state.value, alert.escalation_level, len(alert.event_ids))
+        if seen.get(alert.alert_id) == state:
             return ()
         first = alert.alert_id not in seen
         seen[alert.alert_id] = state
@@ -188,7 +188,7 @@ def run_demo(config: IbetConfig, registry: Registry, scenario: str | None = "foo
     built = [info for info in PIPELINE if not info.is_source and info.is_built()]
     not_built = [info for info in PIPELINE if not info.is_source and not info.is_built()]
     stages = [build_stage(info.name, config, registry) for info in built]
-    seen: dict[str, tuple[str, int]] = {}
+    seen: dict[str, tuple[str, int, int]] = {}
     stages.append(_alert_printer(console, registry, seen))
     if serve_console:
         stages.append(build_stage(CONSOLE_STORE, config, registry))
