@@ -20,9 +20,9 @@ from prometheus_client import REGISTRY
 from ibet import topics
 from ibet.config import KafkaSettings, load_config
 from ibet.registry import load_registry
-from ibet.stages import PIPELINE
+from ibet.stages import CONSOLE_STORE, PIPELINE, StageInfo
 
-STAGES = ("ingest", "detect", "fuse", "alerts", "console")
+STAGES = ("ingest", "detect", "fuse", "alerts", "console", CONSOLE_STORE)
 HOUR_MS = 3600 * 1000
 
 
@@ -170,7 +170,10 @@ def test_each_stage_user_may_use_exactly_its_flow(rendered):
             assert name != "*", f"{user['metadata']['name']}: wildcard ACL"
             if kind == "topic":
                 assert name in known, f"{user['metadata']['name']}: ACL on unknown topic {name}"
-    for info in PIPELINE:
+    from console.store import ConsoleStoreStage
+
+    flows = [*PIPELINE, StageInfo(CONSOLE_STORE, "console", ConsoleStoreStage.input_topics, (), 8)]
+    for info in flows:
         grants = _grants(users[f"ibet-{info.name}"])
         for topic in info.consumes:
             assert {"Read", "Describe"} <= grants[("topic", topic)], f"{info.name} cannot read {topic}"
@@ -181,6 +184,8 @@ def test_each_stage_user_may_use_exactly_its_flow(rendered):
             assert "Write" in grants[("topic", topic)], f"{info.name} cannot write {topic}"
         read_only = {name for (kind, name), ops in grants.items() if kind == "topic" and ops <= {"Read", "Describe"}}
         assert not read_only & set(info.produces)
+    console = _grants(users["ibet-console"])  # the console puts operators' alert state changes on the alerts topic
+    assert console == {("topic", topics.ALERTS): {"Write", "Describe"}}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -359,7 +364,8 @@ AWAITED = {("console",): "ibet console (issue 8)", ("db", "migrate"): "ibet db m
 
 @pytest.mark.parametrize("words", [
     pytest.param(("run", "detect"), id="detect"), pytest.param(("run", "fuse"), id="fuse"),
-    pytest.param(("run", "alerts"), id="alerts"), pytest.param(("ingest", "serve"), id="ingest"),
+    pytest.param(("run", "alerts"), id="alerts"), pytest.param(("run", CONSOLE_STORE), id="console-store"),
+    pytest.param(("ingest", "serve"), id="ingest"),
     pytest.param(("console",), id="console", marks=pytest.mark.xfail(("console",) not in _cli_commands(), strict=True,
                                                                       reason=AWAITED[("console",)])),
     pytest.param(("db", "migrate"), id="db-migrate", marks=pytest.mark.xfail(("db", "migrate") not in _cli_commands(),
@@ -376,6 +382,6 @@ def test_pods_run_commands_the_cli_has(words, rendered):
     assert words in ran, f"no workload runs ibet {' '.join(words)}"
     stage = words[1] if words[0] == "run" else None
     if stage is not None:
-        assert stage in {i.name for i in PIPELINE}
+        assert stage in {i.name for i in PIPELINE} | {CONSOLE_STORE}
         return
     assert words in _cli_commands(), f"the CLI has no 'ibet {' '.join(words)}'"
