@@ -51,7 +51,7 @@ def _load(config_path: Path | None) -> tuple[IbetConfig, Registry]:
     except IbetError as exc:
         _fail(str(exc))
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("alembic", "mail.log", "httpx", "uvicorn.access"):  # per-request / per-migration lines
+    for chatty in ("alembic", "mail.log", "httpx", "uvicorn.access", "kafka"):  # per-request / per-migration lines
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(config.log_level)))
     return config, registry
 
@@ -117,6 +117,44 @@ def demo_cmd(
                  hold_console=not exit_when_done)
     except IbetError as exc:
         _fail(str(exc))
+
+
+@app.command("up")
+def up_cmd(
+    bootstrap: Annotated[str, typer.Option(help="host:port of the Kafka broker.")],
+    config: ConfigOption = None,
+    no_console: Annotated[bool, typer.Option("--no-console", help="Do not start the console.")] = False,
+    scenario: Annotated[str, typer.Option(help="Also feed this shipped scenario's frames onto Kafka.")] = "",
+    logs: Annotated[Path, typer.Option(help="Folder of the processes' logs.")] = Path("var/up"),
+) -> None:
+    """The pipeline as separate processes (one per stage, plus the console) on a real Kafka broker."""
+    import subprocess
+    import sys
+    import time
+
+    from ibet.up import Pipeline
+
+    pipeline = Pipeline(bootstrap, config, console=not no_console, log_dir=logs)
+    try:
+        pipeline.start()
+    except subprocess.CalledProcessError as exc:
+        _fail(f"cannot create the topics on {bootstrap}: {exc.stderr.decode(errors='replace')[-500:]}")
+    for child in pipeline.children:
+        typer.echo(f"started {child.name} (pid {child.process.pid}), log {child.log_path}")
+    if scenario:
+        feed = [sys.executable, "-m", "ibet.cli", "sim", "run", scenario, "--to", "kafka",
+                *(["--config", str(config)] if config else [])]
+        subprocess.run(feed, env=pipeline.environment(), check=False)
+    try:
+        while not pipeline.dead():
+            time.sleep(1.0)
+        for child in pipeline.dead():
+            typer.secho(f"{child.name} exited with {child.process.returncode}; see {child.log_path}", fg=typer.colors.RED)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        codes = pipeline.stop()
+        typer.echo("stopped: " + ", ".join(f"{name} {code}" for name, code in codes.items()))
 
 
 @topics_app.command("create")
