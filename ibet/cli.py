@@ -342,11 +342,35 @@ def _mount_sub_apps() -> None:
     app.add_typer(users_app, name="users")
     app.add_typer(models_app, name="models")
     from ibet.bench.detect import bench_detect_command
+    from ibet.dlq_replay import dlq_app
+
+    app.add_typer(dlq_app, name="dlq")
 
     bench_app.command("detect")(bench_detect_command)
 
 
 _mount_sub_apps()
+
+db_app = typer.Typer(help="The database: schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("migrate")
+def db_migrate(config: ConfigOption = None,
+               revision: Annotated[str, typer.Option(help="Alembic revision.")] = "head") -> None:
+    """Bring the database schema up to REVISION (Alembic upgrade); safe to run again."""
+    from ibet.db import make_engine, migrate
+
+    cfg, _ = _load(config)
+    try:
+        engine = make_engine(cfg.database)
+    except IbetError as exc:
+        _fail(str(exc))
+    try:
+        migrate(engine, revision)
+    finally:
+        engine.dispose()
+    typer.echo(f"database {engine.url.render_as_string(hide_password=True)} at {revision}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from detect.settings import DetectSettings
+from ibet.bus.kafka_security import KafkaSecurity, client_security_kwargs
 from ibet.exceptions import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/ibet.yaml")
@@ -42,21 +43,12 @@ class KafkaSettings(Section):
     default_partitions: int = Field(default=6, gt=0, description="partitions of topics that ibet creates")
     replication_factor: int = Field(default=1, gt=0, description="3 on a production cluster")
     min_insync_replicas: int = Field(default=1, gt=0, description="2 on a production cluster")
-    security_protocol: Literal["PLAINTEXT", "SSL"] = "PLAINTEXT"
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    security: KafkaSecurity = Field(default_factory=KafkaSecurity,
+                                    description="TLS and SASL/SCRAM of the Kafka clients (ibet.bus.kafka_security)")
 
     def security_config(self) -> dict[str, Any]:
-        """kafka-python keyword arguments for the transport."""
-        if self.security_protocol == "PLAINTEXT":
-            return {}
-        return {
-            "security_protocol": "SSL",
-            "ssl_cafile": str(self.ssl_cafile) if self.ssl_cafile else None,
-            "ssl_certfile": str(self.ssl_certfile) if self.ssl_certfile else None,
-            "ssl_keyfile": str(self.ssl_keyfile) if self.ssl_keyfile else None,
-        }
+        """kafka-python keyword arguments for the transport and authentication (producer, consumer, admin)."""
+        return client_security_kwargs(self.security)
 
 
 class BusSettings(Section):
@@ -274,7 +266,8 @@ def load_config(path: Path | None = None, **overrides: Any) -> IbetConfig:
         })
         rosters = config.alerts.rosters_path
         if rosters is not None and not rosters.is_absolute():
-            config.alerts = config.alerts.model_copy(update={"rosters_path": path.parent / rosters})
+            config = config.model_copy(
+                update={"alerts": config.alerts.model_copy(update={"rosters_path": path.parent / rosters})})
     return config
 
 

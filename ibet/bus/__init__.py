@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ibet.bus.base import Bus, Consumer, OutRecord, Producer, Record, TopicPartition, next_offsets
 from ibet.bus.memory import MemoryBus
-from ibet.config import BusSettings
+
+if TYPE_CHECKING:
+    from ibet.config import BusSettings
 
 __all__ = ["Bus", "Consumer", "MemoryBus", "OutRecord", "Producer", "Record", "TopicPartition", "next_offsets", "open_bus"]
 
