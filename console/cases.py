@@ -154,7 +154,10 @@ def case_file(engine: Engine, lifecycle, case_id: str, partner_name=lambda p: p)
             timeline.append({"ts_ns": entry.ts_ns, "what": entry.action + (f": {note}" if note else ""),
                              "who": entry.actor.id, "subject": alert.alert_id})
     for entry in audit_entries(engine, "case", case_id, limit=1000):
-        timeline.append({"ts_ns": entry.ts_ns, "what": entry.action, "who": entry.actor.id, "subject": case_id})
+        what = entry.action
+        if entry.action == "case.linked" and isinstance(entry.detail, dict):
+            what += f": {entry.detail.get('kind')} {entry.detail.get('id')}"
+        timeline.append({"ts_ns": entry.ts_ns, "what": what, "who": entry.actor.id, "subject": case_id})
     for note in notes:
         timeline.append({"ts_ns": note["at_ns"], "what": f"note: {note['text']}", "who": note["author_id"], "subject": case_id})
     timeline.sort(key=lambda e: (e["ts_ns"], e["what"]))
@@ -190,7 +193,8 @@ def case_geojson(file: dict[str, Any]) -> dict[str, Any]:
 
 
 def case_csv(file: dict[str, Any]) -> str:
-    """The case as CSV: one row per alert, partner and timeline entry (``section`` says which)."""
+    """The case as CSV: one row per alert, partner, linked track and detection, and timeline entry
+    (``section`` says which)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["section", "time_utc", "id", "what", "who", "detail"])
@@ -204,6 +208,12 @@ def case_csv(file: dict[str, Any]) -> str:
                                      "lon_deg": a.lon_deg})])
     for p in file["partners"]:
         writer.writerow(["partner", "", p["id"], p["name"], "", ""])
+    for t in file["tracks"]:
+        first = _utc(t["points"][0][2]) if t["points"] else ""
+        writer.writerow(["track", first, t["track_id"], t["class_name"] or "", "",
+                         json.dumps({"points": len(t["points"])})])
+    for d in file["detections"]:
+        writer.writerow(["detection", "", d.get("detection_id", ""), d.get("class_name", ""), d.get("sensor_id", ""), ""])
     for e in file["timeline"]:
         writer.writerow(["timeline", e["utc"], e["subject"], e["what"], e["who"], ""])
     return out.getvalue()

@@ -8,7 +8,16 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from console.auth import ContextDep, Principal, require
-from console.cases import add_note, case_csv, case_file, case_geojson, close_case, create_case, list_cases
+from console.cases import (
+    add_note,
+    case_csv,
+    case_file,
+    case_geojson,
+    close_case,
+    create_case,
+    link_item,
+    list_cases,
+)
 from console.roles import Permission
 from console.routes.pages import render
 from ibet.audit import record_audit
@@ -44,6 +53,14 @@ def case_page(case_id: str, request: Request, ctx: ContextDep, principal: CaseWo
 def note(case_id: str, ctx: ContextDep, principal: CaseWorker, text: Annotated[str, Form()]) -> Response:
     """Add a note."""
     add_note(ctx.engine, case_id, text, principal.actor(), ctx.clock.now_ns())
+    return RedirectResponse(f"/cases/{case_id}", 303)
+
+
+@router.post("/cases/{case_id}/links")
+def link(case_id: str, ctx: ContextDep, principal: CaseWorker, kind: Annotated[str, Form(max_length=16)],
+         item_id: Annotated[str, Form(max_length=256)]) -> Response:
+    """Link an alert, a track or a detection (by id) to the joint operation; audited."""
+    link_item(ctx.engine, case_id, kind, item_id.strip(), principal.actor(), ctx.clock.now_ns())
     return RedirectResponse(f"/cases/{case_id}", 303)
 
 
