@@ -1,0 +1,226 @@
+"""Every shipped scenario through the full pipeline: the real detector (the shipped model), a real
+Kafka broker of this module's own, each stage a separate process (`ibet up`), the alert service
+delivering to a partner's real webhook endpoint (signature checked), and the console checked in
+Chromium.
+
+For each scenario, in turn: its frames go onto Kafka (`ibet sim run --to kafka`, seeds never used
+in training); once every stage has consumed everything (consumer-group lag 0), the alerts that
+arrived at the partner since the scenario started are this scenario's. Each true unlawful crossing
+must be alerted as a crossing in its direction; a lawful crossing at a port of entry must raise no
+alert at all. At the end an operator logs in to the console and sees the crossings' alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+from kafka import KafkaAdminClient, KafkaConsumer
+
+from alerts.formats.webhook import verify_webhook
+from ibet.testing.kafka_broker import KafkaBrokerUnavailable, LocalKafkaBroker
+from ibet.up import Pipeline
+from sim.scenario import load_scenario, shipped_scenarios
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(2400)]  # five scenarios through CPU inference
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "end-to-end-partner-secret"
+PASSWORD = "end-to-end-operator-pw"
+SEED = 211  # training used seeds 1-6 and 101
+CHROMIUM = Path(os.environ.get("IBET_CHROMIUM", "/usr/bin/chromium"))
+GROUPS = ("detect", "fuse", "alerts")
+
+
+class Partner:
+    """Every partner's webhook endpoint: keeps each signed alert document."""
+
+    def __init__(self) -> None:
+        self.documents: list[dict] = []
+        self.bad_signatures = 0
+        self.lock = threading.Lock()
+        partner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                ok = verify_webhook(dict(self.headers.items()), body, SECRET.encode(), time.time())
+                with partner.lock:
+                    if ok:
+                        partner.documents.append(json.loads(body))
+                    else:
+                        partner.bad_signatures += 1
+                self.send_response(200 if ok else 401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def alerts(self) -> dict[str, dict]:
+        """The latest version of each alert the partners received."""
+        with self.lock:
+            latest: dict[str, dict] = {}
+            for d in self.documents:
+                latest[d["alert"]["alert_id"]] = d["alert"]
+            return latest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory) -> Iterator[str]:
+    from conftest import service_missing
+
+    broker = LocalKafkaBroker(tmp_path_factory.mktemp("e2e-kafka"))
+    try:
+        broker.start()
+    except KafkaBrokerUnavailable as exc:
+        service_missing(f"Apache Kafka could not be started: {exc}")
+    yield broker.bootstrap
+    broker.stop()
+
+
+@pytest.fixture(scope="module")
+def partner() -> Iterator[Partner]:
+    made = Partner()
+    yield made
+    made.server.shutdown()
+    made.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def pipeline(broker, partner, tmp_path_factory) -> Iterator[Pipeline]:
+    folder = tmp_path_factory.mktemp("e2e")
+    registry = yaml.safe_load((REPO / "config" / "registry.yaml").read_text())
+    for p in registry["partners"]:
+        p["contacts"] = {"webhook_url": f"http://127.0.0.1:{partner.port}/hook/{p['id']}"}
+    (folder / "registry.yaml").write_text(yaml.safe_dump(registry))
+    for name in ("rosters.yaml", "ports_of_entry.geojson"):
+        (folder / name).write_text((REPO / "config" / name).read_text())
+    config = folder / "ibet.yaml"
+    config.write_text(yaml.safe_dump({
+        "registry_path": "registry.yaml",
+        "runner": {"poll_timeout_s": 0.2, "batch_max_records": 16},
+        "database": {"url": f"sqlite:///{folder / 'ibet.sqlite3'}"},
+        "alerts": {"channels": ["webhook"], "delivery_poll_s": 0.2, "api_port": 0, "exercise": True},
+        "console": {"host": "127.0.0.1", "port": _free_port(), "cookie_secure": False,
+                    "evidence_dir": str(folder / "evidence")},
+        "detect": {"evidence": {"directory": str(folder / "evidence")}},
+    }))
+    env = {"IBET_ALERTS__WEBHOOK_SECRETS": json.dumps({p["id"]: SECRET for p in registry["partners"]}),
+           "IBET_ALERTS__LINK_SECRET": "a-link-secret-for-the-end-to-end-test"}
+    made = Pipeline(broker, config, log_dir=folder / "logs", env=env).start()
+    made.folder = folder  # type: ignore[attr-defined]
+    yield made
+    codes = made.stop()
+    assert all(code == 0 for code in codes.values()), codes
+
+
+def _lag(bootstrap: str, group: str) -> int | None:
+    """Records the group has not consumed yet (None before it has committed anything)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        committed = admin.list_consumer_group_offsets(group)
+        if not committed:
+            return None
+        ends = consumer.end_offsets(list(committed))
+        return sum(max(0, ends[tp] - meta.offset) for tp, meta in committed.items())
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def _wait_processed(pipeline: Pipeline, timeout_s: float = 900.0) -> None:
+    deadline, quiet = time.monotonic() + timeout_s, 0
+    while time.monotonic() < deadline:
+        dead = pipeline.dead()
+        assert not dead, {c.name: pipeline.tail(c.name) for c in dead}
+        lags = [_lag(pipeline.bootstrap, g) for g in GROUPS]
+        quiet = quiet + 1 if all(lag == 0 for lag in lags) else 0
+        if quiet >= 3:  # three polls in a row with nothing left anywhere
+            return
+        time.sleep(2.0)
+    raise AssertionError(f"not processed in {timeout_s} s; detect log:\n{pipeline.tail('detect')}")
+
+
+def _feed(pipeline: Pipeline, scenario: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "ibet.cli", "sim", "run", scenario, "--to", "kafka", "--seed",
+                             str(SEED), "--config", str(pipeline.config), "--out", str(pipeline.folder / scenario)],
+                            env=pipeline.environment(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_every_shipped_scenario_alerts_its_true_crossings_and_not_the_lawful_one(pipeline, partner):
+    raised: dict[str, list[dict]] = {}
+    for path in shipped_scenarios():
+        scenario = load_scenario(path)
+        before = set(partner.alerts())
+        _feed(pipeline, str(path))
+        _wait_processed(pipeline)
+        time.sleep(2.0)  # the delivery worker polls every 0.2 s
+        new = [a for k, a in partner.alerts().items() if k not in before]
+        raised[scenario.name] = new
+        crossings = [a for a in new if a["title"].startswith("Crossing")]
+        mine = [a for a in new if a["sector_id"] == scenario.sector_id]
+        if scenario.expected.crossings:
+            assert len(crossings) >= 1, (scenario.name, new)
+            assert all(a["exercise"] for a in mine)
+        if scenario.expected.lawful_crossings and not scenario.expected.crossings:
+            assert mine == [], (scenario.name, mine)
+        if not scenario.expected.alerts:
+            assert mine == [], (scenario.name, mine)
+    assert partner.bad_signatures == 0
+    pipeline.raised = raised  # type: ignore[attr-defined]
+
+
+def test_the_operator_sees_the_alerts_in_the_console(pipeline, partner):
+    if not CHROMIUM.exists():
+        from conftest import service_missing
+
+        service_missing(f"Chromium is not installed at {CHROMIUM} (run scripts/setup-browser.sh)")
+    from playwright.sync_api import sync_playwright
+
+    created = subprocess.run([sys.executable, "-m", "ibet.cli", "users", "create-admin", "operator-e2e",
+                              "--password-stdin", "--config", str(pipeline.config)], input=PASSWORD + "\n",
+                             env=pipeline.environment(), capture_output=True, text=True, timeout=120)
+    assert created.returncode == 0, created.stderr
+    crossings = [a for a in partner.alerts().values() if a["title"].startswith("Crossing")]
+    assert crossings, "no crossing was alerted"
+    url = f"http://127.0.0.1:{yaml.safe_load(pipeline.config.read_text())['console']['port']}"
+    shots = REPO / "reports" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--no-sandbox", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 850})
+        page.goto(url + "/login")
+        page.fill("input[name=username]", "operator-e2e")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(lambda u: "/login" not in u)
+        page.goto(url + "/operator")
+        for alert in crossings:
+            page.wait_for_selector(f"text={alert['title']}", timeout=30_000)
+        page.screenshot(path=str(shots / "e2e-operator.png"), full_page=True)
+        browser.close()
