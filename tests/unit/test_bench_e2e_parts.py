@@ -1,0 +1,90 @@
+"""The pure parts of ``ibet bench e2e``: tracing delivered alerts back to their frames, and the summary."""
+
+from __future__ import annotations
+
+from wire_samples import T0, alert, batch, event
+
+from alerts.formats import alert_version
+from ibet.bench.e2e import STAGES, Chain, frame_detect_ms, summarize, trace_chains
+from ibet.messages import AlertState, BorderEventType
+
+MS = 1_000_000
+W = 1_700_000_000_000_000_000  # a wall-clock instant, ns
+
+
+def _world():
+    """One frame of drone-07 at T0 sent at W; its detections, an approach then a crossing event, an
+    alert raised by the approach and updated by the crossing, each version delivered."""
+    sent = {("drone-07", T0): W, ("drone-07", T0 + 500 * MS): W + 500 * MS}
+    detections = [(W + 120 * MS, batch()), (W + 130 * MS, batch()),  # a redelivered duplicate: the first counts
+                  (W + 640 * MS, batch(capture_ts_ns=T0 + 500 * MS, frame_sequence=43))]
+    approach = event(event_id="evt-approach", event_type=BorderEventType.APPROACH)
+    crossing = event(event_id="evt-crossing", event_ts_ns=T0 + 500 * MS)
+    events = [(W + 150 * MS, approach), (W + 660 * MS, crossing)]
+    first = alert(event_ids=("evt-approach",))
+    second = alert(event_ids=("evt-approach", "evt-crossing"), updated_ts_ns=T0 + 500 * MS)
+    acked = second.model_copy(update={"state": AlertState.ACKNOWLEDGED, "updated_ts_ns": T0 + 900 * MS})
+    alerts = [(W + 170 * MS, first), (W + 700 * MS, second), (W + 5000 * MS, acked)]
+    arrivals = [(W + 200 * MS, first.alert_id, alert_version(first)),
+                (W + 210 * MS, first.alert_id, alert_version(first)),  # the second partner: the first arrival counts
+                (W + 750 * MS, second.alert_id, alert_version(second)),
+                (W + 5100 * MS, acked.alert_id, alert_version(acked))]  # a state change, not a frame
+    return sent, detections, events, alerts, arrivals
+
+
+def test_each_event_triggered_version_is_traced_to_its_frame():
+    trace = trace_chains(*_world())
+    assert trace.untraced == {}
+    assert [(c.event_type, c.total_ns) for c in trace.chains] == [("approach", 200 * MS), ("crossing", 250 * MS)]
+    crossing = trace.chains[1]
+    assert (crossing.detect_ns, crossing.fuse_ns, crossing.alerts_ns) == (W + 640 * MS, W + 660 * MS, W + 700 * MS)
+    assert crossing.stage_ns() == {"detect": 140 * MS, "fuse": 20 * MS, "alerts": 40 * MS, "delivery": 50 * MS}
+
+
+def test_what_cannot_be_traced_is_counted_by_reason():
+    sent, detections, events, alerts, arrivals = _world()
+    stranger = alert(alert_id="alr-not-on-topic")
+    trace = trace_chains({k: v for k, v in sent.items() if k[1] == T0}, detections[:2], events, alerts,
+                         [*arrivals, (W, stranger.alert_id, alert_version(stranger))])
+    assert len(trace.chains) == 1
+    assert trace.untraced == {"alert version not on ibet.alerts.v1": 1, "no frame sent with the event's capture time": 1}
+    no_events = trace_chains(sent, detections, [], alerts, arrivals)
+    assert no_events.chains == [] and no_events.untraced == {"event not on ibet.events.v1": 2}
+    no_detections = trace_chains(sent, [], events, alerts, arrivals)
+    assert no_detections.untraced == {"the frame's detections not on ibet.detections.v1": 2}
+
+
+def test_sensor_health_alerts_have_no_frame_and_are_left_out():
+    sent, detections, events, _, _ = _world()
+    health = alert(kind="sensor_health", event_ids=("evt-approach",))
+    trace = trace_chains(sent, detections, events, [(W, health)], [(W + MS, health.alert_id, alert_version(health))])
+    assert trace.chains == [] and trace.untraced == {}
+
+
+def test_stages_add_up_to_the_total_when_a_boundary_is_out_of_order():
+    # the alert record produced after the webhook arrived (delivery woken first), detections 0.4 ms
+    # "before" the send (millisecond timestamps)
+    chain = Chain("a", "crossing", "s", sent_ns=W, detect_ns=W - 400_000, fuse_ns=W + 30 * MS, alerts_ns=W + 90 * MS,
+                  delivered_ns=W + 80 * MS)
+    stages = chain.stage_ns()
+    assert list(stages) == list(STAGES)
+    assert min(stages.values()) >= 0 and sum(stages.values()) == chain.total_ns == 80 * MS
+    assert stages == {"detect": 0, "fuse": 30 * MS, "alerts": 50 * MS, "delivery": 0}
+
+
+def test_summary_shares_sum_to_one_and_empty_input_gives_none():
+    empty = summarize([])
+    assert empty["alerts_traced"] == 0 and empty["p50_ms"] is None and empty["detect_share"] is None
+    chains = trace_chains(*_world()).chains
+    summary = summarize(chains)
+    assert summary["alerts_traced"] == 2
+    assert summary["p50_ms"] == 225.0
+    assert abs(sum(summary[f"{s}_share"] for s in STAGES) - 1.0) < 0.01
+    assert summary["detect_share"] == round((120 + 140) / 450, 3)
+
+
+def test_frame_detect_covers_every_detected_frame():
+    sent, detections, *_ = _world()
+    got = frame_detect_ms({**sent, ("drone-07", T0 + 10**9): W + 10**9}, detections)
+    assert (got["frames_sent"], got["frames_detected"]) == (3, 2)
+    assert got["frame_detect_p50_ms"] == 130.0
