@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from wire_samples import T0, alert, batch, event
+from wire_samples import T0, alert, batch, event, track
 
 from alerts.formats import alert_version
-from ibet.bench.e2e import STAGES, Chain, frame_detect_ms, summarize, trace_chains
-from ibet.messages import AlertState, BorderEventType
+from ibet.bench.e2e import STAGES, Chain, frame_detect_ms, summarize, trace_chains, trigger_capture_ns
+from ibet.messages import AlertState, BorderEventType, Direction
 
 MS = 1_000_000
 W = 1_700_000_000_000_000_000  # a wall-clock instant, ns
@@ -19,7 +19,8 @@ def _world():
     detections = [(W + 120 * MS, batch()), (W + 130 * MS, batch()),  # a redelivered duplicate: the first counts
                   (W + 640 * MS, batch(capture_ts_ns=T0 + 500 * MS, frame_sequence=43))]
     approach = event(event_id="evt-approach", event_type=BorderEventType.APPROACH)
-    crossing = event(event_id="evt-crossing", event_ts_ns=T0 + 500 * MS)
+    # the track crossed the line at T0 + 400 ms (interpolated); the frame at T0 + 500 ms put it 4 m deep
+    crossing = event(event_id="evt-crossing", event_ts_ns=T0 + 400 * MS)
     events = [(W + 150 * MS, approach), (W + 660 * MS, crossing)]
     first = alert(event_ids=("evt-approach",))
     second = alert(event_ids=("evt-approach", "evt-crossing"), updated_ts_ns=T0 + 500 * MS)
@@ -29,7 +30,24 @@ def _world():
                 (W + 210 * MS, first.alert_id, alert_version(first)),  # the second partner: the first arrival counts
                 (W + 750 * MS, second.alert_id, alert_version(second)),
                 (W + 5100 * MS, acked.alert_id, alert_version(acked))]  # a state change, not a frame
-    return sent, detections, events, alerts, arrivals
+    return sent, detections, events, alerts, arrivals, TRACKS
+
+
+TRACKS = (track(time_ts_ns=T0 + 300 * MS, border_side="CA", distance_to_border_m=2.0),
+          track(time_ts_ns=T0 + 450 * MS, border_side="US", distance_to_border_m=1.0),  # inside the hysteresis band
+          track(time_ts_ns=T0 + 500 * MS, border_side="US", distance_to_border_m=4.0),  # the one that made the crossing
+          track(time_ts_ns=T0 + 900 * MS, border_side="US", distance_to_border_m=9.0),
+          track(track_id="trk-other", time_ts_ns=T0 + 420 * MS, border_side="US", distance_to_border_m=5.0))
+
+
+def test_the_measurement_that_made_an_event():
+    crossing = event(event_ts_ns=T0 + 400 * MS, direction=Direction.CA_TO_US)
+    assert trigger_capture_ns(crossing, TRACKS, hysteresis_m=3.0) == T0 + 500 * MS
+    assert trigger_capture_ns(crossing, TRACKS, hysteresis_m=5.0) == T0 + 900 * MS
+    assert trigger_capture_ns(crossing, TRACKS, hysteresis_m=10.0) is None
+    assert trigger_capture_ns(crossing.model_copy(update={"direction": Direction.US_TO_CA}), TRACKS, 3.0) is None
+    approach = event(event_type=BorderEventType.APPROACH, event_ts_ns=T0 + 123)
+    assert trigger_capture_ns(approach, (), 3.0) == T0 + 123
 
 
 def test_each_event_triggered_version_is_traced_to_its_frame():
@@ -42,20 +60,23 @@ def test_each_event_triggered_version_is_traced_to_its_frame():
 
 
 def test_what_cannot_be_traced_is_counted_by_reason():
-    sent, detections, events, alerts, arrivals = _world()
+    sent, detections, events, alerts, arrivals, tracks = _world()
     stranger = alert(alert_id="alr-not-on-topic")
     trace = trace_chains({k: v for k, v in sent.items() if k[1] == T0}, detections[:2], events, alerts,
-                         [*arrivals, (W, stranger.alert_id, alert_version(stranger))])
+                         [*arrivals, (W, stranger.alert_id, alert_version(stranger))], tracks)
     assert len(trace.chains) == 1
     assert trace.untraced == {"alert version not on ibet.alerts.v1": 1, "no frame sent with the event's capture time": 1}
-    no_events = trace_chains(sent, detections, [], alerts, arrivals)
+    no_events = trace_chains(sent, detections, [], alerts, arrivals, tracks)
     assert no_events.chains == [] and no_events.untraced == {"event not on ibet.events.v1": 2}
-    no_detections = trace_chains(sent, [], events, alerts, arrivals)
+    no_detections = trace_chains(sent, [], events, alerts, arrivals, tracks)
     assert no_detections.untraced == {"the frame's detections not on ibet.detections.v1": 2}
+    no_tracks = trace_chains(sent, detections, events, alerts, arrivals)
+    assert len(no_tracks.chains) == 1
+    assert no_tracks.untraced == {"crossing: no track update deep on the destination side": 1}
 
 
 def test_sensor_health_alerts_have_no_frame_and_are_left_out():
-    sent, detections, events, _, _ = _world()
+    sent, detections, events, *_ = _world()
     health = alert(kind="sensor_health", event_ids=("evt-approach",))
     trace = trace_chains(sent, detections, events, [(W, health)], [(W + MS, health.alert_id, alert_version(health))])
     assert trace.chains == [] and trace.untraced == {}
