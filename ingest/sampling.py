@@ -19,8 +19,7 @@ class RateSampler:
     """Keeps frames so the output runs at ``rate_hz`` on the source's own timeline, without drift.
 
     The first frame is kept; then each frame whose capture time is at or after the next due
-    time (less ``tolerance_ns``) and at least an interval (less ``tolerance_ns``) after the last
-    kept one. Due times sit on a fixed grid ``first + k / rate_hz``, so the
+    time (less ``tolerance_ns``). Due times sit on a fixed grid ``first + k / rate_hz``, so the
     output rate does not drift when source frames arrive late or jittery; after a gap the grid
     skips ahead (no burst of catch-up frames). A frame at or before the last kept one is dropped.
 
@@ -44,10 +43,8 @@ class RateSampler:
             self._due_ns = capture_ts_ns
         if capture_ts_ns < self._due_ns - self.tolerance_ns:
             return False
-        if self._last_kept_ns is not None and (
-                capture_ts_ns <= self._last_kept_ns
-                or capture_ts_ns - self._last_kept_ns < self.interval_ns - self.tolerance_ns):
-            return False  # a repeat, or so soon after a late kept frame that the output would run fast
+        if self._last_kept_ns is not None and capture_ts_ns <= self._last_kept_ns:
+            return False
         # Next grid point after this frame: skip whole intervals after a gap, never rebase the grid.
         missed = max(0, (capture_ts_ns - self._due_ns) // self.interval_ns)
         self._due_ns += (missed + 1) * self.interval_ns
