@@ -201,14 +201,10 @@ def summarize(chains: Sequence[Chain]) -> dict[str, Any]:
     return out
 
 
-def frame_detect_ms(sent: Mapping[tuple[str, int], int], detections: Sequence[tuple[int, DetectionBatch]]
-                    ) -> dict[str, Any]:
-    """Frame sent -> detections produced over every detected frame (did detect keep up?)."""
+def frame_detect_ns(sent: Mapping[tuple[str, int], int], detections: Sequence[tuple[int, DetectionBatch]]) -> list[int]:
+    """Frame sent -> its detections produced, for every frame that has them (did detect keep up?)."""
     done = _earliest(detections, lambda d: (d.sensor_id, d.capture_ts_ns))
-    values = [done[k][0] - t for k, t in sent.items() if k in done]
-    p50, p95 = percentiles_ms(values)
-    return {"frames_sent": len(sent), "frames_detected": len(values), "frame_detect_p50_ms": p50,
-            "frame_detect_p95_ms": p95}
+    return [done[k][0] - t for k, t in sent.items() if k in done]
 
 
 # -- the harness ----------------------------------------------------------------------------------
@@ -382,24 +378,27 @@ def _wait_quiet(runners: Sequence[Any], idle_s: float, timeout_s: float) -> None
     raise RuntimeError(f"the embedded pipeline was still busy after {timeout_s:.0f} s")
 
 
-def _group_state(bootstrap: str, groups: Sequence[str]) -> tuple[dict[str, int], dict[str, int | None]]:
-    """Members and unconsumed records (None before the first commit) of each consumer group."""
-    from kafka import KafkaAdminClient, KafkaConsumer
+def _group_state(bootstrap: str, groups: Sequence[str]) -> tuple[dict[str, bool], dict[str, int | None]]:
+    """Whether each consumer group is stable with members, and its unconsumed records (None
+    before its first commit, or while the broker has no group coordinator yet)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import OffsetSpec
+    from kafka.errors import KafkaError
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
         described = admin.describe_groups(list(groups))
-        members = {g: len((described.get(g) or {}).get("members") or ()) for g in groups}
+        members = {g: (described.get(g) or {}).get("group_state") == "Stable" and bool(described[g].get("members"))
+                   for g in groups}
         committed = admin.list_group_offsets({g: None for g in groups})
-        lags: dict[str, int | None] = {}
-        for g in groups:
-            offsets = committed.get(g) or {}
-            ends = consumer.end_offsets(list(offsets)) if offsets else {}
-            lags[g] = sum(max(0, ends[tp] - meta.offset) for tp, meta in offsets.items()) if offsets else None
+        partitions = {tp for offsets in committed.values() for tp in (offsets or {})}
+        ends = admin.list_partition_offsets(dict.fromkeys(partitions, OffsetSpec.LATEST)) if partitions else {}
+        lags = {g: sum(max(0, ends[tp].offset - meta.offset) for tp, meta in committed[g].items())
+                if committed.get(g) else None for g in groups}
         return members, lags
+    except KafkaError:  # the group coordinator is not up yet (a fresh broker): ask again
+        return dict.fromkeys(groups, False), dict.fromkeys(groups)
     finally:
-        consumer.close()
         admin.close()
 
 
@@ -468,61 +467,91 @@ def local_broker(bootstrap: str | None) -> Iterator[str]:
         broker.stop()
 
 
-def side_results(run: SideRun, hysteresis_m: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The side's summary over every scenario, and one summary per scenario."""
-    detections = [(r.timestamp_ms * MS, DetectionBatch.from_bytes(r.value)) for r in run.records[topics.DETECTIONS]]
-    events = [(r.timestamp_ms * MS, BorderEvent.from_bytes(r.value)) for r in run.records[topics.EVENTS]]
-    alerts = [(r.timestamp_ms * MS, Alert.from_bytes(r.value)) for r in run.records[topics.ALERTS]]
-    tracks = [TrackUpdate.from_bytes(r.value) for r in run.records[topics.TRACKS]]
-    everything = {k: t for sent in run.sent.values() for k, t in sent.items()}
-    trace = trace_chains(everything, detections, events, alerts, run.arrivals, tracks, hysteresis_m)
-    per_scenario = []
-    for name, sent in run.sent.items():
-        sensors = {s for s, _ in sent}
-        chains = [c for c in trace.chains if c.sensor_id in sensors]
-        per_scenario.append({"side": run.side, "scenario": name, **summarize(chains), **frame_detect_ms(sent, detections)})
-    overall = {"side": run.side, **summarize(trace.chains), **frame_detect_ms(everything, detections),
-               "untraced": trace.untraced, "chains": [vars(c) for c in trace.chains]}
-    return overall, per_scenario
+@dataclass
+class SideTotals:
+    """One side's traced alerts and per-frame detect times, by scenario, over every round."""
+
+    side: str
+    chains: dict[str, list[Chain]] = field(default_factory=dict)
+    frame_detect: dict[str, list[int]] = field(default_factory=dict)  # ns per detected frame
+    frames_sent: dict[str, int] = field(default_factory=dict)
+    untraced: dict[str, int] = field(default_factory=dict)
+
+    def add(self, run: SideRun, hysteresis_m: float) -> None:
+        """Trace one round's run (producer timestamps are ms: see :attr:`Record.timestamp_ms`)."""
+        detections = [(r.timestamp_ms * MS, DetectionBatch.from_bytes(r.value)) for r in run.records[topics.DETECTIONS]]
+        events = [(r.timestamp_ms * MS, BorderEvent.from_bytes(r.value)) for r in run.records[topics.EVENTS]]
+        alerts = [(r.timestamp_ms * MS, Alert.from_bytes(r.value)) for r in run.records[topics.ALERTS]]
+        tracks = [TrackUpdate.from_bytes(r.value) for r in run.records[topics.TRACKS]]
+        everything = {k: t for sent in run.sent.values() for k, t in sent.items()}
+        trace = trace_chains(everything, detections, events, alerts, run.arrivals, tracks, hysteresis_m)
+        for reason, n in trace.untraced.items():
+            self.untraced[reason] = self.untraced.get(reason, 0) + n
+        for name, sent in run.sent.items():
+            sensors = {s for s, _ in sent}
+            self.chains.setdefault(name, []).extend(c for c in trace.chains if c.sensor_id in sensors)
+            self.frame_detect.setdefault(name, []).extend(frame_detect_ns(sent, detections))
+            self.frames_sent[name] = self.frames_sent.get(name, 0) + len(sent)
+
+    def summary(self, scenario: str | None = None) -> dict[str, Any]:
+        """Figures for ``scenario``, or over every scenario (None)."""
+        names = [scenario] if scenario is not None else list(self.chains)
+        chains = [c for n in names for c in self.chains.get(n, [])]
+        detect = [v for n in names for v in self.frame_detect.get(n, [])]
+        p50, p95 = percentiles_ms(detect)
+        return {"side": self.side, "scenario": scenario or "all", **summarize(chains),
+                "frames_sent": sum(self.frames_sent.get(n, 0) for n in names), "frames_detected": len(detect),
+                "frame_detect_p50_ms": p50, "frame_detect_p95_ms": p95}
+
+
+def _run_side(side: str, feeds: Sequence[Feed], folder: Path, bootstrap: str | None, timeout_s: float,
+              totals: SideTotals) -> None:
+    """One round of one side, with its own partner endpoint, configuration, database (and broker)."""
+    from ibet.config import load_config
+
+    folder.mkdir(parents=True)
+    partner = Partner()
+    try:
+        config_path = write_config(folder, partner, folder / f"{side}.sqlite3")
+        if side == "embedded":
+            run = run_embedded(config_path, feeds, partner, timeout_s)
+        else:
+            with local_broker(bootstrap) as servers:
+                run = run_kafka(config_path, servers, feeds, partner, folder / "logs", timeout_s)
+        run.arrivals = list(partner.arrivals)
+        if partner.bad_signatures:
+            log.warning("%s: %d webhooks with a bad signature", side, partner.bad_signatures)
+    finally:
+        partner.stop()
+    totals.add(run, load_config(config_path).fuse.hysteresis_m)
 
 
 def run_e2e_bench(scenarios: Sequence[str], seed: int, sides: Sequence[str], bootstrap: str | None,
-                  timeout_s: float) -> dict[str, Any]:
-    """Render ``scenarios``, run them through each of ``sides``; the summary (see the module doc)."""
-    from ibet.config import load_config
-
+                  timeout_s: float, rounds: int = 1) -> dict[str, Any]:
+    """Render ``scenarios``, run them through each of ``sides`` ``rounds`` times (the order of the
+    sides alternating between rounds, so a machine whose load drifts weighs on both alike), and
+    return the summary (see the module doc)."""
     feeds = [render_feed(s, seed) for s in scenarios]
-    overall: dict[str, dict[str, Any]] = {}
-    rows: list[dict[str, Any]] = []
+    totals = {side: SideTotals(side) for side in sides}
+    load = [round(os.getloadavg()[0], 2)]
     with tempfile.TemporaryDirectory(prefix="ibet-bench-e2e-") as tmp:
-        for side in sides:
-            folder = Path(tmp) / side
-            folder.mkdir()
-            partner = Partner()
-            try:
-                config_path = write_config(folder, partner, folder / f"{side}.sqlite3")
-                hysteresis_m = load_config(config_path).fuse.hysteresis_m
-                if side == "embedded":
-                    run = run_embedded(config_path, feeds, partner, timeout_s)
-                else:
-                    with local_broker(bootstrap) as servers:
-                        run = run_kafka(config_path, servers, feeds, partner, folder / "logs", timeout_s)
-                run.arrivals = list(partner.arrivals)
-                if partner.bad_signatures:
-                    log.warning("%d webhooks with a bad signature", partner.bad_signatures)
-            finally:
-                partner.stop()
-            overall[side], per_scenario = side_results(run, hysteresis_m)
-            rows += per_scenario
+        for i in range(rounds):
+            for side in (sides if i % 2 == 0 else list(reversed(sides))):
+                _run_side(side, feeds, Path(tmp) / f"round-{i + 1}" / side, bootstrap, timeout_s, totals[side])
+                load.append(round(os.getloadavg()[0], 2))
+    overall = {side: t.summary() for side, t in totals.items()}
     result: dict[str, Any] = {"bench": "e2e", "baseline": "embedded (in-memory bus, one process)", "seed": seed,
-                              "scenarios": list(scenarios)}
+                              "rounds": rounds, "scenarios": [f.name for f in feeds]}
     if "embedded" in overall and "kafka" in overall:
         for q in ("p50", "p95"):
             ours, base = overall["kafka"][f"{q}_ms"], overall["embedded"][f"{q}_ms"]
             result[f"ratio_{q}"] = round(ours / base, 2) if ours is not None and base else None
-    result.update({"sides": {s: {k: v for k, v in o.items() if k != "chains"} for s, o in overall.items()},
-                   "per_scenario": rows, "chains": {s: o["chains"] for s, o in overall.items()},
-                   "machine": {"cpus": os.cpu_count(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2)}})
+    result.update({
+        "sides": {side: {**overall[side], "untraced": t.untraced} for side, t in totals.items()},
+        "per_scenario": [t.summary(f.name) for t in totals.values() for f in feeds],
+        "chains": {side: [{"scenario": n, **vars(c)} for n, cs in t.chains.items() for c in cs] for side, t in totals.items()},
+        "machine": {"cpus": os.cpu_count(), "load_avg_1m": load},
+    })
     return result
 
 
@@ -532,12 +561,14 @@ COLUMNS = ["side", "scenario", "alerts", "p50 ms", "p95 ms", "det %", "fuse %", 
 
 def table_rows(result: Mapping[str, Any]) -> list[list[Any]]:
     """One row per side and scenario, then one per side over every scenario."""
-    def row(r: Mapping[str, Any], scenario: str) -> list[Any]:
+    def row(r: Mapping[str, Any]) -> list[Any]:
+        shown = [r[k] if r[k] is not None else "-" for k in ("p50_ms", "p95_ms")]
         shares = [f"{100 * r[f'{s}_share']:.0f}" if r[f"{s}_share"] is not None else "-" for s in STAGES]
-        return [r["side"], scenario, r["alerts_traced"], r["p50_ms"] or "-", r["p95_ms"] or "-", *shares,
-                f"{r['frames_detected']}/{r['frames_sent']}", r["frame_detect_p95_ms"] or "-"]
-    rows = [row(r, r["scenario"]) for r in result["per_scenario"]]
-    rows += [row(r, "all") for r in result["sides"].values()]
+        detect_p95 = r["frame_detect_p95_ms"] if r["frame_detect_p95_ms"] is not None else "-"
+        return [r["side"], r["scenario"], r["alerts_traced"], *shown, *shares, f"{r['frames_detected']}/{r['frames_sent']}",
+                detect_p95]
+    rows = [row(r) for r in result["per_scenario"]]
+    rows += [row(r) for r in result["sides"].values()] if len(result["scenarios"]) > 1 else []
     return rows
 
 
@@ -555,6 +586,7 @@ def bench_e2e_command(
     sides: Annotated[str, typer.Option(help="Comma-separated: embedded, kafka.")] = ",".join(SIDES),
     seed: Annotated[int, typer.Option(help="Simulator seed (>= 201: never used in training).")] = SEED,
     bootstrap: Annotated[str | None, typer.Option(help="host:port of a broker; default: start a local one.")] = None,
+    rounds: Annotated[int, typer.Option(help="Rounds per side, alternating which side goes first.")] = 1,
     timeout_s: Annotated[float, typer.Option(help="Longest wait for a side to start or to finish a scenario.")] = 900.0,
 ) -> None:
     """Frame capture -> partner webhook p50/p95, embedded vs Kafka (ratio), and each stage's share."""
@@ -562,6 +594,11 @@ def bench_e2e_command(
     from sim.scenario import ScenarioError, resolve_scenario
 
     side_list = _parse_list(sides, SIDES, "unknown sides")
+    if rounds < 1:
+        raise typer.BadParameter(f"rounds must be at least 1, got {rounds}")
+    if bootstrap is not None and rounds > 1 and "kafka" in side_list:
+        raise typer.BadParameter("--bootstrap takes one round: a later round would meet the earlier round's stage "
+                                 "state on the broker (the same frames again); leave it out to start a broker per round")
     names = _parse_list(scenarios, None, "scenarios")
     for name in names:
         try:
@@ -569,7 +606,7 @@ def bench_e2e_command(
         except ScenarioError as exc:
             raise typer.BadParameter(str(exc)) from None
     logging.basicConfig(level=logging.WARNING)
-    result = run_e2e_bench(names, seed, side_list, bootstrap, timeout_s)
+    result = run_e2e_bench(names, seed, side_list, bootstrap, timeout_s, rounds)
     ratio = f", ratio kafka/embedded p50 {result.get('ratio_p50')} p95 {result.get('ratio_p95')}" if "ratio_p50" in result else ""
-    report("bench-e2e", f"ibet bench e2e: frame capture -> partner webhook (seed {seed}){ratio}", COLUMNS,
+    report("bench-e2e", f"ibet bench e2e: frame capture -> partner webhook (seed {seed}, {rounds} round(s)){ratio}", COLUMNS,
            table_rows(result), result)

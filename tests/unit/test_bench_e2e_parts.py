@@ -5,7 +5,19 @@ from __future__ import annotations
 from wire_samples import T0, alert, batch, event, track
 
 from alerts.formats import alert_version
-from ibet.bench.e2e import STAGES, Chain, frame_detect_ms, summarize, trace_chains, trigger_capture_ns
+from ibet import topics
+from ibet.bench.e2e import (
+    STAGES,
+    Chain,
+    SideRun,
+    SideTotals,
+    frame_detect_ns,
+    summarize,
+    table_rows,
+    trace_chains,
+    trigger_capture_ns,
+)
+from ibet.bus.base import Record
 from ibet.messages import AlertState, BorderEventType, Direction
 
 MS = 1_000_000
@@ -106,6 +118,28 @@ def test_summary_shares_sum_to_one_and_empty_input_gives_none():
 
 def test_frame_detect_covers_every_detected_frame():
     sent, detections, *_ = _world()
-    got = frame_detect_ms({**sent, ("drone-07", T0 + 10**9): W + 10**9}, detections)
-    assert (got["frames_sent"], got["frames_detected"]) == (3, 2)
-    assert got["frame_detect_p50_ms"] == 130.0
+    assert sorted(frame_detect_ns({**sent, ("drone-07", T0 + 10**9): W + 10**9}, detections)) == [120 * MS, 140 * MS]
+
+
+def _record(topic: str, ts_ns: int, message) -> Record:
+    return Record(topic, 0, 0, None, message.to_bytes(), (), ts_ns // MS)
+
+
+def test_rounds_pool_per_scenario_and_the_table_has_a_row_each():
+    sent, detections, events, alerts, arrivals, tracks = _world()
+    run = SideRun("kafka", sent={"demo-scenario": sent}, arrivals=arrivals, records={
+        topics.DETECTIONS: [_record(topics.DETECTIONS, t, m) for t, m in detections],
+        topics.EVENTS: [_record(topics.EVENTS, t, m) for t, m in events],
+        topics.ALERTS: [_record(topics.ALERTS, t, m) for t, m in alerts],
+        topics.TRACKS: [_record(topics.TRACKS, 0, m) for m in tracks]})
+    totals = SideTotals("kafka")
+    totals.add(run, hysteresis_m=3.0)
+    totals.add(run, hysteresis_m=3.0)  # a second round
+    got = totals.summary("demo-scenario")
+    assert (got["alerts_traced"], got["frames_sent"], got["frames_detected"]) == (4, 4, 4)
+    assert (got["p50_ms"], got["frame_detect_p50_ms"]) == (225.0, 130.0)
+    assert totals.summary() == {**got, "scenario": "all"}
+    empty = SideTotals("embedded").summary("demo-scenario")
+    rows = table_rows({"scenarios": ["demo-scenario"], "per_scenario": [got, empty], "sides": {}})
+    assert rows[0][:5] == ["kafka", "demo-scenario", 4, 225.0, 250.0]
+    assert rows[1] == ["embedded", "demo-scenario", 0, "-", "-", "-", "-", "-", "-", "0/0", "-"]
