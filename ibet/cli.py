@@ -347,6 +347,9 @@ def _mount_sub_apps() -> None:
     app.add_typer(dlq_app, name="dlq")
 
     bench_app.command("detect")(bench_detect_command)
+    from ibet.bench.scale import bench_scale_command
+
+    bench_app.command("scale")(bench_scale_command)
 
 
 _mount_sub_apps()

@@ -86,10 +86,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def service_missing(reason: str) -> None:
+    """Skip locally; fail in CI, where every service must be there (as tests/conftest.py)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and a required service is missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory) -> Iterator[str]:
-    from conftest import service_missing
-
     broker = LocalKafkaBroker(tmp_path_factory.mktemp("e2e-kafka"))
     try:
         broker.start()
@@ -140,7 +145,7 @@ def _lag(bootstrap: str, group: str) -> int | None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
-        committed = admin.list_consumer_group_offsets(group)
+        committed = admin.list_group_offsets(group).get(group) or {}
         if not committed:
             return None
         ends = consumer.end_offsets(list(committed))
@@ -196,8 +201,6 @@ def test_every_shipped_scenario_alerts_its_true_crossings_and_not_the_lawful_one
 
 def test_the_operator_sees_the_alerts_in_the_console(pipeline, partner):
     if not CHROMIUM.exists():
-        from conftest import service_missing
-
         service_missing(f"Chromium is not installed at {CHROMIUM} (run scripts/setup-browser.sh)")
     from playwright.sync_api import sync_playwright
 
