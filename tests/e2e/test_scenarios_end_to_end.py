@@ -168,9 +168,10 @@ def _wait_processed(pipeline: Pipeline, timeout_s: float = 900.0) -> None:
     raise AssertionError(f"not processed in {timeout_s} s; detect log:\n{pipeline.tail('detect')}")
 
 
-def _feed(pipeline: Pipeline, scenario: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "ibet.cli", "sim", "run", scenario, "--to", "kafka", "--seed",
-                             str(SEED), "--config", str(pipeline.config), "--out", str(pipeline.folder / scenario)],
+def _feed(pipeline: Pipeline, path: Path) -> str:
+    out = pipeline.folder / "runs" / path.stem
+    result = subprocess.run([sys.executable, "-m", "ibet.cli", "sim", "run", str(path), "--to", "kafka", "--seed",
+                             str(SEED), "--config", str(pipeline.config), "--out", str(out)],
                             env=pipeline.environment(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -181,7 +182,7 @@ def test_every_shipped_scenario_alerts_its_true_crossings_and_not_the_lawful_one
     for path in shipped_scenarios():
         scenario = load_scenario(path)
         before = set(partner.alerts())
-        _feed(pipeline, str(path))
+        _feed(pipeline, path)
         _wait_processed(pipeline)
         time.sleep(2.0)  # the delivery worker polls every 0.2 s
         new = [a for k, a in partner.alerts().items() if k not in before]
