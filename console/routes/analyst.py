@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -9,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from console.auth import ContextDep, Principal, require
+from console.errors import InvalidRequest
 from console.reports import report
 from console.review import DetectionFilter, list_detections, review_detection, yolo_dataset
 from console.roles import Permission
@@ -32,13 +34,29 @@ def _filter(sector_id: str | None, sensor_id: str | None, class_name: str | None
     return DetectionFilter(sector_id or None, sensor_id or None, class_name or None, since_ns, until_ns, reviewed, limit)
 
 
+def _utc_ns(text: str | None, name: str) -> int | None:
+    """``YYYY-MM-DDTHH:MM`` (an HTML datetime-local, read as UTC) to ns; None when empty."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(f"{name}: {text!r} is not a date and time (YYYY-MM-DDTHH:MM, UTC)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1_000_000_000
+
+
 @router.get("/review", response_class=HTMLResponse)
 def review_page(request: Request, ctx: ContextDep, principal: Reviewer, sector_id: str | None = None,
-                sensor_id: str | None = None, class_name: str | None = None, reviewed: bool | None = False) -> Response:
-    """The review queue, filtered by sector, sensor, class and reviewed or not."""
-    rows = list_detections(ctx.engine, _filter(sector_id, sensor_id, class_name, None, None, reviewed, 100))
+                sensor_id: str | None = None, class_name: str | None = None, reviewed: bool | None = False,
+                since: str | None = None, until: str | None = None) -> Response:
+    """The review queue, filtered by sector, sensor, class, capture time (UTC) and reviewed or not."""
+    rows = list_detections(ctx.engine, _filter(sector_id, sensor_id, class_name, _utc_ns(since, "since"),
+                                               _utc_ns(until, "until"), reviewed, 100))
     return render(request, "review.html", principal, detections=rows, filters={
-        "sector_id": sector_id or "", "sensor_id": sensor_id or "", "class_name": class_name or "", "reviewed": reviewed})
+        "sector_id": sector_id or "", "sensor_id": sensor_id or "", "class_name": class_name or "", "reviewed": reviewed,
+        "since": since or "", "until": until or ""})
 
 
 @router.get("/api/detections")

@@ -36,3 +36,22 @@ def test_an_analyst_links_a_track_and_a_detection_to_a_joint_operation(console):
     assert bad.status_code == 422 and "item kind" in bad.text
     forged = client.post(f"/cases/{case_id}/links", data={"kind": "track", "item_id": "y", "csrf_token": "forged"})
     assert forged.status_code == 403
+
+
+def test_the_review_queue_filters_by_capture_time_and_refuses_a_bad_time(console):
+    from console.store import ConsoleStore
+    from ibet.messages import Detection, DetectionBatch
+
+    store = ConsoleStore(console.engine)
+    day = 1_790_000_000 * 10**9  # 2026-09-21 14:13:20 UTC
+    for n, t in enumerate((day, day + 3600 * 10**9)):
+        store.write([DetectionBatch(sensor_id="cam-vista-tower", sector_id="pac-blaine", frame_sequence=n, capture_ts_ns=t,
+                                    image_width_px=320, image_height_px=180, model_name="ibet-demo-det", model_version="1",
+                                    detections=(Detection(box_xyxy_px=(10, 10, 30, 60), class_id=0, class_name="person",
+                                                          score=0.8),))])
+    client = login(console.url, "analyst1")
+    everything = client.get("/review")
+    early = client.get("/review", params={"since": "2026-09-21T14:00", "until": "2026-09-21T15:00"})
+    assert everything.text.count('data-detection="') == 2 and early.text.count('data-detection="') == 1
+    bad = client.get("/review", params={"since": "yesterday"})
+    assert bad.status_code == 422 and "since" in bad.text
