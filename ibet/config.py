@@ -40,6 +40,8 @@ class KafkaSettings(Section):
     session_timeout_ms: int = Field(default=10_000, gt=0, description="a silent consumer leaves the group after this")
     heartbeat_interval_ms: int = Field(default=3_000, gt=0)
     max_poll_interval_ms: int = Field(default=300_000, gt=0, description="longest allowed time between polls")
+    metadata_max_age_ms: int = Field(default=10_000, gt=0,
+                                     description="consumers refresh topic metadata this often (new topics, partitions)")
     default_partitions: int = Field(default=6, gt=0, description="partitions of topics that ibet creates")
     replication_factor: int = Field(default=1, gt=0, description="3 on a production cluster")
     min_insync_replicas: int = Field(default=1, gt=0, description="2 on a production cluster")

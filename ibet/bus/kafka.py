@@ -57,6 +57,9 @@ def consumer_config(settings: KafkaSettings, group_id: str, client_id: str) -> d
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         "max_poll_interval_ms": settings.max_poll_interval_ms,
         "request_timeout_ms": max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
+        # A worker that joined before its topics' partitions were visible (topics just created)
+        # would hold nothing until the next metadata refresh; look again every 10 s, not 5 min.
+        "metadata_max_age_ms": settings.metadata_max_age_ms,
         **settings.security_config(),
     }
 
