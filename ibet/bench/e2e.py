@@ -93,10 +93,14 @@ class Chain:
 @dataclass
 class Trace:
     chains: list[Chain] = field(default_factory=list)
-    untraced: dict[str, int] = field(default_factory=dict)  # reason -> delivered versions
+    untraced: dict[str, int] = field(default_factory=dict)  # reason -> delivered versions that should trace
+    not_frames: dict[str, int] = field(default_factory=dict)  # what made the version -> versions no frame made
 
     def miss(self, reason: str) -> None:
         self.untraced[reason] = self.untraced.get(reason, 0) + 1
+
+    def not_a_frame(self, cause: str) -> None:
+        self.not_frames[cause] = self.not_frames.get(cause, 0) + 1
 
 
 def _earliest(pairs: Sequence[tuple[int, Any]], key) -> dict[Any, tuple[int, Any]]:
@@ -135,9 +139,11 @@ def trace_chains(sent: Mapping[tuple[str, int], int], detections: Sequence[tuple
     ``alerts``: (producer timestamp ns, message) as on their topics; ``arrivals``: (wall ns, alert id,
     version) per webhook received; ``track_updates`` (``ibet.tracks.v1``) and the fuse stage's
     ``hysteresis_m`` find the frame that made a crossing (:func:`trigger_capture_ns`). A version
-    counts once, at its first arrival; a version whose newest event was already counted (an
-    escalation or another state change, not a frame) is skipped; a sensor-health alert has no frame
-    and is skipped. What cannot be traced is counted by reason in :attr:`Trace.untraced`.
+    counts once, at its first arrival. Versions no frame made are counted by cause in
+    :attr:`Trace.not_frames` and left out: a state change (escalation, acknowledgement: its newest
+    event was already counted), a lost feed (sensor health), a track lost near the border (made by
+    the track's deletion after frames without it). What should trace but cannot is counted by
+    reason in :attr:`Trace.untraced`.
     """
     by_track: dict[str, list[TrackUpdate]] = {}
     for update in track_updates:
@@ -156,15 +162,20 @@ def trace_chains(sent: Mapping[tuple[str, int], int], detections: Sequence[tuple
             continue
         alerts_ts, alert = versions[(alert_id, version)]
         if alert.kind != "border":
+            trace.not_a_frame(alert.kind)
             continue
         event_id = alert.event_ids[-1]
         if event_id in counted:
+            trace.not_a_frame("state change")
             continue
         counted.add(event_id)
         if event_id not in by_event:
             trace.miss("event not on ibet.events.v1")
             continue
         fuse_ts, event = by_event[event_id]
+        if event.event_type is BorderEventType.LOST_NEAR_BORDER:
+            trace.not_a_frame(event.event_type.value)
+            continue
         capture = trigger_capture_ns(event, by_track.get(event.track_id, ()), hysteresis_m)
         if capture is None:
             trace.miss("crossing: no track update deep on the destination side")
@@ -476,6 +487,7 @@ class SideTotals:
     frame_detect: dict[str, list[int]] = field(default_factory=dict)  # ns per detected frame
     frames_sent: dict[str, int] = field(default_factory=dict)
     untraced: dict[str, int] = field(default_factory=dict)
+    not_frames: dict[str, int] = field(default_factory=dict)
 
     def add(self, run: SideRun, hysteresis_m: float) -> None:
         """Trace one round's run (producer timestamps are ms: see :attr:`Record.timestamp_ms`)."""
@@ -485,8 +497,9 @@ class SideTotals:
         tracks = [TrackUpdate.from_bytes(r.value) for r in run.records[topics.TRACKS]]
         everything = {k: t for sent in run.sent.values() for k, t in sent.items()}
         trace = trace_chains(everything, detections, events, alerts, run.arrivals, tracks, hysteresis_m)
-        for reason, n in trace.untraced.items():
-            self.untraced[reason] = self.untraced.get(reason, 0) + n
+        for mine, theirs in ((self.untraced, trace.untraced), (self.not_frames, trace.not_frames)):
+            for reason, n in theirs.items():
+                mine[reason] = mine.get(reason, 0) + n
         for name, sent in run.sent.items():
             sensors = {s for s, _ in sent}
             self.chains.setdefault(name, []).extend(c for c in trace.chains if c.sensor_id in sensors)
@@ -547,7 +560,8 @@ def run_e2e_bench(scenarios: Sequence[str], seed: int, sides: Sequence[str], boo
             ours, base = overall["kafka"][f"{q}_ms"], overall["embedded"][f"{q}_ms"]
             result[f"ratio_{q}"] = round(ours / base, 2) if ours is not None and base else None
     result.update({
-        "sides": {side: {**overall[side], "untraced": t.untraced} for side, t in totals.items()},
+        "sides": {side: {**overall[side], "untraced": t.untraced, "not_made_by_a_frame": t.not_frames}
+                  for side, t in totals.items()},
         "per_scenario": [t.summary(f.name) for t in totals.values() for f in feeds],
         "chains": {side: [{"scenario": n, **vars(c)} for n, cs in t.chains.items() for c in cs] for side, t in totals.items()},
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": load},

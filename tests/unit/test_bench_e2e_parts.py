@@ -87,11 +87,17 @@ def test_what_cannot_be_traced_is_counted_by_reason():
     assert no_tracks.untraced == {"crossing: no track update deep on the destination side": 1}
 
 
-def test_sensor_health_alerts_have_no_frame_and_are_left_out():
-    sent, detections, events, *_ = _world()
+def test_versions_no_frame_made_are_counted_apart():
+    sent, detections, events, alerts, arrivals, tracks = _world()
+    assert trace_chains(sent, detections, events, alerts, arrivals, tracks).not_frames == {"state change": 1}
     health = alert(kind="sensor_health", event_ids=("evt-approach",))
     trace = trace_chains(sent, detections, events, [(W, health)], [(W + MS, health.alert_id, alert_version(health))])
-    assert trace.chains == [] and trace.untraced == {}
+    assert trace.chains == [] and trace.untraced == {} and trace.not_frames == {"sensor_health": 1}
+    lost = event(event_id="evt-lost", event_type=BorderEventType.LOST_NEAR_BORDER)
+    grown = alert(event_ids=("evt-approach", "evt-lost"), updated_ts_ns=T0 + 1)
+    trace = trace_chains(sent, detections, [*events, (W + 9000 * MS, lost)], [(W + 9001 * MS, grown)],
+                         [(W + 9002 * MS, grown.alert_id, alert_version(grown))], tracks)
+    assert trace.chains == [] and trace.untraced == {} and trace.not_frames == {"lost_near_border": 1}
 
 
 def test_stages_add_up_to_the_total_when_a_boundary_is_out_of_order():
