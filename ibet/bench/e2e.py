@@ -12,13 +12,18 @@ shipped demo model, fuse, alerts delivering webhooks, the console's store), from
 A partner webhook endpoint in this process (signature checked) notes when each alert version
 arrives. Afterwards each delivered alert version is traced back: the alert version on
 ``ibet.alerts.v1`` -> its newest event (the one that made this version) on ``ibet.events.v1`` ->
-the frame whose capture time that event carries (a sensor of the event, same capture time) ->
-that frame's detections on ``ibet.detections.v1``. The producer timestamps of those records
+the frame whose measurement made that event (same sensor and capture time; for a crossing, the
+frame that put its track past the hysteresis, found on ``ibet.tracks.v1``) -> that frame's
+detections on ``ibet.detections.v1``. The producer timestamps of those records
 (:attr:`~ibet.bus.base.Record.timestamp_ms`: set at send by the in-memory bus, Kafka's CreateTime
-set by the producing stage) split the time into stages: detect (frame sent -> detections
-produced), fuse (-> border event produced), alerts (-> alert produced) and delivery (-> webhook
-received). Reported per side and scenario: p50/p95 of the total, each stage's p50 and its share of
-the summed time, and the ratio kafka / embedded. A benchmark: nothing here asserts a timing.
+set by the producing stage's client) split the time into stages: detect (frame sent -> detections
+produced, the transport included), fuse (-> border event produced: it includes the fuse stage's
+``reorder_window_s`` wait for late measurements, by design), alerts (-> alert produced) and
+delivery (-> webhook received). Versions that no frame made (a state change, a lost feed, a
+track lost near the border after frames without it) are counted apart. Reported per side and
+scenario: p50/p95 of the total, each stage's p50 and share of the summed time, frames sent to
+detections produced over every frame (whether detect kept up), and the ratio kafka / embedded.
+A benchmark: nothing here asserts a timing.
 """
 
 from __future__ import annotations
@@ -459,7 +464,9 @@ def run_kafka(config_path: Path, bootstrap: str, feeds: Sequence[Feed], partner:
     finally:
         if producer is not None:
             producer.close()
-        pipeline.stop()
+        failed = {name: code for name, code in pipeline.stop().items() if code != 0}
+        if failed:
+            log.warning("stage processes exited with %s; their logs are in %s", failed, log_dir)
     return run
 
 
