@@ -606,7 +606,9 @@ def bench_e2e_command(
     = ",".join(CROSSING_SCENARIOS),
     sides: Annotated[str, typer.Option(help="Comma-separated: embedded, kafka.")] = ",".join(SIDES),
     seed: Annotated[int, typer.Option(help="Simulator seed (>= 201: never used in training).")] = SEED,
-    bootstrap: Annotated[str | None, typer.Option(help="host:port of a broker; default: start a local one.")] = None,
+    bootstrap: Annotated[str | None, typer.Option(
+        help="host:port of a fresh broker (no ibet topics: earlier stage state would meet the same frames); "
+             "default: start a local one per round.")] = None,
     rounds: Annotated[int, typer.Option(help="Rounds per side, alternating which side goes first.")] = 1,
     timeout_s: Annotated[float, typer.Option(help="Longest wait for a side to start or to finish a scenario.")] = 900.0,
 ) -> None:
