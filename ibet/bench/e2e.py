@@ -394,8 +394,14 @@ def _wait_quiet(runners: Sequence[Any], idle_s: float, timeout_s: float) -> None
     raise RuntimeError(f"the embedded pipeline was still busy after {timeout_s:.0f} s")
 
 
+def _assigned(group: Mapping[str, Any]) -> bool:
+    """Whether a member of the described group holds a partition (it has seen its topics)."""
+    return any(a.get("partitions") for m in group.get("members") or ()
+               for a in ((m.get("member_assignment") or {}).get("assigned_partitions") or ()))
+
+
 def _group_state(bootstrap: str, groups: Sequence[str]) -> tuple[dict[str, bool], dict[str, int | None]]:
-    """Whether each consumer group is stable with members, and its unconsumed records (None
+    """Whether each consumer group is stable with partitions assigned, and its unconsumed records (None
     before its first commit, or while the broker has no group coordinator yet)."""
     from kafka import KafkaAdminClient
     from kafka.admin import OffsetSpec
@@ -404,8 +410,7 @@ def _group_state(bootstrap: str, groups: Sequence[str]) -> tuple[dict[str, bool]
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         described = admin.describe_groups(list(groups))
-        members = {g: (described.get(g) or {}).get("group_state") == "Stable" and bool(described[g].get("members"))
-                   for g in groups}
+        members = {g: (described.get(g) or {}).get("group_state") == "Stable" and _assigned(described[g]) for g in groups}
         committed = admin.list_group_offsets({g: None for g in groups})
         partitions = {tp for offsets in committed.values() for tp in (offsets or {})}
         ends = admin.list_partition_offsets(dict.fromkeys(partitions, OffsetSpec.LATEST)) if partitions else {}
