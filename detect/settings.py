@@ -94,7 +94,7 @@ class DetectSettings(_Section):
     model_registry_path: Path | None = Field(default=None, description="model registry YAML; None: models/registry.yaml")
     device: str = Field(default="cpu", description="'cpu', 'cuda:0', ... (as Ultralytics names devices)")
     torch_threads: int | None = Field(default=None, gt=0, description="CPU threads for inference; None: every core")
-    batch_size: int = Field(default=8, gt=0, description="frames (or tiles) per model call")
+    batch_size: int = Field(default=4, gt=0, description="frames (or tiles) per model call (CPU: 4 measured best)")
     max_wait_s: float = Field(default=0.05, ge=0,
                               description="longest wait to fill a batch once a frame is in hand (runner batch fill)")
     conf_floor: float = Field(default=0.1, ge=0, le=1, description="model outputs below this score are discarded")

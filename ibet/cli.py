@@ -350,6 +350,9 @@ def _mount_sub_apps() -> None:
     from ibet.bench.scale import bench_scale_command
 
     bench_app.command("scale")(bench_scale_command)
+    from ibet.bench.e2e import bench_e2e_command
+
+    bench_app.command("e2e")(bench_e2e_command)
 
 
 _mount_sub_apps()

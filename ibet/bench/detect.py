@@ -264,7 +264,7 @@ def table(result: dict) -> tuple[list[str], list[list]]:
 
 def bench_detect_command(
     frames: Annotated[int, typer.Option(help="Drone frames (1280x720) fed to each side.")] = 32,
-    batch: Annotated[int, typer.Option(help="Frames per model call, both sides.")] = 8,
+    batch: Annotated[int, typer.Option(help="Frames per model call, both sides.")] = 4,
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes for the curve.")] = "1,4,8,16",
     formats: Annotated[str, typer.Option(help="Exports to compare with PyTorch: onnx, openvino; '' for none.")]
     = "onnx,openvino",
