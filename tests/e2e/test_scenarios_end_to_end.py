@@ -29,6 +29,7 @@ import yaml
 from kafka import KafkaAdminClient, KafkaConsumer
 
 from alerts.formats.webhook import verify_webhook
+from ibet.testing.browser import CHROMIUM, console_log_in, launch_chromium
 from ibet.testing.kafka_broker import KafkaBrokerUnavailable, LocalKafkaBroker
 from ibet.up import Pipeline
 from sim.scenario import load_scenario, shipped_scenarios
@@ -39,7 +40,6 @@ REPO = Path(__file__).resolve().parents[2]
 SECRET = "end-to-end-partner-secret"
 PASSWORD = "end-to-end-operator-pw"
 SEED = 211  # training used seeds 1-6 and 101
-CHROMIUM = Path(os.environ.get("IBET_CHROMIUM", "/usr/bin/chromium"))
 GROUPS = ("detect", "fuse", "alerts")
 
 
@@ -217,14 +217,9 @@ def test_the_operator_sees_the_alerts_in_the_console(pipeline, partner):
     shots = REPO / "reports" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--no-sandbox", "--disable-background-networking"])
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 850})
-        page.goto(url + "/login")
-        page.fill("input[name=username]", "operator-e2e")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(lambda u: "/login" not in u)
+        console_log_in(page, url, "operator-e2e", PASSWORD)
         page.goto(url + "/operator")
         for alert in crossings:
             page.wait_for_selector(f"text={alert['title']}", timeout=30_000)
