@@ -12,73 +12,29 @@ alert at all. At the end an operator logs in to the console and sees the crossin
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 from kafka import KafkaAdminClient, KafkaConsumer
+from pipeline_samples import REPO, WebhookPartner, own_broker, pipeline_config, service_missing
 
-from alerts.formats.webhook import verify_webhook
 from ibet.testing.browser import CHROMIUM, console_log_in, launch_chromium
-from ibet.testing.kafka_broker import KafkaBrokerUnavailable, LocalKafkaBroker
 from ibet.up import Pipeline
 from sim.scenario import load_scenario, shipped_scenarios
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(2400)]  # five scenarios through CPU inference
 
-REPO = Path(__file__).resolve().parents[2]
 SECRET = "end-to-end-partner-secret"
 PASSWORD = "end-to-end-operator-pw"
 SEED = 211  # training used seeds 1-6 and 101
 GROUPS = ("detect", "fuse", "alerts")
-
-
-class Partner:
-    """Every partner's webhook endpoint: keeps each signed alert document."""
-
-    def __init__(self) -> None:
-        self.documents: list[dict] = []
-        self.bad_signatures = 0
-        self.lock = threading.Lock()
-        partner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                ok = verify_webhook(dict(self.headers.items()), body, SECRET.encode(), time.time())
-                with partner.lock:
-                    if ok:
-                        partner.documents.append(json.loads(body))
-                    else:
-                        partner.bad_signatures += 1
-                self.send_response(200 if ok else 401)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def alerts(self) -> dict[str, dict]:
-        """The latest version of each alert the partners received."""
-        with self.lock:
-            latest: dict[str, dict] = {}
-            for d in self.documents:
-                latest[d["alert"]["alert_id"]] = d["alert"]
-            return latest
 
 
 def _free_port() -> int:
@@ -87,53 +43,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def service_missing(reason: str) -> None:
-    """Skip locally; fail in CI, where every service must be there (as tests/conftest.py)."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and a required service is missing: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory) -> Iterator[str]:
-    broker = LocalKafkaBroker(tmp_path_factory.mktemp("e2e-kafka"))
-    try:
-        broker.start()
-    except KafkaBrokerUnavailable as exc:
-        service_missing(f"Apache Kafka could not be started: {exc}")
-    yield broker.bootstrap
-    broker.stop()
+    yield from own_broker(tmp_path_factory.mktemp("e2e-kafka"))
 
 
 @pytest.fixture(scope="module")
-def partner() -> Iterator[Partner]:
-    made = Partner()
+def partner() -> Iterator[WebhookPartner]:
+    made = WebhookPartner(SECRET)
     yield made
-    made.server.shutdown()
-    made.server.server_close()
+    made.stop()
 
 
 @pytest.fixture(scope="module")
 def pipeline(broker, partner, tmp_path_factory) -> Iterator[Pipeline]:
     folder = tmp_path_factory.mktemp("e2e")
-    registry = yaml.safe_load((REPO / "config" / "registry.yaml").read_text())
-    for p in registry["partners"]:
-        p["contacts"] = {"webhook_url": f"http://127.0.0.1:{partner.port}/hook/{p['id']}"}
-    (folder / "registry.yaml").write_text(yaml.safe_dump(registry))
-    for name in ("rosters.yaml", "ports_of_entry.geojson"):
-        (folder / name).write_text((REPO / "config" / name).read_text())
-    config = folder / "ibet.yaml"
-    config.write_text(yaml.safe_dump({
-        "registry_path": "registry.yaml",
+    config, env = pipeline_config(folder, partner, {
         "runner": {"poll_timeout_s": 0.2, "batch_max_records": 16},
         "database": {"url": f"sqlite:///{folder / 'ibet.sqlite3'}"},
         "alerts": {"channels": ["webhook"], "delivery_poll_s": 0.2, "api_port": 0, "exercise": True},
         "console": {"host": "127.0.0.1", "port": _free_port(), "cookie_secure": False,
                     "evidence_dir": str(folder / "evidence")},
         "detect": {"evidence": {"directory": str(folder / "evidence")}},
-    }))
-    env = {"IBET_ALERTS__WEBHOOK_SECRETS": json.dumps({p["id"]: SECRET for p in registry["partners"]}),
-           "IBET_ALERTS__LINK_SECRET": "a-link-secret-for-the-end-to-end-test"}
+    })
     made = Pipeline(broker, config, log_dir=folder / "logs", env=env).start()
     made.folder = folder  # type: ignore[attr-defined]
     yield made

@@ -22,35 +22,29 @@ kill, while a worker was down, and after the restarted worker rejoined.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import yaml
 from kafka import KafkaAdminClient
+from pipeline_samples import REPO, WebhookPartner, own_broker, pipeline_config
 from scale_watch import GroupWatch, rate, recovery
 
-from alerts.formats.webhook import verify_webhook
 from ibet import topics
 from ibet.bench.scale import committed_offsets, group_lag, key_partition
 from ibet.bus.kafka import KafkaBus
 from ibet.config import KafkaSettings
 from ibet.messages import DetectionBatch, FrameMeta
-from ibet.testing.kafka_broker import KafkaBrokerUnavailable, LocalKafkaBroker
 from ibet.up import Pipeline
 from sim.scenario import load_scenario, resolve_scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(1500)]
 
-REPO = Path(__file__).resolve().parents[2]
 SECRET = "scale-test-partner-secret"
 SEED = 203  # training used seeds 1-6 and 101
 SCENARIOS = ("foot-crossing-forest-vista", "vehicle-rural-road-tower")
@@ -61,88 +55,29 @@ KILLED = ("detect-1", "fuse-1")
 KILL_AFTER_SHARE = 0.3  # of the scenarios' frames detected (and committed) before the kill: a before-rate to measure
 
 
-def _service_missing(reason: str) -> None:
-    """tests/conftest.py's rule (imported by name it would be ambiguous): skip locally, fail in CI."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and a required service is missing: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-class Partner:
-    """Every partner's webhook endpoint: keeps each signed alert document."""
-
-    def __init__(self) -> None:
-        self.documents: list[dict] = []
-        self.bad_signatures = 0
-        self.lock = threading.Lock()
-        partner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                ok = verify_webhook(dict(self.headers.items()), body, SECRET.encode(), time.time())
-                with partner.lock:
-                    if ok:
-                        partner.documents.append(json.loads(body))
-                    else:
-                        partner.bad_signatures += 1
-                self.send_response(200 if ok else 401)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def alerts(self) -> dict[str, dict]:
-        """The latest version of each alert the partners received, by alert id."""
-        with self.lock:
-            return {d["alert"]["alert_id"]: d["alert"] for d in self.documents}
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory) -> Iterator[str]:
-    made = LocalKafkaBroker(tmp_path_factory.mktemp("scale-kafka"))
-    try:
-        made.start()
-    except KafkaBrokerUnavailable as exc:
-        _service_missing(f"Apache Kafka could not be started: {exc}")
-    yield made.bootstrap
-    made.stop()
+    yield from own_broker(tmp_path_factory.mktemp("scale-kafka"))
 
 
 @pytest.fixture(scope="module")
-def partner() -> Iterator[Partner]:
-    made = Partner()
+def partner() -> Iterator[WebhookPartner]:
+    made = WebhookPartner(SECRET)
     yield made
-    made.server.shutdown()
-    made.server.server_close()
+    made.stop()
 
 
 @pytest.fixture
 def pipeline(broker, partner, tmp_path) -> Iterator[Pipeline]:
     """detect x2, fuse x2, alerts x1 as processes; registry contacts pointed at the partner."""
-    registry = yaml.safe_load((REPO / "config" / "registry.yaml").read_text())
-    for p in registry["partners"]:
-        p["contacts"] = {"webhook_url": f"http://127.0.0.1:{partner.port}/hook/{p['id']}"}
-    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(registry))
-    for name in ("rosters.yaml", "ports_of_entry.geojson"):
-        (tmp_path / name).write_text((REPO / "config" / name).read_text())
-    config = tmp_path / "ibet.yaml"
-    config.write_text(yaml.safe_dump({
-        "registry_path": "registry.yaml",
+    config, env = pipeline_config(tmp_path, partner, {
         "runner": {"poll_timeout_s": 0.2, "batch_max_records": 4},  # small batches: a kill loses little
         "database": {"url": f"sqlite:///{tmp_path / 'ibet.sqlite3'}"},
         "alerts": {"channels": ["webhook"], "delivery_poll_s": 0.2, "api_port": 0, "exercise": True},
         "detect": {"evidence": {"directory": str(tmp_path / "evidence")}, "torch_threads": 1, "batch_size": 4},
-    }))
-    env = {"IBET_ALERTS__WEBHOOK_SECRETS": json.dumps({p["id"]: SECRET for p in registry["partners"]}),
-           "IBET_ALERTS__LINK_SECRET": "a-link-secret-for-the-scale-test",
-           "IBET_BUS__KAFKA__DEFAULT_PARTITIONS": str(PARTITIONS),
-           "IBET_BUS__KAFKA__SESSION_TIMEOUT_MS": "6000", "IBET_BUS__KAFKA__HEARTBEAT_INTERVAL_MS": "1000"}
+    })
+    env.update({"IBET_BUS__KAFKA__DEFAULT_PARTITIONS": str(PARTITIONS),
+                "IBET_BUS__KAFKA__SESSION_TIMEOUT_MS": "6000", "IBET_BUS__KAFKA__HEARTBEAT_INTERVAL_MS": "1000"})
     made = Pipeline(broker, config, stages=("detect", "fuse", "alerts"), console=False, log_dir=tmp_path / "logs",
                     env=env, replicas={"detect": WORKERS, "fuse": WORKERS})
     made.folder = tmp_path  # type: ignore[attr-defined]
