@@ -48,20 +48,15 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from ibet.audit import SYSTEM, Actor, AuditEntry, audit_entries, record_audit
 from ibet.clock import Clock, SystemClock, ns_to_datetime_utc
 from ibet.exceptions import IbetError
-from ibet.messages import Alert, AlertState
+from ibet.messages import Alert, AlertOutcome, AlertState
 
 MAX_NOTE_CHARS = 2000
 SUPERVISOR_ROLES = frozenset({"supervisor", "admin"})
 _ATTEMPTS = 5
 
 
-class Outcome(StrEnum):
-    """How a resolved alert ended."""
-
-    CONFIRMED_CROSSING = "confirmed_crossing"
-    FALSE_ALARM = "false_alarm"
-    LAWFUL = "lawful"
-    UNRESOLVED = "unresolved"
+Outcome = AlertOutcome
+"""How a resolved alert ended (the wire enum, under the lifecycle's short name)."""
 
 
 class Action(StrEnum):
@@ -202,13 +197,10 @@ def parse_outcome(outcome: Outcome | str | None) -> Outcome:
 
 
 def wire_alert(content: Alert, status: AlertStatus) -> Alert:
-    """The alert as published: its content with the lifecycle's state, escalation level and update time
-    (and its outcome, once :class:`~ibet.messages.Alert` has an ``outcome`` field)."""
-    values = {**content.model_dump(), "state": status.wire_state, "escalation_level": status.escalation_level,
-              "updated_ts_ns": status.updated_ts_ns}
-    if "outcome" in Alert.model_fields:
-        values["outcome"] = None if status.outcome is None else status.outcome.value
-    return Alert.model_validate(values)
+    """The alert as published: its content with the lifecycle's state, escalation level, update time
+    and outcome."""
+    return Alert.model_validate({**content.model_dump(), "state": status.wire_state, "outcome": status.outcome,
+                                 "escalation_level": status.escalation_level, "updated_ts_ns": status.updated_ts_ns})
 
 
 def merge_content(stored: Alert, given: Alert) -> Alert:

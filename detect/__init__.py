@@ -12,7 +12,5 @@ from __future__ import annotations
 def build_stage(config, registry):
     """The detect stage with the configured model, verified and run once on a blank frame."""
     from detect.build import build_detect_stage
-    from detect.settings import DetectSettings
 
-    settings = getattr(config, "detect", None) or DetectSettings()  # until ibet.config holds the section
-    return build_detect_stage(settings, registry)
+    return build_detect_stage(config.detect, registry)

@@ -154,7 +154,7 @@ def feed_scenario(bus: MemoryBus, scenario_name: str, seed: int | None, console:
     return sim
 
 
-def _wait_until_quiet(bus: MemoryBus, runners: list[StageRunner], idle_s: float, timeout_s: float = 1800.0) -> None:
+def _wait_until_quiet(runners: list[StageRunner], idle_s: float, timeout_s: float = 1800.0) -> None:
     """Until no stage has a batch in hand or has consumed a record for ``idle_s`` (all is processed)."""
     last, quiet_since = None, time.monotonic()
     deadline = time.monotonic() + timeout_s
@@ -209,7 +209,7 @@ def run_demo(config: IbetConfig, registry: Registry, scenario: str | None = "foo
             if not detect_built:
                 console.print("[yellow]detect is not built: the simulator's boxes, degraded like a detector, stand in "
                               "on ibet.detections.v1[/]")
-        _wait_until_quiet(bus, runners, idle_stop_s)
+        _wait_until_quiet(runners, idle_stop_s)
         alert_service = next((getattr(s, "service", None) for s in stages if getattr(s, "service", None)), None)
         if alert_service is not None:  # let the workers deliver what is due
             deadline = time.monotonic() + 30

@@ -342,6 +342,15 @@ class Severity(StrEnum):
     LOW = "low"
 
 
+class AlertOutcome(StrEnum):
+    """How a resolved alert ended."""
+
+    CONFIRMED_CROSSING = "confirmed_crossing"
+    FALSE_ALARM = "false_alarm"
+    LAWFUL = "lawful"
+    UNRESOLVED = "unresolved"
+
+
 class AlertState(StrEnum):
     """Where an alert is in its handling."""
 
@@ -373,8 +382,7 @@ class Alert(WireMessage):
     kind: Literal["border", "sensor_health"] = Field("border", description="a border event, or a sensor feed lost")
     sensor_ids: tuple[SensorId, ...] = ()
     track_ids: tuple[Name, ...] = ()
-    outcome: Literal["confirmed_crossing", "false_alarm", "lawful", "unresolved"] | None = Field(
-        None, description="how a resolved alert ended")
+    outcome: AlertOutcome | None = Field(None, description="how a resolved alert ended")
 
     @field_validator("updated_ts_ns")
     @classmethod
