@@ -3,10 +3,16 @@
 Pure: ground measurements in, TrackUpdates and BorderEvents out, in event time. The whole state
 round-trips through JSON (:meth:`SectorFusion.to_state`), so the stage can save it with its
 offsets and a restarted worker continues the same tracks.
+
+Evidence: the detect stage stores a crop (and the frame) when a sensor's image track first appears
+and names it on that detection. :meth:`SectorFusion.note_evidence` remembers it per (sensor, sensor
+track id); every fused track gathers the evidence of the sensor tracks it was associated with (its
+``hints``), and its TrackUpdates and BorderEvents carry it, so an alert shows what was seen.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +38,8 @@ from ibet.config import FuseSettings
 from ibet.messages import BorderEvent, TrackClass, TrackStatus, TrackUpdate
 
 _CLASSES = {c.value for c in TrackClass}
+MAX_EVIDENCE_PER_TRACK = 8  # references (crops and frames) carried by one track's messages
+MAX_REMEMBERED_SENSOR_TRACKS = 2048  # per sector: the newest sensor tracks whose evidence is known
 _PUBLISHED = {TrackerStatus.CONFIRMED: TrackStatus.CONFIRMED, TrackerStatus.COASTING: TrackStatus.COASTING,
               TrackerStatus.DELETED: TrackStatus.DELETED}
 
@@ -62,6 +70,29 @@ class SectorFusion:
         self.detector = detector or BorderEventDetector(model, approach_distance_m=settings.approach_distance_m,
                                                         hysteresis_m=settings.hysteresis_m,
                                                         lost_distance_m=settings.lost_distance_m)
+        # (sensor id, sensor track id) -> its evidence references, newest last, bounded
+        self.sensor_evidence: OrderedDict[tuple[str, int], tuple[str, ...]] = OrderedDict()
+        # fused track id -> evidence gathered so far (dropped when the track is deleted)
+        self.track_evidence: dict[str, list[str]] = {}
+
+    def note_evidence(self, sensor_id: str, sensor_track_id: int, refs: Sequence[str]) -> None:
+        """Remember the evidence stored for a sensor's image track (its crop, then its frame)."""
+        refs = tuple(dict.fromkeys(r for r in refs if r))
+        if not refs:
+            return
+        key = (sensor_id, int(sensor_track_id))
+        self.sensor_evidence[key] = refs
+        self.sensor_evidence.move_to_end(key)
+        while len(self.sensor_evidence) > MAX_REMEMBERED_SENSOR_TRACKS:
+            self.sensor_evidence.popitem(last=False)
+
+    def _gather_evidence(self, track: Track) -> tuple[str, ...]:
+        gathered = self.track_evidence.setdefault(track.track_id, [])
+        for sensor_id, sensor_track_id in sorted(track.hints.items()):
+            for ref in self.sensor_evidence.get((sensor_id, int(sensor_track_id)), ()):
+                if ref not in gathered and len(gathered) < MAX_EVIDENCE_PER_TRACK:
+                    gathered.append(ref)
+        return tuple(gathered)
 
     def process(self, measurements: Sequence[GroundMeasurement], time_ns: int) -> tuple[list[TrackUpdate], list[BorderEvent]]:
         """One frame's measurements (maybe none) at its capture time -> published tracks, events."""
@@ -78,6 +109,11 @@ class SectorFusion:
         live = [t for t in out.updated if t.status in _PUBLISHED]
         updates = self._updates(live) + self._updates(list(out.deleted))
         events = self.detector.update(updates)
+        evidence = {u.track_id: u.evidence_refs for u in updates}
+        events = [e.model_copy(update={"evidence_refs": evidence[e.track_id]}) if evidence.get(e.track_id) else e
+                  for e in events]
+        for track in out.deleted:
+            self.track_evidence.pop(track.track_id, None)
         return updates, events
 
     def _updates(self, tracks: Sequence[Track]) -> list[TrackUpdate]:
@@ -107,14 +143,16 @@ class SectorFusion:
                 class_probabilities=probs, sensor_ids=tuple(sorted(t.sensors)), status=_PUBLISHED[t.status],
                 border_side=side if side in ("CA", "US") else None,
                 distance_to_border_m=float(relation.distance_m[i]) if np.isfinite(relation.distance_m[i]) else None,
-                version=t.version,
+                version=t.version, evidence_refs=self._gather_evidence(t),
             ))
         return updates
 
     def to_state(self) -> dict[str, Any]:
         plane = None if self.plane is None else [self.plane.lat0_deg, self.plane.lon0_deg]
         return {"sector_id": self.sector_id, "plane": plane, "tracker": self.tracker.to_state(),
-                "border": self.detector.to_state()}
+                "border": self.detector.to_state(),
+                "sensor_evidence": [[s, t, list(refs)] for (s, t), refs in self.sensor_evidence.items()],
+                "track_evidence": {k: list(v) for k, v in sorted(self.track_evidence.items())}}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], model: BorderModel, settings: FuseSettings) -> SectorFusion:
@@ -122,5 +160,10 @@ class SectorFusion:
         detector = BorderEventDetector.from_state(model, state["border"], approach_distance_m=settings.approach_distance_m,
                                                   hysteresis_m=settings.hysteresis_m,
                                                   lost_distance_m=settings.lost_distance_m)
-        return cls(state["sector_id"], model, settings, plane, _tracker(state["sector_id"], settings, state["tracker"]),
-                   detector)
+        fusion = cls(state["sector_id"], model, settings, plane,
+                     _tracker(state["sector_id"], settings, state["tracker"]), detector)
+        # states saved before evidence was carried have neither key
+        for sensor_id, sensor_track_id, refs in state.get("sensor_evidence", []):
+            fusion.sensor_evidence[(str(sensor_id), int(sensor_track_id))] = tuple(str(r) for r in refs)
+        fusion.track_evidence = {str(k): [str(r) for r in v] for k, v in state.get("track_evidence", {}).items()}
+        return fusion

@@ -277,6 +277,9 @@ class TrackUpdate(WireMessage):
     border_side: Literal["CA", "US"] | None = None
     distance_to_border_m: float | None = Field(None, ge=0.0)
     version: Count = Field(description="increases with every update of this track")
+    evidence_refs: tuple[str, ...] = Field(
+        (), description="evidence of the sensor tracks that fed this track: each one's crop, then its frame"
+    )
 
     @field_validator("position_cov_m2")
     @classmethod
@@ -329,7 +332,7 @@ class BorderEvent(WireMessage):
     confidence: Probability
     sensor_ids: tuple[SensorId, ...]
     port_of_entry_id: Name | None = Field(None, description="set when inside a lawful port of entry")
-    evidence_refs: tuple[str, ...] = ()
+    evidence_refs: tuple[str, ...] = Field((), description="the track's evidence (see TrackUpdate.evidence_refs)")
 
 
 # Alerts

@@ -29,14 +29,27 @@ MODEL = BorderModel(load_border(), load_ports_of_entry("config/ports_of_entry.ge
 QUICK = RunnerSettings(batch_max_records=50, poll_timeout_s=0.01)
 
 
-def detection_records(name: str, seed: int = 1) -> tuple[list[OutRecord], object]:
+def detection_records(name: str, seed: int = 1, evidence: bool = False) -> tuple[list[OutRecord], object]:
+    """The scenario's degraded detections as the detect stage would publish them; with ``evidence``,
+    each true target is an image track (its truth id) whose first detection names a crop, and that
+    frame names its downscaled copy, as the detect stage's evidence store does."""
     scenario = load_scenario(resolve_scenario(name))
     sim = simulate(scenario, seed)
     rng = np.random.default_rng(seed)
     records = []
+    seen: set[tuple[str, int]] = set()
     for frame in truth_frames(sim):
-        dets, _ = degrade(frame.truth_boxes, frame.meta.width_px, frame.meta.height_px, DetectorModel(), rng)
-        batch = detection_batch(frame, scenario.sector_id, dets)
+        dets, truth_ids = degrade(frame.truth_boxes, frame.meta.width_px, frame.meta.height_px, DetectorModel(), rng)
+        frame_ref = None
+        if evidence:
+            sensor, key = frame.meta.sensor_id, f"{frame.meta.sensor_id}/{frame.meta.sequence}"
+            dets = [d if t is None else d.model_copy(update={"sensor_track_id": t}) for d, t in zip(dets, truth_ids, strict=True)]
+            new = {i for i, t in enumerate(truth_ids) if t is not None and (sensor, t) not in seen}
+            seen.update((sensor, truth_ids[i]) for i in new)
+            dets = [d.model_copy(update={"evidence_ref": f"{key}/track-{truth_ids[i]}.jpg"}) if i in new else d
+                    for i, d in enumerate(dets)]
+            frame_ref = f"{key}/frame.jpg" if new else None
+        batch = detection_batch(frame, scenario.sector_id, dets).model_copy(update={"evidence_ref": frame_ref})
         records.append(OutRecord(topics.DETECTIONS, scenario.sector_id.encode(), batch.to_bytes()))
     return records, sim
 
@@ -90,8 +103,26 @@ def test_drone_batch_without_telemetry_is_dead_lettered_naming_the_field():
     assert "telemetry" in DeadLetterInfo.from_record(letter).error
 
 
+def test_tracks_and_events_carry_the_crops_of_the_image_tracks_they_fused():
+    bus = MemoryBus(default_partitions=1)
+    records, _ = detection_records("vehicle-rural-road-tower", evidence=True)
+    feed(bus, records)
+    StageRunner(FuseStage(REGISTRY, MODEL), bus, QUICK).run(idle_stop_s=0.05)
+    tracks = [TrackUpdate.from_bytes(r.value) for r in bus.records(topics.TRACKS)]
+    [crossing] = [e for e in map(BorderEvent.from_bytes, (r.value for r in bus.records(topics.EVENTS)))
+                  if e.event_type == "crossing"]
+    crossing_track = [t for t in tracks if t.track_id == crossing.track_id]
+    # the crossing shows the crop of the vehicle's image track first, then the frame it was cut from
+    crop, frame = crossing.evidence_refs[:2]
+    assert crop.endswith(".jpg") and "/track-" in crop and frame == crop.rsplit("/", 1)[0] + "/frame.jpg"
+    assert crossing_track[-1].evidence_refs == crossing.evidence_refs
+    assert all(len(t.evidence_refs) <= 8 for t in tracks)
+    # false detections have no image track, so no track is given evidence it did not see
+    assert all(ref.split("/")[0] in t.sensor_ids for t in tracks for ref in t.evidence_refs)
+
+
 def test_a_restarted_worker_continues_the_same_tracks():
-    records, _ = detection_records("foot-crossing-forest-vista")
+    records, _ = detection_records("foot-crossing-forest-vista", evidence=True)
     half = len(records) // 2
     uninterrupted = MemoryBus(default_partitions=1)
     feed(uninterrupted, records)
@@ -107,6 +138,8 @@ def test_a_restarted_worker_continues_the_same_tracks():
         return [(t.track_id, t.version, t.status) for t in map(TrackUpdate.from_bytes, (r.value for r in bus.records(topics.TRACKS)))]
 
     assert ids(restarted) == ids(uninterrupted)
+    # the evidence index is part of the saved state: the events carry the same evidence after the restart
+    assert any(BorderEvent.from_bytes(r.value).evidence_refs for r in restarted.records(topics.EVENTS))
     assert [r.value for r in restarted.records(topics.EVENTS)] == [r.value for r in uninterrupted.records(topics.EVENTS)]
 
 
