@@ -69,15 +69,16 @@ def console_main(ctx: typer.Context, config: ConfigOption = None) -> None:
 
 @console_app.command("purge")
 def purge_cmd(ctx: typer.Context) -> None:
-    """Purge detections and evidence past console.retention_days that no alert or case links (audited)."""
+    """Purge detections, tracks and evidence past console.retention_days that no alert or case links (audited)."""
     from console.retention import purge
     from ibet.audit import SYSTEM
     from ibet.clock import SystemClock
 
     _, _, settings, engine = _setup(ctx.obj)
     result = purge(engine, settings.evidence_dir, settings.retention_days, SYSTEM, SystemClock().now_ns())
-    typer.echo(f"purged {result['detections_purged']} detections and {result['evidence_files_removed']} evidence files "
-               f"(kept {result['detections_kept_linked']} linked to alerts or cases)")
+    typer.echo(f"purged {result['detections_purged']} detections, {result['tracks_purged']} tracks and "
+               f"{result['evidence_files_removed']} evidence files (kept {result['detections_kept_linked']} detections "
+               f"and {result['tracks_kept_linked']} tracks linked to alerts or cases)")
 
 
 def _password(password_stdin: bool) -> str:

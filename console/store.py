@@ -1,9 +1,10 @@
 """The console's store of what the pipeline produced, and the stage ``console-store`` that fills it.
 
 The stage consumes tracks, detections, border events and sensor health and writes them into the
-console's tables (revision 0004): the latest state of each track plus its points, one row per
-detection (with its evidence reference), each event with its evidence references (the evidence
-snapshot of an alert), the latest health of each sensor. Alerts are not copied: the console reads
+console's tables (revisions 0004, 0005): the latest state of each track plus its points and the
+evidence it gathered, one row per detection (with its frame's and its crop's evidence references),
+each event with its evidence references (the evidence snapshot of an alert), the latest health of
+each sensor. Alerts are not copied: the console reads
 them from the alert service's table in the same database.
 
 Every write is idempotent (deterministic ids, "insert if absent", "update if newer"), so a batch
@@ -66,7 +67,8 @@ class ConsoleStore:
         t, p = tables.tracks, tables.track_points
         values = dict(sector_id=track.sector_id, version=track.version, time_ts_ns=track.time_ts_ns, lat_deg=track.lat_deg,
                       lon_deg=track.lon_deg, class_name=track.class_name.value, status=track.status.value,
-                      track_json=track.model_dump_json(exclude_none=True), stored_ns=now)
+                      track_json=track.model_dump_json(exclude_none=True), stored_ns=now,
+                      sensor_ids="," + ",".join(track.sensor_ids) + ",")
         stored = conn.execute(select(t.c.version).where(t.c.track_id == track.track_id)).scalar()
         if stored is None:
             conn.execute(insert(t).values(track_id=track.track_id, **values))
@@ -76,6 +78,13 @@ class ConsoleStore:
         if point is None:
             conn.execute(insert(p).values(track_id=track.track_id, version=track.version, time_ts_ns=track.time_ts_ns,
                                           lat_deg=track.lat_deg, lon_deg=track.lon_deg))
+        if not track.evidence_refs:
+            return
+        ev = tables.track_evidence
+        known = set(conn.execute(select(ev.c.evidence_ref).where(ev.c.track_id == track.track_id)).scalars())
+        for position, ref in enumerate(dict.fromkeys(track.evidence_refs)):
+            if ref not in known:
+                conn.execute(insert(ev).values(track_id=track.track_id, evidence_ref=ref, position=position))
 
     def _detections(self, conn: Connection, batch: DetectionBatch, now: int) -> None:
         t = tables.detections
@@ -89,7 +98,8 @@ class ConsoleStore:
                 frame_sequence=batch.frame_sequence, capture_ts_ns=batch.capture_ts_ns, det_index=index,
                 class_id=det.class_id, class_name=det.class_name, score=det.score, x1_px=x1, y1_px=y1, x2_px=x2, y2_px=y2,
                 image_width_px=batch.image_width_px, image_height_px=batch.image_height_px,
-                sensor_track_id=det.sensor_track_id, evidence_ref=batch.evidence_ref, model_name=batch.model_name,
+                sensor_track_id=det.sensor_track_id, evidence_ref=batch.evidence_ref, crop_ref=det.evidence_ref,
+                model_name=batch.model_name,
                 model_version=batch.model_version, stored_ns=now))
 
     def _event(self, conn: Connection, event: BorderEvent, now: int) -> None:

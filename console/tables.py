@@ -1,4 +1,5 @@
-"""The console's tables, as revision 0004 (``ibet/migrations/versions/0004_console.py``) creates them.
+"""The console's tables, as revisions 0004 (``ibet/migrations/versions/0004_console.py``) and 0005
+(track evidence and track reviews, ``0005_track_review.py``) create them.
 
 Accounts (users, sessions, API tokens, failed log-ins), the store of what the pipeline produced
 (tracks and their points, detections, border events, sensor health), the analysts' reviews and
@@ -80,7 +81,16 @@ tracks = Table(
     Column("status", String(32), nullable=False),
     Column("track_json", Text, nullable=False),
     Column("stored_ns", BigInteger, nullable=False),
+    Column("sensor_ids", Text),  # ",cam-1,drone-2,": so a filter by sensor is one LIKE (0005)
     Index("ix_console_tracks_stored", "stored_ns"),
+)
+track_evidence = Table(
+    "console_track_evidence", metadata,
+    Column("track_id", String(256), nullable=False),
+    Column("evidence_ref", String(512), nullable=False),
+    Column("position", Integer, nullable=False),  # its place in the track's evidence_refs (crop, then frame)
+    UniqueConstraint("track_id", "evidence_ref", name="uq_console_track_evidence"),
+    Index("ix_console_track_evidence_ref", "evidence_ref"),
 )
 track_points = Table(
     "console_track_points", metadata,
@@ -113,6 +123,7 @@ detections = Table(
     Column("model_name", String(256), nullable=False),
     Column("model_version", String(256), nullable=False),
     Column("stored_ns", BigInteger, nullable=False),
+    Column("crop_ref", Text),  # the crop of the detection's new image track, when it is the first (0005)
     Index("ix_console_detections_time", "capture_ts_ns"),
     Index("ix_console_detections_sector", "sector_id", "capture_ts_ns"),
 )
@@ -146,6 +157,14 @@ reviews = Table(
     "console_reviews", metadata,
     Column("detection_id", String(64), ForeignKey("console_detections.detection_id", ondelete="CASCADE"),
            primary_key=True),
+    Column("verdict", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("reviewer_id", String(64), nullable=False),
+    Column("reviewed_ns", BigInteger, nullable=False),
+)
+track_reviews = Table(
+    "console_track_reviews", metadata,
+    Column("track_id", String(256), ForeignKey("console_tracks.track_id", ondelete="CASCADE"), primary_key=True),
     Column("verdict", String(16), nullable=False),
     Column("reason", Text, nullable=False),
     Column("reviewer_id", String(64), nullable=False),

@@ -1,9 +1,9 @@
-"""The analysts' pages: the review queue of detections (with YOLO export) and the reports."""
+"""The analysts' pages: the review queue of detections and tracks (with YOLO export) and the reports."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from console.auth import ContextDep, Principal, require
 from console.errors import InvalidRequest
 from console.reports import report
-from console.review import DetectionFilter, list_detections, review_detection, yolo_dataset
+from console.review import QueueFilter, list_detections, list_tracks, review_detection, review_track, yolo_dataset
 from console.roles import Permission
 from console.routes.pages import render
 from ibet.audit import record_audit
@@ -22,7 +22,7 @@ Reviewer = Annotated[Principal, Depends(require(Permission.DETECTIONS_REVIEW))]
 
 
 class ReviewBody(BaseModel):
-    """A verdict on one detection."""
+    """A verdict on one detection or track."""
 
     model_config = ConfigDict(extra="forbid")
     verdict: str = Field(description="confirmed, dismissed or false_alarm")
@@ -30,8 +30,8 @@ class ReviewBody(BaseModel):
 
 
 def _filter(sector_id: str | None, sensor_id: str | None, class_name: str | None, since_ns: int | None,
-            until_ns: int | None, reviewed: bool | None, limit: int) -> DetectionFilter:
-    return DetectionFilter(sector_id or None, sensor_id or None, class_name or None, since_ns, until_ns, reviewed, limit)
+            until_ns: int | None, reviewed: bool | None, limit: int) -> QueueFilter:
+    return QueueFilter(sector_id or None, sensor_id or None, class_name or None, since_ns, until_ns, reviewed, limit)
 
 
 def _utc_ns(text: str | None, name: str) -> int | None:
@@ -48,13 +48,14 @@ def _utc_ns(text: str | None, name: str) -> int | None:
 
 
 @router.get("/review", response_class=HTMLResponse)
-def review_page(request: Request, ctx: ContextDep, principal: Reviewer, sector_id: str | None = None,
-                sensor_id: str | None = None, class_name: str | None = None, reviewed: bool | None = False,
-                since: str | None = None, until: str | None = None) -> Response:
-    """The review queue, filtered by sector, sensor, class, capture time (UTC) and reviewed or not."""
-    rows = list_detections(ctx.engine, _filter(sector_id, sensor_id, class_name, _utc_ns(since, "since"),
-                                               _utc_ns(until, "until"), reviewed, 100))
-    return render(request, "review.html", principal, detections=rows, filters={
+def review_page(request: Request, ctx: ContextDep, principal: Reviewer, kind: Literal["detections", "tracks"] = "detections",
+                sector_id: str | None = None, sensor_id: str | None = None, class_name: str | None = None,
+                reviewed: bool | None = False, since: str | None = None, until: str | None = None) -> Response:
+    """The review queue of detections or of fused tracks, filtered by sector, sensor, class, time
+    (UTC: capture time of a detection, last measurement of a track) and reviewed or not."""
+    f = _filter(sector_id, sensor_id, class_name, _utc_ns(since, "since"), _utc_ns(until, "until"), reviewed, 100)
+    rows = list_tracks(ctx.engine, f) if kind == "tracks" else list_detections(ctx.engine, f)
+    return render(request, "review.html", principal, kind=kind, rows=rows, filters={
         "sector_id": sector_id or "", "sensor_id": sensor_id or "", "class_name": class_name or "", "reviewed": reviewed,
         "since": since or "", "until": until or ""})
 
@@ -72,6 +73,22 @@ def review_api(detection_id: str, body: ReviewBody, ctx: ContextDep, principal: 
     """Confirm, dismiss or mark as false alarm, with a reason (audited)."""
     review_detection(ctx.engine, detection_id, body.verdict, body.reason, principal.actor(), ctx.clock.now_ns())
     return {"detection_id": detection_id, "verdict": body.verdict}
+
+
+@router.get("/api/tracks")
+def tracks_api(ctx: ContextDep, _principal: Reviewer, sector_id: str | None = None, sensor_id: str | None = None,
+               class_name: str | None = None, since_ns: int | None = None, until_ns: int | None = None,
+               reviewed: bool | None = None, limit: int = 100) -> list[dict]:
+    """Fused tracks with their reviews and evidence, most recently seen first (filters as for detections;
+    the time range applies to a track's last measurement)."""
+    return list_tracks(ctx.engine, _filter(sector_id, sensor_id, class_name, since_ns, until_ns, reviewed, limit))
+
+
+@router.post("/api/tracks/{track_id}/review")
+def review_track_api(track_id: str, body: ReviewBody, ctx: ContextDep, principal: Reviewer) -> dict:
+    """Confirm, dismiss or mark a fused track as a false alarm, with a reason (audited)."""
+    review_track(ctx.engine, track_id, body.verdict, body.reason, principal.actor(), ctx.clock.now_ns())
+    return {"track_id": track_id, "verdict": body.verdict}
 
 
 @router.get("/api/dataset/yolo")

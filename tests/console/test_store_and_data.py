@@ -1,4 +1,5 @@
-"""The console-store stage, the schema of revision 0004, the YOLO export, retention and reports."""
+"""The console-store stage, the schema of revisions 0004-0005, the review queue of detections and
+tracks, the YOLO export, retention and reports."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from console import tables
 from console.accounts import Accounts
 from console.cases import create_case
 from console.cli import users_app
+from console.errors import InvalidRequest, NotFound
 from console.reports import report
 from console.retention import purge
-from console.review import review_detection, yolo_dataset
+from console.review import QueueFilter, list_tracks, review_detection, review_track, yolo_dataset
 from console.store import ConsoleStore, ConsoleStoreStage, detection_id
 from ibet import topics
 from ibet.audit import Actor, audit_entries
@@ -31,7 +33,7 @@ from ibet.bus.memory import MemoryBus
 from ibet.clock import ManualClock, SystemClock
 from ibet.config import DatabaseSettings, RunnerSettings
 from ibet.db import make_engine, migrate
-from ibet.messages import SensorHealthEvent, SensorHealthState
+from ibet.messages import SensorHealthEvent, SensorHealthState, TrackClass
 from ibet.runner import StageRunner
 
 ANALYST = Actor("user", "usr-analyst", role="analyst")
@@ -91,6 +93,45 @@ def test_console_store_stage_keeps_what_the_pipeline_produced(engine):
                                                  tables.event_evidence, tables.sensor_health)}
     ConsoleStore(engine).write([track(version=5), batch(DETECTIONS), event(), health])
     assert before == {name: count(engine, tables.metadata.tables[name]) for name in before}
+
+
+def test_tracks_are_stored_with_their_evidence_and_reviewed_with_a_reason(engine):
+    clock = ManualClock(start_ns=track().time_ts_ns)
+    store = ConsoleStore(engine, clock)
+    crop, frame = "drone-07/20261128T101500/track-3.jpg", "drone-07/20261128T101500/frame.jpg"
+    store.write([track(version=1, evidence_refs=(crop,)), track(version=2, time_ts_ns=track().time_ts_ns + 10**9,
+                                                                      evidence_refs=(crop, frame))])
+    store.write([track(version=2, evidence_refs=(crop, frame))])  # consumed again: nothing doubles
+    store.write([track(track_id="trk-boat", class_name=TrackClass.BOAT, sensor_ids=("cam-river-1",),
+                       time_ts_ns=track().time_ts_ns + 5 * 10**9, version=1)])
+    everything = list_tracks(engine, QueueFilter())
+    assert [t["track_id"] for t in everything] == ["trk-boat", "trk-pacific-blaine-17"]  # most recently seen first
+    person = everything[1]
+    assert person["evidence_refs"] == [crop, frame] and person["points"] == 2
+    assert (person["first_ts_ns"], person["time_ts_ns"]) == (track().time_ts_ns, track().time_ts_ns + 10**9)
+    assert person["sensor_ids"] == ["drone-07", "cam-peace-arch-2"] and person["verdict"] is None
+    assert everything[0]["evidence_refs"] == []
+    # filters: sensor (whole ids only), class, sector, time
+    assert [t["track_id"] for t in list_tracks(engine, QueueFilter(sensor_id="cam-river-1"))] == ["trk-boat"]
+    assert list_tracks(engine, QueueFilter(sensor_id="drone-0")) == []
+    assert list_tracks(engine, QueueFilter(sensor_id="%")) == []
+    assert [t["track_id"] for t in list_tracks(engine, QueueFilter(class_name="person"))] == ["trk-pacific-blaine-17"]
+    assert list_tracks(engine, QueueFilter(sector_id="elsewhere")) == []
+    assert [t["track_id"] for t in list_tracks(engine, QueueFilter(since_ns=track().time_ts_ns + 2 * 10**9))] == ["trk-boat"]
+
+    review_track(engine, "trk-boat", "false_alarm", "a log drifting", ANALYST, clock.now_ns())
+    with pytest.raises(InvalidRequest, match="needs a reason"):
+        review_track(engine, "trk-pacific-blaine-17", "confirmed", " ", ANALYST, clock.now_ns())
+    with pytest.raises(InvalidRequest, match="verdict must be one of"):
+        review_track(engine, "trk-pacific-blaine-17", "maybe", "unsure", ANALYST, clock.now_ns())
+    with pytest.raises(NotFound, match="no track"):
+        review_track(engine, "trk-nobody", "confirmed", "seen", ANALYST, clock.now_ns())
+    assert [t["track_id"] for t in list_tracks(engine, QueueFilter(reviewed=False))] == ["trk-pacific-blaine-17"]
+    [reviewed] = list_tracks(engine, QueueFilter(reviewed=True))
+    assert (reviewed["track_id"], reviewed["verdict"], reviewed["reason"]) == ("trk-boat", "false_alarm", "a log drifting")
+    review_track(engine, "trk-boat", "confirmed", "second look: a boat", ANALYST, clock.now_ns())  # a changed verdict
+    assert list_tracks(engine, QueueFilter(reviewed=True))[0]["verdict"] == "confirmed"
+    assert [e.action for e in audit_entries(engine, "track")] == ["track.confirmed", "track.false_alarm"]  # newest first
 
 
 def _detections(engine, evidence_dir: Path, clock, sensor: str, sequence: int, boxes, ref: str | None = None):
