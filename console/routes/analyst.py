@@ -75,8 +75,8 @@ def review_api(detection_id: str, body: ReviewBody, ctx: ContextDep, principal: 
     return {"detection_id": detection_id, "verdict": body.verdict}
 
 
-@router.get("/api/tracks")
-def tracks_api(ctx: ContextDep, _principal: Reviewer, sector_id: str | None = None, sensor_id: str | None = None,
+@router.get("/api/review/tracks")
+def review_tracks_api(ctx: ContextDep, _principal: Reviewer, sector_id: str | None = None, sensor_id: str | None = None,
                class_name: str | None = None, since_ns: int | None = None, until_ns: int | None = None,
                reviewed: bool | None = None, limit: int = 100) -> list[dict]:
     """Fused tracks with their reviews and evidence, most recently seen first (filters as for detections;

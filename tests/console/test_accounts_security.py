@@ -76,6 +76,10 @@ def test_forged_csrf_is_refused_and_the_real_one_accepted(console):
     ("usbp1", "GET", "/cases"),
     ("usbp1", "GET", "/api/evidence/x.jpg"),
     ("usbp1", "GET", "/admin/users"),
+    ("oper1", "POST", "/api/tracks/trk-pacific-blaine-17/review"),
+    ("oper1", "POST", "/api/detections/det-0/review"),
+    ("usbp1", "GET", "/api/review/tracks"),
+    ("usbp1", "POST", "/api/tracks/trk-pacific-blaine-17/review"),
 ])
 def test_each_role_is_refused_what_it_must_not_do(console, username, method, path):
     alert = console.lifecycle.open(make_alert(("usbp", "rcmp")))

@@ -2,8 +2,8 @@
 download) against the console served on loopback. Screenshots go to reports/screenshots/.
 
 Operator: an alert arrives live on the list and the map without a reload, with its evidence,
-and is acknowledged. Partner: sees only its own alerts. Analyst: dismisses a detection, creates a
-joint operation from two alerts and checks its exports.
+and is acknowledged. Partner: sees only its own alerts. Analyst: dismisses a detection, confirms
+a fused track, creates a joint operation from two alerts and checks its exports.
 """
 
 from __future__ import annotations
@@ -155,6 +155,12 @@ def test_analyst_dismisses_a_detection_and_exports_a_joint_operation(page, conso
                                 detections=(Detection(box_xyxy_px=(150, 70, 170, 120), class_id=0, class_name="person",
                                                       score=0.81),),
                                 evidence_ref="evidence/cam-vista-tower/7.jpg")])
+    write_jpeg(console.evidence_dir / "cam-vista-tower/7/track-4.jpg", 3)
+    store.write([TrackUpdate(track_id="trk-pac-blaine-4", sector_id="pac-blaine", time_ts_ns=now, lat_deg=48.9995,
+                             lon_deg=-122.7520, position_cov_m2=((4.0, 0.0), (0.0, 4.0)), velocity_east_mps=0.0,
+                             velocity_north_mps=-1.2, class_name=TrackClass.PERSON, sensor_ids=("cam-vista-tower",),
+                             status=TrackStatus.CONFIRMED, border_side="US", distance_to_border_m=55.0, version=3,
+                             evidence_refs=("cam-vista-tower/7/track-4.jpg", "evidence/cam-vista-tower/7.jpg"))])
     first = console.lifecycle.open(make_alert(("usbp", "rcmp"), title="Crossing at the vista"))
     second = console.lifecycle.open(make_alert(("cbsa",), title="Vehicle at Pacific Highway", lead="cbsa"))
     console.lifecycle.acknowledge(first.alert_id, _operator(), "unit 3 on the way")
@@ -168,6 +174,20 @@ def test_analyst_dismisses_a_detection_and_exports_a_joint_operation(page, conso
     row.locator(".badge").wait_for()
     assert row.locator(".badge").inner_text() == "dismissed"
     page.screenshot(path=str(SHOTS / "analyst-review.png"))
+
+    # the fused track the detection fed, with the crop fuse carried, confirmed on the tracks tab
+    page.click("nav.tabs >> text=Tracks")
+    page.wait_for_url("**/review?kind=tracks")
+    track_row = page.locator("tr[data-track='trk-pac-blaine-4']")
+    page.wait_for_function("[...document.querySelectorAll('tr[data-track] img.thumb')].length === 2"
+                           " && [...document.querySelectorAll('tr[data-track] img.thumb')].every(i => i.naturalWidth > 0)")
+    assert "cam-vista-tower" in track_row.inner_text() and "US side" in track_row.inner_text()
+    track_row.locator("input.reason").fill("walker seen by the tower, then the drone")
+    track_row.locator("button[data-verdict=confirmed]").click()
+    track_row.locator(".badge").wait_for()
+    assert track_row.locator(".badge").inner_text() == "confirmed"
+    page.screenshot(path=str(SHOTS / "analyst-review-tracks.png"))
+    assert [e.action for e in audit_entries(console.engine, "track", "trk-pac-blaine-4")] == ["track.confirmed"]
 
     page.goto("/cases")
     page.fill("#new-case input[name=title]", "Vista crossings, night of the 28th")

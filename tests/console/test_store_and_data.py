@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from console_samples import REPO, make_alert
+from console_samples import REPO, csrf_of, login, make_alert
 from sqlalchemy import func, inspect, select
 from typer.testing import CliRunner
 from wire_samples import DETECTIONS, batch, event, track
@@ -134,6 +134,28 @@ def test_tracks_are_stored_with_their_evidence_and_reviewed_with_a_reason(engine
     assert [e.action for e in audit_entries(engine, "track")] == ["track.confirmed", "track.false_alarm"]  # newest first
 
 
+def test_analyst_reviews_a_track_on_the_tracks_page_and_through_the_api(console):
+    crop = "drone-07/20261128T101500/track-3.jpg"
+    ConsoleStore(console.engine).write([track(evidence_refs=(crop,))])
+    analyst = login(console.url, "analyst1")
+    page = analyst.get("/review", params={"kind": "tracks"})
+    assert page.status_code == 200 and "trk-pacific-blaine-17" in page.text and f"/api/evidence/{crop}" in page.text
+    assert "drone-07, cam-peace-arch-2" in page.text
+    assert "trk-pacific-blaine-17" not in analyst.get("/review").text  # the detections tab
+    url, headers = "/api/tracks/trk-pacific-blaine-17/review", {"X-CSRF-Token": csrf_of(analyst)}
+    assert analyst.post(url, json={"verdict": "confirmed", "reason": "walker"}, headers={"X-CSRF-Token": "forged"}
+                        ).status_code == 403
+    assert analyst.post(url, json={"verdict": "maybe", "reason": "walker"}, headers=headers).status_code == 422
+    assert analyst.post(url, json={"verdict": "confirmed", "reason": ""}, headers=headers).status_code == 422
+    assert analyst.post("/api/tracks/trk-nobody/review", json={"verdict": "confirmed", "reason": "x"},
+                        headers=headers).status_code == 404
+    ok = analyst.post(url, json={"verdict": "confirmed", "reason": "walker seen on two sensors"}, headers=headers)
+    assert ok.status_code == 200 and ok.json() == {"track_id": "trk-pacific-blaine-17", "verdict": "confirmed"}
+    [listed] = analyst.get("/api/review/tracks", params={"reviewed": "true"}).json()
+    assert (listed["verdict"], listed["reason"], listed["evidence_refs"]) == ("confirmed", "walker seen on two sensors", [crop])
+    assert analyst.get("/api/review/tracks", params={"reviewed": "false"}).json() == []
+
+
 def _detections(engine, evidence_dir: Path, clock, sensor: str, sequence: int, boxes, ref: str | None = None):
     ref = ref or f"evidence/{sensor}/{sequence}.jpg"
     if evidence_dir is not None:
@@ -191,6 +213,44 @@ def test_retention_purges_only_old_unlinked_detections_and_is_audited(engine, tm
     assert not (tmp_path / "evidence/cam-a/1.jpg").exists() and (tmp_path / "evidence/cam-a/2.jpg").exists()
     (entry,) = audit_entries(engine, "retention")
     assert entry.action == "retention.purged" and entry.detail["detections_purged"] == 1
+
+
+def test_retention_purges_old_unlinked_tracks_with_their_crops_and_keeps_linked_ones(engine, tmp_path):
+    clock = ManualClock(start_ns=1_800_000_000_000_000_000)
+    store, lifecycle = ConsoleStore(engine, clock), AlertLifecycle(engine, clock)
+
+    def stored_track(track_id: str, crop: str, **changes):
+        (tmp_path / crop).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / crop), np.full((40, 20, 3), 120, np.uint8))
+        store.write([track(track_id=track_id, time_ts_ns=clock.now_ns(), evidence_refs=(crop,), **changes)])
+
+    stored_track("trk-old", "cam-a/1/track-1.jpg")
+    store.write([track(track_id="trk-old", time_ts_ns=clock.now_ns() + 1, version=6)])  # a second point
+    review_track(engine, "trk-old", "dismissed", "a deer", ANALYST, clock.now_ns())
+    stored_track("trk-alerted", "cam-a/2/track-2.jpg")
+    stored_track("trk-in-case", "cam-a/3/track-3.jpg")
+    # a crop the purged track shares with a detection that stays is kept
+    stored_track("trk-shares", "cam-a/4/track-4.jpg")
+    store.write([batch((DETECTIONS[0].model_copy(update={"evidence_ref": "cam-a/4/track-4.jpg"}),),
+                       capture_ts_ns=clock.now_ns() + 40 * 86400 * 10**9)])
+    store.write([event(event_id="evt-alerted", track_id="trk-alerted")])
+    alert = lifecycle.open(make_alert(("usbp",), event_ids=("evt-alerted",)))
+    case_id = create_case(engine, lifecycle, "kept", [alert.alert_id], ANALYST, clock.now_ns())
+    with engine.begin() as conn:
+        conn.execute(tables.case_items.insert().values(case_id=case_id, item_kind="track", item_id="trk-in-case",
+                                                       added_by="x", added_ns=clock.now_ns()))
+    clock.advance(31 * DAY_S)
+    stored_track("trk-recent", "cam-a/5/track-5.jpg")
+    result = purge(engine, tmp_path, 30.0, Actor("system", "ibet"), clock.now_ns())
+    assert (result["tracks_purged"], result["tracks_kept_linked"], result["evidence_files_removed"]) == (2, 2, 1)
+    with engine.connect() as conn:
+        assert set(conn.execute(select(tables.tracks.c.track_id)).scalars()) == {"trk-alerted", "trk-in-case", "trk-recent"}
+        for table in (tables.track_points, tables.track_evidence, tables.track_reviews):
+            assert not {"trk-old", "trk-shares"} & set(conn.execute(select(table.c.track_id)).scalars()), table.name
+    assert not (tmp_path / "cam-a/1/track-1.jpg").exists()
+    assert all((tmp_path / f"cam-a/{n}/track-{n}.jpg").exists() for n in (2, 3, 4, 5))
+    (entry,) = audit_entries(engine, "retention")
+    assert entry.detail["tracks_purged"] == 2
 
 
 def test_reports_count_cases_acknowledgement_times_and_false_alarms(engine):
