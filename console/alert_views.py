@@ -21,6 +21,7 @@ from console import tables
 from console.auth import Principal
 from console.context import ConsoleContext
 from console.errors import NotFound
+from console.evidence import evidence_keys
 from console.roles import Role
 from ibet.messages import Alert
 
@@ -83,5 +84,6 @@ def alert_view(ctx: ConsoleContext, alert: Alert, with_evidence: bool = False) -
     view["updated"] = format_times(alert.updated_ts_ns, timezone)
     view["partners"] = [{"id": p, "name": ctx.partner_name(p)} for p in alert.routed_partner_ids]
     if with_evidence:
-        view["evidence_refs"] = evidence_refs(ctx.engine, alert.event_ids)
+        # keys under the evidence folder, as /api/evidence/<key> serves them
+        view["evidence_refs"] = evidence_keys(evidence_refs(ctx.engine, alert.event_ids), ctx.settings.evidence_dir)
     return view

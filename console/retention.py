@@ -15,6 +15,7 @@ from sqlalchemy import Column, Connection, Engine, delete, select
 
 from alerts.lifecycle import lifecycle_table
 from console import tables
+from console.evidence import evidence_file
 from ibet.audit import Actor, record_audit
 from ibet.clock import ns_from_seconds
 from ibet.messages import Alert
@@ -52,10 +53,9 @@ def purge(engine: Engine, evidence_dir: Path, retention_days: float, actor: Acto
         for column in (d.c.evidence_ref, d.c.crop_ref, ev.c.evidence_ref, tev.c.evidence_ref):
             still_used |= set(conn.execute(select(column).where(column.in_(candidate_refs))).scalars())
         removed_files = 0
-        base = evidence_dir.resolve()
         for ref in sorted(candidate_refs - still_used):
-            path = (base / ref).resolve()
-            if path.is_relative_to(base) and path.is_file():
+            path = evidence_file(ref, evidence_dir)
+            if path is not None:
                 path.unlink()
                 removed_files += 1
         result = {"cutoff_ns": cutoff_ns, "retention_days": retention_days, "detections_purged": len(doomed_ids),

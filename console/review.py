@@ -24,6 +24,7 @@ from sqlalchemy import Engine, and_, func, insert, select, update
 
 from console import tables
 from console.errors import InvalidRequest, NotFound
+from console.evidence import evidence_file, evidence_key
 from ibet.audit import Actor, record_audit
 
 VERDICTS = ("confirmed", "dismissed", "false_alarm")
@@ -147,15 +148,14 @@ def yolo_dataset(engine: Engine, evidence_dir: Path) -> tuple[bytes, dict[str, i
             if row.verdict == "confirmed":
                 names.setdefault(row.class_id, row.class_name)
     counts = {"images": 0, "labels": 0, "background_images": 0, "missing_evidence": 0}
-    base = evidence_dir.resolve()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for ref, rows in sorted(frames.items()):
-            source = (base / ref).resolve()
-            if not source.is_relative_to(base) or not source.is_file():
+            source = evidence_file(ref, evidence_dir)
+            if source is None:
                 counts["missing_evidence"] += 1
                 continue
-            stem = ref.replace("/", "__").rsplit(".", 1)[0]
+            stem = evidence_key(ref, evidence_dir).replace("/", "__").rsplit(".", 1)[0]
             lines = []
             for row in rows:
                 if row.verdict != "confirmed":

@@ -15,6 +15,7 @@ from console import tables
 from console.alert_views import alert_for, alert_view, recent_alerts
 from console.auth import ContextDep, Principal, require
 from console.errors import NotFound
+from console.evidence import evidence_file
 from console.live import health_view, stream, track_view
 from console.roles import Permission
 from ibet.audit import record_audit
@@ -101,10 +102,9 @@ def sensor_health(ctx: ContextDep, _principal: Annotated[Principal, Depends(requ
 
 
 def evidence_path(root: Path, ref: str) -> Path:
-    """The file of an evidence reference under ``root``; NotFound for anything outside it or missing."""
-    base = root.resolve()
-    path = (base / ref).resolve()
-    if not path.is_relative_to(base) or not path.is_file():
+    """The file of an evidence key (or reference) under ``root``; NotFound for anything outside it or missing."""
+    path = evidence_file(ref, root)
+    if path is None:
         raise NotFound(f"no evidence {ref!r}")
     return path
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from console.auth import ContextDep, Principal, require
 from console.errors import InvalidRequest
+from console.evidence import evidence_key, evidence_keys
 from console.reports import report
 from console.review import QueueFilter, list_detections, list_tracks, review_detection, review_track, yolo_dataset
 from console.roles import Permission
@@ -34,6 +35,17 @@ def _filter(sector_id: str | None, sensor_id: str | None, class_name: str | None
     return QueueFilter(sector_id or None, sensor_id or None, class_name or None, since_ns, until_ns, reviewed, limit)
 
 
+def _detections(ctx, f: QueueFilter) -> list[dict]:
+    root = ctx.settings.evidence_dir
+    return [{**row, "evidence_key": evidence_key(row["evidence_ref"], root), "crop_key": evidence_key(row["crop_ref"], root)}
+            for row in list_detections(ctx.engine, f)]
+
+
+def _tracks(ctx, f: QueueFilter) -> list[dict]:
+    return [{**row, "evidence_keys": evidence_keys(row["evidence_refs"], ctx.settings.evidence_dir)}
+            for row in list_tracks(ctx.engine, f)]
+
+
 def _utc_ns(text: str | None, name: str) -> int | None:
     """``YYYY-MM-DDTHH:MM`` (an HTML datetime-local, read as UTC) to ns; None when empty."""
     if not text:
@@ -54,7 +66,7 @@ def review_page(request: Request, ctx: ContextDep, principal: Reviewer, kind: Li
     """The review queue of detections or of fused tracks, filtered by sector, sensor, class, time
     (UTC: capture time of a detection, last measurement of a track) and reviewed or not."""
     f = _filter(sector_id, sensor_id, class_name, _utc_ns(since, "since"), _utc_ns(until, "until"), reviewed, 100)
-    rows = list_tracks(ctx.engine, f) if kind == "tracks" else list_detections(ctx.engine, f)
+    rows = _tracks(ctx, f) if kind == "tracks" else _detections(ctx, f)
     return render(request, "review.html", principal, kind=kind, rows=rows, filters={
         "sector_id": sector_id or "", "sensor_id": sensor_id or "", "class_name": class_name or "", "reviewed": reviewed,
         "since": since or "", "until": until or ""})
@@ -64,8 +76,9 @@ def review_page(request: Request, ctx: ContextDep, principal: Reviewer, kind: Li
 def detections_api(ctx: ContextDep, _principal: Reviewer, sector_id: str | None = None, sensor_id: str | None = None,
                    class_name: str | None = None, since_ns: int | None = None, until_ns: int | None = None,
                    reviewed: bool | None = None, limit: int = 100) -> list[dict]:
-    """Detections with their reviews, newest first (same filters as the page, plus a capture-time range)."""
-    return list_detections(ctx.engine, _filter(sector_id, sensor_id, class_name, since_ns, until_ns, reviewed, limit))
+    """Detections with their reviews, newest first (same filters as the page, plus a capture-time range);
+    ``evidence_key`` and ``crop_key`` are what ``/api/evidence/<key>`` serves."""
+    return _detections(ctx, _filter(sector_id, sensor_id, class_name, since_ns, until_ns, reviewed, limit))
 
 
 @router.post("/api/detections/{detection_id}/review")
@@ -80,8 +93,8 @@ def review_tracks_api(ctx: ContextDep, _principal: Reviewer, sector_id: str | No
                class_name: str | None = None, since_ns: int | None = None, until_ns: int | None = None,
                reviewed: bool | None = None, limit: int = 100) -> list[dict]:
     """Fused tracks with their reviews and evidence, most recently seen first (filters as for detections;
-    the time range applies to a track's last measurement)."""
-    return list_tracks(ctx.engine, _filter(sector_id, sensor_id, class_name, since_ns, until_ns, reviewed, limit))
+    the time range applies to a track's last measurement); ``evidence_keys`` for ``/api/evidence/<key>``."""
+    return _tracks(ctx, _filter(sector_id, sensor_id, class_name, since_ns, until_ns, reviewed, limit))
 
 
 @router.post("/api/tracks/{track_id}/review")
