@@ -68,7 +68,8 @@ def evidence_refs(engine: Engine, event_ids: tuple[str, ...]) -> list[str]:
     """Evidence references of an alert's border events (as the console store recorded them)."""
     t = tables.event_evidence
     with engine.connect() as conn:
-        rows = conn.execute(select(t.c.evidence_ref).where(t.c.event_id.in_(list(event_ids))).order_by(t.c.evidence_ref))
+        rows = conn.execute(select(t.c.evidence_ref).where(t.c.event_id.in_(list(event_ids)))
+                            .order_by(t.c.position, t.c.event_id, t.c.evidence_ref))  # crops first
         return list(dict.fromkeys(rows.scalars()))
 
 

@@ -109,9 +109,9 @@ class ConsoleStore:
                                           sector_id=event.sector_id, event_ts_ns=event.event_ts_ns,
                                           event_json=event.model_dump_json(exclude_none=True), stored_ns=now))
         known = set(conn.execute(select(ev.c.evidence_ref).where(ev.c.event_id == event.event_id)).scalars())
-        for ref in dict.fromkeys(event.evidence_refs):
+        for position, ref in enumerate(dict.fromkeys(event.evidence_refs)):
             if ref not in known:
-                conn.execute(insert(ev).values(event_id=event.event_id, evidence_ref=ref))
+                conn.execute(insert(ev).values(event_id=event.event_id, evidence_ref=ref, position=position))
 
     def _health(self, conn: Connection, health: SensorHealthEvent, now: int) -> None:
         t = tables.sensor_health

@@ -141,6 +141,7 @@ event_evidence = Table(
     "console_event_evidence", metadata,
     Column("event_id", String(256), nullable=False),
     Column("evidence_ref", String(512), nullable=False),
+    Column("position", Integer),  # its place in the event's evidence_refs (crop, then frame); 0005
     UniqueConstraint("event_id", "evidence_ref", name="uq_console_event_evidence"),
     Index("ix_console_event_evidence_ref", "evidence_ref"),
 )

@@ -60,6 +60,30 @@ def test_migration_creates_the_tables_the_console_uses(engine):
     migrate(engine)  # a second time: nothing to do
 
 
+def test_upgrading_to_0005_keeps_stored_tracks_and_fills_their_sensors(database_url: str):
+    from alembic import command
+
+    from ibet.db import alembic_config
+
+    engine = make_engine(DatabaseSettings(url=database_url))
+    migrate(engine, "0004")
+    with engine.begin() as conn:
+        conn.execute(tables.tracks.insert().values(  # only the columns revision 0004 has
+            track_id="trk-before", sector_id="pacific-blaine", version=1, time_ts_ns=1, lat_deg=49.0, lon_deg=-122.7,
+            class_name="person", status="confirmed", track_json=track(sensor_ids=("cam-a", "drone-2")).model_dump_json(),
+            stored_ns=1))
+    migrate(engine)
+    assert [t["track_id"] for t in list_tracks(engine, QueueFilter(sensor_id="drone-2"))] == ["trk-before"]
+    config = alembic_config()  # and back down: the tracks stay, the new tables go
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+    assert "console_track_reviews" not in inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT track_id FROM console_tracks").scalars().all() == ["trk-before"]
+    engine.dispose()
+
+
 def test_console_store_stage_keeps_what_the_pipeline_produced(engine):
     bus = MemoryBus(default_partitions=2)
     producer = bus.producer()

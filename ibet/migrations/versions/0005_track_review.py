@@ -1,5 +1,5 @@
 """Console: tracks in the analysts' review queue. The evidence each fused track carries, the
-sensors that fed it (for the sensor filter), the crop of a detection's new image track (so
+sensors that fed it (for the sensor filter), the order of an event's evidence, the crop of a detection's new image track (so
 retention can remove it), and the verdicts on tracks.
 
 Revision ID: 0005
@@ -8,6 +8,8 @@ Create Date: 2026-11-28
 """
 
 from __future__ import annotations
+
+import json
 
 import sqlalchemy as sa
 from alembic import op
@@ -20,7 +22,15 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("console_tracks", sa.Column("sensor_ids", sa.Text))
+    # tracks stored before this revision: their sensors from the stored TrackUpdate
+    tracks = sa.table("console_tracks", sa.column("track_id", sa.String), sa.column("track_json", sa.Text),
+                      sa.column("sensor_ids", sa.Text))
+    bind = op.get_bind()
+    for track_id, text in bind.execute(sa.select(tracks.c.track_id, tracks.c.track_json)).all():
+        sensors = json.loads(text).get("sensor_ids", [])
+        bind.execute(tracks.update().where(tracks.c.track_id == track_id).values(sensor_ids="," + ",".join(sensors) + ","))
     op.add_column("console_detections", sa.Column("crop_ref", sa.Text))
+    op.add_column("console_event_evidence", sa.Column("position", sa.Integer))
     op.create_table(
         "console_track_evidence",
         sa.Column("track_id", sa.String(256), nullable=False),
@@ -43,6 +53,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("console_track_reviews")
     op.drop_table("console_track_evidence")
+    with op.batch_alter_table("console_event_evidence") as batch:
+        batch.drop_column("position")
     with op.batch_alter_table("console_detections") as batch:
         batch.drop_column("crop_ref")
     with op.batch_alter_table("console_tracks") as batch:
