@@ -76,30 +76,32 @@ def list_tracks(engine: Engine, f: QueueFilter) -> list[dict[str, Any]]:
     """Fused tracks matching ``f``, most recently seen first, each with its review (or None), its
     first-seen time, number of points, sensors, border side and distance, and evidence references."""
     t, r, p, ev = tables.tracks, tables.track_reviews, tables.track_points, tables.track_evidence
-    first = select(p.c.track_id, func.min(p.c.time_ts_ns).label("first_ts_ns"), func.count().label("points")
-                   ).group_by(p.c.track_id).subquery()
     query = (select(t.c.track_id, t.c.sector_id, t.c.class_name, t.c.status, t.c.time_ts_ns, t.c.track_json,
-                    first.c.first_ts_ns, first.c.points, r.c.verdict, r.c.reason, r.c.reviewer_id)
-             .select_from(t.outerjoin(r, r.c.track_id == t.c.track_id).outerjoin(first, first.c.track_id == t.c.track_id)))
+                    r.c.verdict, r.c.reason, r.c.reviewer_id)
+             .select_from(t.outerjoin(r, r.c.track_id == t.c.track_id)))
     conditions = _conditions(f, t.c.sector_id, lambda sensor_id: t.c.sensor_ids.contains(f",{sensor_id},", autoescape=True),
                              t.c.class_name, t.c.time_ts_ns, r.c.verdict)
     query = query.where(and_(True, *conditions)).order_by(t.c.time_ts_ns.desc(), t.c.track_id).limit(_limit(f))
     with engine.connect() as conn:
         rows = [dict(row._mapping) for row in conn.execute(query)]
         refs: dict[str, list[str]] = defaultdict(list)
-        ids = [row["track_id"] for row in rows]
+        spans: dict[str, tuple[int, int]] = {}
+        ids = [row["track_id"] for row in rows]  # at most the limit (1000)
         for start in range(0, len(ids), 500):
-            for row in conn.execute(select(ev.c.track_id, ev.c.evidence_ref).where(ev.c.track_id.in_(ids[start:start + 500]))
+            chunk = ids[start:start + 500]
+            for row in conn.execute(select(ev.c.track_id, ev.c.evidence_ref).where(ev.c.track_id.in_(chunk))
                                     .order_by(ev.c.track_id, ev.c.position, ev.c.evidence_ref)):
                 refs[row.track_id].append(row.evidence_ref)
-    out = []
+            for row in conn.execute(select(p.c.track_id, func.min(p.c.time_ts_ns), func.count())
+                                    .where(p.c.track_id.in_(chunk)).group_by(p.c.track_id)):
+                spans[row[0]] = (row[1], row[2])
     for row in rows:
         track = json.loads(row.pop("track_json"))
+        first_ts_ns, points = spans.get(row["track_id"], (row["time_ts_ns"], 0))
         row.update(sensor_ids=track.get("sensor_ids", []), border_side=track.get("border_side"),
-                   distance_to_border_m=track.get("distance_to_border_m"), first_ts_ns=row["first_ts_ns"] or row["time_ts_ns"],
-                   points=row["points"] or 0, evidence_refs=refs.get(row["track_id"], []))
-        out.append(row)
-    return out
+                   distance_to_border_m=track.get("distance_to_border_m"), first_ts_ns=first_ts_ns, points=points,
+                   evidence_refs=refs.get(row["track_id"], []))
+    return rows
 
 
 def _review(engine: Engine, kind: str, subject, review, item_id: str, verdict: str, reason: str, actor: Actor,

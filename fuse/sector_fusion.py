@@ -39,7 +39,7 @@ from ibet.messages import BorderEvent, TrackClass, TrackStatus, TrackUpdate
 
 _CLASSES = {c.value for c in TrackClass}
 MAX_EVIDENCE_PER_TRACK = 8  # references (crops and frames) carried by one track's messages
-MAX_REMEMBERED_SENSOR_TRACKS = 2048  # per sector: the newest sensor tracks whose evidence is known
+MAX_REMEMBERED_SENSOR_TRACKS = 512  # per sector, a bound on the evidence index (kept in the saved state)
 _PUBLISHED = {TrackerStatus.CONFIRMED: TrackStatus.CONFIRMED, TrackerStatus.COASTING: TrackStatus.COASTING,
               TrackerStatus.DELETED: TrackStatus.DELETED}
 
@@ -70,26 +70,35 @@ class SectorFusion:
         self.detector = detector or BorderEventDetector(model, approach_distance_m=settings.approach_distance_m,
                                                         hysteresis_m=settings.hysteresis_m,
                                                         lost_distance_m=settings.lost_distance_m)
-        # (sensor id, sensor track id) -> its evidence references, newest last, bounded
-        self.sensor_evidence: OrderedDict[tuple[str, int], tuple[str, ...]] = OrderedDict()
+        # (sensor id, sensor track id) -> (capture time it was noted, its evidence references), oldest first;
+        # an entry lives while a live track is associated with that sensor track, or for a tracker's
+        # lifetime of a track (reorder window + coasting + deletion) after it was noted
+        self.sensor_evidence: OrderedDict[tuple[str, int], tuple[int, tuple[str, ...]]] = OrderedDict()
+        self._evidence_ttl_ns = int((settings.reorder_window_s + settings.coast_after_s + settings.delete_after_s) * 1e9)
         # fused track id -> evidence gathered so far (dropped when the track is deleted)
         self.track_evidence: dict[str, list[str]] = {}
 
-    def note_evidence(self, sensor_id: str, sensor_track_id: int, refs: Sequence[str]) -> None:
+    def note_evidence(self, sensor_id: str, sensor_track_id: int, refs: Sequence[str | None], capture_ts_ns: int) -> None:
         """Remember the evidence stored for a sensor's image track (its crop, then its frame)."""
         refs = tuple(dict.fromkeys(r for r in refs if r))
         if not refs:
             return
         key = (sensor_id, int(sensor_track_id))
-        self.sensor_evidence[key] = refs
+        self.sensor_evidence[key] = (capture_ts_ns, refs)
         self.sensor_evidence.move_to_end(key)
         while len(self.sensor_evidence) > MAX_REMEMBERED_SENSOR_TRACKS:
             self.sensor_evidence.popitem(last=False)
 
+    def _forget_old_evidence(self, time_ns: int) -> None:
+        hinted = {(sensor, int(tid)) for t in self.tracker.tracks for sensor, tid in t.hints.items()}
+        for key, (noted_ns, _) in list(self.sensor_evidence.items()):
+            if noted_ns < time_ns - self._evidence_ttl_ns and key not in hinted:
+                del self.sensor_evidence[key]
+
     def _gather_evidence(self, track: Track) -> tuple[str, ...]:
         gathered = self.track_evidence.setdefault(track.track_id, [])
         for sensor_id, sensor_track_id in sorted(track.hints.items()):
-            for ref in self.sensor_evidence.get((sensor_id, int(sensor_track_id)), ()):
+            for ref in self.sensor_evidence.get((sensor_id, int(sensor_track_id)), (0, ()))[1]:
                 if ref not in gathered and len(gathered) < MAX_EVIDENCE_PER_TRACK:
                     gathered.append(ref)
         return tuple(gathered)
@@ -114,6 +123,7 @@ class SectorFusion:
                   for e in events]
         for track in out.deleted:
             self.track_evidence.pop(track.track_id, None)
+        self._forget_old_evidence(time_ns)
         return updates, events
 
     def _updates(self, tracks: Sequence[Track]) -> list[TrackUpdate]:
@@ -151,7 +161,7 @@ class SectorFusion:
         plane = None if self.plane is None else [self.plane.lat0_deg, self.plane.lon0_deg]
         return {"sector_id": self.sector_id, "plane": plane, "tracker": self.tracker.to_state(),
                 "border": self.detector.to_state(),
-                "sensor_evidence": [[s, t, list(refs)] for (s, t), refs in self.sensor_evidence.items()],
+                "sensor_evidence": [[s, t, noted, list(refs)] for (s, t), (noted, refs) in self.sensor_evidence.items()],
                 "track_evidence": {k: list(v) for k, v in sorted(self.track_evidence.items())}}
 
     @classmethod
@@ -163,7 +173,7 @@ class SectorFusion:
         fusion = cls(state["sector_id"], model, settings, plane,
                      _tracker(state["sector_id"], settings, state["tracker"]), detector)
         # states saved before evidence was carried have neither key
-        for sensor_id, sensor_track_id, refs in state.get("sensor_evidence", []):
-            fusion.sensor_evidence[(str(sensor_id), int(sensor_track_id))] = tuple(str(r) for r in refs)
+        for sensor_id, sensor_track_id, noted_ns, refs in state.get("sensor_evidence", []):
+            fusion.sensor_evidence[(str(sensor_id), int(sensor_track_id))] = (int(noted_ns), tuple(str(r) for r in refs))
         fusion.track_evidence = {str(k): [str(r) for r in v] for k, v in state.get("track_evidence", {}).items()}
         return fusion

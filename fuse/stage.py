@@ -59,7 +59,8 @@ class FuseStage:
             fusion = self.sectors[batch.sector_id] = SectorFusion(batch.sector_id, self.model, self.settings)
         for det in batch.detections:
             if det.evidence_ref and det.sensor_track_id is not None:
-                fusion.note_evidence(batch.sensor_id, det.sensor_track_id, (det.evidence_ref, batch.evidence_ref))
+                fusion.note_evidence(batch.sensor_id, det.sensor_track_id, (det.evidence_ref, batch.evidence_ref),
+                                     batch.capture_ts_ns)
         updates, events = fusion.process(placed, batch.capture_ts_ns)
         self._changed.add(batch.sector_id)
         key = batch.sector_id.encode()

@@ -121,6 +121,23 @@ def test_tracks_and_events_carry_the_crops_of_the_image_tracks_they_fused():
     assert all(ref.split("/")[0] in t.sensor_ids for t in tracks for ref in t.evidence_refs)
 
 
+def test_the_evidence_index_forgets_sensor_tracks_no_live_track_follows():
+    stage = FuseStage(REGISTRY, MODEL)
+    bus = MemoryBus(default_partitions=1)
+    records, _ = detection_records("foot-crossing-forest-vista", evidence=True)
+    feed(bus, records[: len(records) // 2])
+    StageRunner(stage, bus, QUICK).run(idle_stop_s=0.05)
+    [fusion] = stage.sectors.values()
+    now = max(t.state_ns for t in fusion.tracker.tracks)
+    hinted = {(s, int(i)) for t in fusion.tracker.tracks for s, i in t.hints.items()} & set(fusion.sensor_evidence)
+    assert hinted  # the live tracks' sensor tracks have their evidence
+    for n in range(100):  # sensor tracks noted long ago that nothing follows
+        fusion.note_evidence("cam-vista-tower", 10_000 + n, (f"old/{n}.jpg",), capture_ts_ns=now - 60 * 10**9)
+    fusion.process([], now)
+    assert set(fusion.sensor_evidence) >= hinted and not any(i >= 10_000 for _, i in fusion.sensor_evidence)
+    assert len(json.dumps(fusion.to_state()["sensor_evidence"])) < 10_000
+
+
 def test_a_restarted_worker_continues_the_same_tracks():
     records, _ = detection_records("foot-crossing-forest-vista", evidence=True)
     half = len(records) // 2
