@@ -140,10 +140,14 @@ def case_file(engine: Engine, lifecycle, case_id: str, partner_name=lambda p: p)
             points = conn.execute(select(tables.track_points).where(tables.track_points.c.track_id == track_id)
                                   .order_by(tables.track_points.c.version)).all()
             row = conn.execute(select(tables.tracks).where(tables.tracks.c.track_id == track_id)).first()
+            review = conn.execute(select(tables.track_reviews).where(tables.track_reviews.c.track_id == track_id)).first()
             tracks.append({"track_id": track_id, "class_name": row.class_name if row else None,
-                           "points": [(p.lon_deg, p.lat_deg, p.time_ts_ns) for p in points]})
-        detections = [dict(r._mapping) for r in conn.execute(
-            select(tables.detections).where(tables.detections.c.detection_id.in_(ids["detection"])))]
+                           "points": [(p.lon_deg, p.lat_deg, p.time_ts_ns) for p in points],
+                           "verdict": review.verdict if review else None, "reason": review.reason if review else None})
+        d, r = tables.detections, tables.reviews
+        detections = [dict(row._mapping) for row in conn.execute(
+            select(d, r.c.verdict, r.c.reason).select_from(d.outerjoin(r, r.c.detection_id == d.c.detection_id))
+            .where(d.c.detection_id.in_(ids["detection"])).order_by(d.c.capture_ts_ns, d.c.detection_id))]
     alerts = [a for a in (lifecycle.get(i) for i in ids["alert"]) if a is not None]
     timeline: list[dict[str, Any]] = []
     for alert in alerts:
@@ -211,9 +215,10 @@ def case_csv(file: dict[str, Any]) -> str:
     for t in file["tracks"]:
         first = _utc(t["points"][0][2]) if t["points"] else ""
         writer.writerow(["track", first, t["track_id"], t["class_name"] or "", "",
-                         json.dumps({"points": len(t["points"])})])
+                         json.dumps({"points": len(t["points"]), "verdict": t["verdict"], "reason": t["reason"]})])
     for d in file["detections"]:
-        writer.writerow(["detection", "", d.get("detection_id", ""), d.get("class_name", ""), d.get("sensor_id", ""), ""])
+        writer.writerow(["detection", _utc(d["capture_ts_ns"]), d["detection_id"], d["class_name"], d["sensor_id"],
+                         json.dumps({"score": round(d["score"], 3), "verdict": d["verdict"], "reason": d["reason"]})])
     for e in file["timeline"]:
         writer.writerow(["timeline", e["utc"], e["subject"], e["what"], e["who"], ""])
     return out.getvalue()

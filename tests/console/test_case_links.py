@@ -3,6 +3,9 @@ the link is audited, and a bad kind or a forged form is refused."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
 
 from console_samples import login, make_alert
@@ -20,15 +23,29 @@ def _case(console, client) -> str:
 
 
 def test_an_analyst_links_a_track_and_a_detection_to_a_joint_operation(console):
+    from wire_samples import DETECTIONS, batch, track
+
+    from console.review import review_detection, review_track
+    from console.store import ConsoleStore, detection_id
+    from ibet.audit import Actor
+
+    stored = batch(DETECTIONS[:1])
+    ConsoleStore(console.engine).write([track(track_id="pac-blaine-trk-77"), stored])
+    analyst = Actor("user", "usr-a", role="analyst")
+    review_track(console.engine, "pac-blaine-trk-77", "confirmed", "two walkers", analyst, 1)
+    review_detection(console.engine, detection_id(stored, 0), "false_alarm", "a stump", analyst, 1)
     client = login(console.url, "analyst1")
     case_id = _case(console, client)
     page = client.get(f"/cases/{case_id}")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    for kind, item in (("track", "pac-blaine-trk-77"), ("detection", "det-000123")):
+    for kind, item in (("track", "pac-blaine-trk-77"), ("detection", detection_id(stored, 0))):
         linked = client.post(f"/cases/{case_id}/links", data={"kind": kind, "item_id": item, "csrf_token": token})
         assert linked.status_code == 303, linked.text
-    csv_text = client.get(f"/cases/{case_id}/export.csv").text
-    assert "pac-blaine-trk-77" in csv_text
+    page = client.get(f"/cases/{case_id}").text  # the analysts' verdicts travel with the linked items
+    assert "two walkers" in page and "a stump" in page
+    rows = {r["section"]: r for r in csv.DictReader(io.StringIO(client.get(f"/cases/{case_id}/export.csv").text))}
+    assert rows["track"]["id"] == "pac-blaine-trk-77" and json.loads(rows["track"]["detail"])["verdict"] == "confirmed"
+    assert rows["detection"]["who"] == "drone-07" and json.loads(rows["detection"]["detail"])["reason"] == "a stump"
     actions = [(e.action, e.detail.get("kind")) for e in audit_entries(console.engine, "case", case_id)]
     assert ("case.linked", "track") in actions and ("case.linked", "detection") in actions
 
