@@ -311,3 +311,23 @@ def test_create_admin_from_the_command_line(tmp_path):
     short = runner.invoke(users_app, ["create-admin", "deputy", "--config", str(config), "--password-stdin"], input="short\n")
     assert short.exit_code == 2 and "at least 12 characters" in short.output
     engine.dispose()
+
+
+def test_purge_from_the_command_line_as_the_nightly_cronjob_runs_it(tmp_path):
+    from console.cli import console_app
+
+    db, evidence = f"sqlite:///{tmp_path}/ibet.sqlite3", tmp_path / "evidence"
+    config = tmp_path / "ibet.yaml"
+    config.write_text(yaml.safe_dump({"registry_path": str(REPO / "config/registry.yaml"), "database": {"url": db},
+                                      "console": {"evidence_dir": str(evidence), "retention_days": 30}}))
+    engine = make_engine(DatabaseSettings(url=db))
+    migrate(engine)
+    clock = ManualClock(start_ns=SystemClock().now_ns() - int(40 * DAY_S * 1e9))  # 40 days ago
+    _detections(engine, evidence, clock, "cam-a", 1, [0])
+    ConsoleStore(engine, clock).write([track(time_ts_ns=clock.now_ns())])
+    result = CliRunner().invoke(console_app, ["--config", str(config), "purge"])
+    assert result.exit_code == 0, result.output
+    assert "purged 1 detections, 1 tracks and 1 evidence files" in result.output
+    assert count(engine, tables.detections) == count(engine, tables.tracks) == 0
+    assert [e.action for e in audit_entries(engine, "retention")] == ["retention.purged"]
+    engine.dispose()
