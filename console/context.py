@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from console.accounts import Accounts
+from console.roles import Role
 from console.sessions import LoginThrottle, Sessions
 from console.settings import ConsoleSettings
 from ibet.clock import Clock
@@ -38,6 +39,18 @@ class ConsoleContext:
                 if sector.id == sector_id:
                     return sector.timezone
         return "UTC"
+
+    def visible_sectors(self, principal) -> frozenset[str] | None:
+        """The sectors whose live tracks and sensor health ``principal`` (a :class:`console.auth.Principal`)
+        may see: a partner, those its agency covers in the registry (none when it is not there);
+        everyone else, all (None)."""
+        if principal.role != Role.PARTNER:
+            return None
+        if self.registry is not None:
+            for partner in self.registry.partners:
+                if partner.id == principal.partner_id:
+                    return frozenset(partner.sectors)
+        return frozenset()
 
     def partner_name(self, partner_id: str) -> str:
         """A partner's full name, or its id when it is not in the registry."""

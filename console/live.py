@@ -53,6 +53,7 @@ def initial_cursor(ctx: ConsoleContext) -> LiveCursor:
 def changes(ctx: ConsoleContext, principal: Principal, cursor: LiveCursor) -> list[str]:
     """The events since ``cursor`` visible to ``principal``, as SSE text; advances the cursor."""
     out: list[str] = []
+    sectors = ctx.visible_sectors(principal)  # None: all; a partner sees the sectors its agency covers
     with ctx.engine.connect() as conn:
         changed = [(alert_id, revision) for alert_id, revision in
                    conn.execute(select(lifecycle_table.c.alert_id, lifecycle_table.c.revision))
@@ -60,11 +61,13 @@ def changes(ctx: ConsoleContext, principal: Principal, cursor: LiveCursor) -> li
         t = tables.tracks
         for row in conn.execute(select(t).where(t.c.stored_ns > cursor.tracks_after_ns).order_by(t.c.stored_ns)):
             cursor.tracks_after_ns = max(cursor.tracks_after_ns, row.stored_ns)
-            out.append(sse("track", track_view(row)))
+            if sectors is None or row.sector_id in sectors:
+                out.append(sse("track", track_view(row)))
         h = tables.sensor_health
         for row in conn.execute(select(h).where(h.c.stored_ns > cursor.health_after_ns).order_by(h.c.stored_ns)):
             cursor.health_after_ns = max(cursor.health_after_ns, row.stored_ns)
-            out.append(sse("health", health_view(row)))
+            if sectors is None or row.sector_id in sectors:
+                out.append(sse("health", health_view(row)))
     for alert_id, revision in changed:
         cursor.alert_revisions[alert_id] = revision
         alert = ctx.lifecycle.get(alert_id)

@@ -84,21 +84,28 @@ def layers(ctx: ContextDep, _principal: Annotated[Principal, Depends(require(Per
 
 
 @router.get("/tracks")
-def tracks(ctx: ContextDep, _principal: Annotated[Principal, Depends(require(Permission.MAP_VIEW))],
+def tracks(ctx: ContextDep, principal: Annotated[Principal, Depends(require(Permission.MAP_VIEW))],
            limit: int = 500) -> list[dict]:
-    """The most recently updated tracks that are not deleted."""
+    """The most recently updated tracks that are not deleted (a partner: in the sectors its agency covers)."""
     t = tables.tracks
     query = select(t).where(t.c.status != "deleted").order_by(t.c.stored_ns.desc()).limit(min(max(limit, 1), 5000))
+    sectors = ctx.visible_sectors(principal)
+    if sectors is not None:
+        query = query.where(t.c.sector_id.in_(sorted(sectors)))
     with ctx.engine.connect() as conn:
         return [track_view(row) for row in conn.execute(query)]
 
 
 @router.get("/sensor-health")
-def sensor_health(ctx: ContextDep, _principal: Annotated[Principal, Depends(require(Permission.MAP_VIEW))]) -> list[dict]:
-    """The latest health of every sensor that reported any (feeds lost first)."""
+def sensor_health(ctx: ContextDep, principal: Annotated[Principal, Depends(require(Permission.MAP_VIEW))]) -> list[dict]:
+    """The latest health of every sensor that reported any, feeds lost first (a partner: in its sectors)."""
+    h = tables.sensor_health
+    query = select(h).order_by(h.c.state, h.c.sensor_id)
+    sectors = ctx.visible_sectors(principal)
+    if sectors is not None:
+        query = query.where(h.c.sector_id.in_(sorted(sectors)))
     with ctx.engine.connect() as conn:
-        rows = conn.execute(select(tables.sensor_health).order_by(tables.sensor_health.c.state, tables.sensor_health.c.sensor_id))
-        return [health_view(row) for row in rows]
+        return [health_view(row) for row in conn.execute(query)]
 
 
 def evidence_path(root: Path, ref: str) -> Path:

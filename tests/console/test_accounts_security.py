@@ -164,3 +164,48 @@ def test_admin_adds_a_partner_account_in_the_console(console):
     assert partner.get("/api/alerts").status_code == 200
     purged = admin.post("/admin/retention/purge", headers={"X-CSRF-Token": token})
     assert purged.status_code == 200 and purged.json()["detections_purged"] == 0
+
+
+def test_a_partner_sees_live_tracks_and_sensor_health_only_in_the_sectors_its_agency_covers(console):
+    import json
+    import threading
+
+    from wire_samples import track
+
+    from console.store import ConsoleStore
+    from ibet.messages import SensorHealthEvent, SensorHealthState
+
+    Accounts(console.engine).create_user("wsp1", PASSWORD, "partner", "wsp", display_name="WSP")  # covers pac-blaine only
+    store = ConsoleStore(console.engine)
+
+    def health(sensor: str, sector: str) -> SensorHealthEvent:
+        return SensorHealthEvent(sensor_id=sensor, sector_id=sector, state=SensorHealthState.FEED_LOST,
+                                 event_ts_ns=track().time_ts_ns, expected_interval_s=0.5, silent_s=9.0)
+
+    store.write([track(track_id="trk-blaine", sector_id="pac-blaine"), track(track_id="trk-derby", sector_id="qc-derby"),
+                 health("cam-vista-tower", "pac-blaine"), health("cam-derby-1", "qc-derby")])
+    wsp, operator = login(console.url, "wsp1"), login(console.url, "oper1")
+    assert [t["track_id"] for t in wsp.get("/api/tracks").json()] == ["trk-blaine"]
+    assert [h["sensor_id"] for h in wsp.get("/api/sensor-health").json()] == ["cam-vista-tower"]
+    assert {t["track_id"] for t in operator.get("/api/tracks").json()} == {"trk-blaine", "trk-derby"}
+    assert len(operator.get("/api/sensor-health").json()) == 2
+
+    seen: list[str] = []
+
+    def listen() -> None:
+        with wsp.stream("GET", "/api/live", timeout=20) as events:
+            for line in events.iter_lines():
+                if line.startswith("data:") and '"track_id"' in line:
+                    seen.append(json.loads(line[5:])["track_id"])
+                    if seen[-1] == "trk-blaine-2":
+                        return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    import time
+
+    time.sleep(1.0)  # the stream's cursor starts at "now": write after it opened
+    store.write([track(track_id="trk-derby-2", sector_id="qc-derby")])
+    store.write([track(track_id="trk-blaine-2", sector_id="pac-blaine")])  # stored after: streamed after
+    listener.join(15)
+    assert seen == ["trk-blaine-2"]
