@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Column, Connection, Engine, insert, select, update
 
 from console import tables
 from ibet import topics
@@ -78,13 +78,7 @@ class ConsoleStore:
         if point is None:
             conn.execute(insert(p).values(track_id=track.track_id, version=track.version, time_ts_ns=track.time_ts_ns,
                                           lat_deg=track.lat_deg, lon_deg=track.lon_deg))
-        if not track.evidence_refs:
-            return
-        ev = tables.track_evidence
-        known = set(conn.execute(select(ev.c.evidence_ref).where(ev.c.track_id == track.track_id)).scalars())
-        for position, ref in enumerate(dict.fromkeys(track.evidence_refs)):
-            if ref not in known:
-                conn.execute(insert(ev).values(track_id=track.track_id, evidence_ref=ref, position=position))
+        _add_evidence(conn, tables.track_evidence.c.track_id, track.track_id, track.evidence_refs)
 
     def _detections(self, conn: Connection, batch: DetectionBatch, now: int) -> None:
         t = tables.detections
@@ -103,15 +97,12 @@ class ConsoleStore:
                 model_version=batch.model_version, stored_ns=now))
 
     def _event(self, conn: Connection, event: BorderEvent, now: int) -> None:
-        t, ev = tables.events, tables.event_evidence
+        t = tables.events
         if conn.execute(select(t.c.event_id).where(t.c.event_id == event.event_id)).first() is None:
             conn.execute(insert(t).values(event_id=event.event_id, event_type=event.event_type.value, track_id=event.track_id,
                                           sector_id=event.sector_id, event_ts_ns=event.event_ts_ns,
                                           event_json=event.model_dump_json(exclude_none=True), stored_ns=now))
-        known = set(conn.execute(select(ev.c.evidence_ref).where(ev.c.event_id == event.event_id)).scalars())
-        for position, ref in enumerate(dict.fromkeys(event.evidence_refs)):
-            if ref not in known:
-                conn.execute(insert(ev).values(event_id=event.event_id, evidence_ref=ref, position=position))
+        _add_evidence(conn, tables.event_evidence.c.event_id, event.event_id, event.evidence_refs)
 
     def _health(self, conn: Connection, health: SensorHealthEvent, now: int) -> None:
         t = tables.sensor_health
@@ -122,6 +113,17 @@ class ConsoleStore:
             conn.execute(insert(t).values(sensor_id=health.sensor_id, **values))
         elif health.event_ts_ns >= stored:
             conn.execute(update(t).where(t.c.sensor_id == health.sensor_id).values(**values))
+
+
+def _add_evidence(conn: Connection, owner: Column, owner_id: str, refs: Sequence[str]) -> None:
+    """Insert the evidence references of a track or event not stored yet, each at its place in ``refs``."""
+    if not refs:
+        return
+    table = owner.table
+    known = set(conn.execute(select(table.c.evidence_ref).where(owner == owner_id)).scalars())
+    for position, ref in enumerate(dict.fromkeys(refs)):
+        if ref not in known:
+            conn.execute(insert(table).values({owner.name: owner_id, "evidence_ref": ref, "position": position}))
 
 
 class ConsoleStoreStage:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+
 import httpx
 import pytest
 from console_samples import PASSWORD, csrf_of, log_in, login, make_alert
+from wire_samples import track
 
 from console.accounts import Accounts
 from console.errors import AccountError
+from console.store import ConsoleStore
 from ibet.audit import audit_entries
+from ibet.messages import SensorHealthEvent, SensorHealthState
 
 
 def test_pages_need_a_login(console):
@@ -167,14 +174,6 @@ def test_admin_adds_a_partner_account_in_the_console(console):
 
 
 def test_a_partner_sees_live_tracks_and_sensor_health_only_in_the_sectors_its_agency_covers(console):
-    import json
-    import threading
-
-    from wire_samples import track
-
-    from console.store import ConsoleStore
-    from ibet.messages import SensorHealthEvent, SensorHealthState
-
     Accounts(console.engine).create_user("wsp1", PASSWORD, "partner", "wsp", display_name="WSP")  # covers pac-blaine only
     store = ConsoleStore(console.engine)
 
@@ -202,8 +201,6 @@ def test_a_partner_sees_live_tracks_and_sensor_health_only_in_the_sectors_its_ag
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
-    import time
-
     time.sleep(1.0)  # the stream's cursor starts at "now": write after it opened
     store.write([track(track_id="trk-derby-2", sector_id="qc-derby")])
     store.write([track(track_id="trk-blaine-2", sector_id="pac-blaine")])  # stored after: streamed after
