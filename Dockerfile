@@ -24,6 +24,7 @@ WORKDIR /src
 RUN if [ -n "$TORCH_INDEX_URL" ]; then /opt/ibet/bin/pip install --index-url "$TORCH_INDEX_URL" torch torchvision; fi
 COPY pyproject.toml README.md LICENSE ./
 COPY ibet ./ibet
+COPY ibet_app ./ibet_app
 COPY ingest ./ingest
 COPY detect ./detect
 COPY fuse ./fuse

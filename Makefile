@@ -16,7 +16,7 @@ setup:
 
 lint:
 	scripts/setup.sh --test
-	.venv/bin/ruff check ibet ingest detect fuse alerts console sim models tests
+	.venv/bin/ruff check ibet ibet_app ibet_testing ingest detect fuse alerts console sim models tests
 
 bench-bus:
 	scripts/setup.sh --test

@@ -44,10 +44,10 @@ from alerts.identity import (
     LinkTampered,
     LinkWrongAction,
 )
-from alerts.lifecycle import (
+from alerts.lifecycle import AlertLifecycle
+from alerts.transitions import (
     MAX_NOTE_CHARS,
     Action,
-    AlertLifecycle,
     AlertNotFound,
     Forbidden,
     LifecycleError,

@@ -1,4 +1,4 @@
-"""``ibet alerts tokens issue|revoke|list``: API tokens of partner contacts (mounted by ``ibet.cli``).
+"""``ibet alerts tokens issue|revoke|list``: API tokens of partner contacts (mounted by ``ibet_app.cli``).
 
 A token is printed once, at issue; the database keeps only its SHA-256. The contact's roster level
 (1 and above may reopen resolved alerts) is read from the duty rosters unless ``--level`` is given,
@@ -9,26 +9,20 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
+from ibet.cli_support import ConfigOption, load_config_and_registry
+from ibet.cli_support import fail as _fail
+
 tokens_app = typer.Typer(help="API tokens of partner contacts: issue, revoke, list.", no_args_is_help=True)
-
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
-
-
-def _fail(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
 
 def _open(config: Path | None):
     """Config, registry and a migrated engine; a bad config stops with what to fix."""
-    from ibet.cli import _load
     from ibet.db import make_engine, migrate
 
-    cfg, registry = _load(config)
+    cfg, registry = load_config_and_registry(config)
     engine = make_engine(cfg.database)
     migrate(engine)
     return cfg, registry, engine

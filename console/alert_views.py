@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
 
-from alerts.lifecycle import lifecycle_table, status_json
+from alerts.lifecycle import lifecycle_table
+from alerts.transitions import status_json
 from console import tables
 from console.auth import Principal
 from console.context import ConsoleContext

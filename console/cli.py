@@ -1,7 +1,6 @@
 """``ibet console`` (serve the console; ``ibet console purge``) and ``ibet users create-admin|create``.
 
-The lead mounts these in :mod:`ibet.cli`: ``app.add_typer(console_app, name="console")`` and
-``app.add_typer(users_app, name="users")``.
+The application shell mounts these in :mod:`ibet_app.cli` as ``ibet console`` and ``ibet users``.
 """
 
 from __future__ import annotations
@@ -12,23 +11,17 @@ from typing import Annotated
 
 import typer
 
+from ibet.cli_support import ConfigOption, load_config_and_registry
+from ibet.cli_support import fail as _fail
+
 console_app = typer.Typer(help="The operators' and analysts' web console.", invoke_without_command=True)
 users_app = typer.Typer(help="Console accounts.", no_args_is_help=True)
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
 def _setup(config: Path | None):
     """Configuration, registry, console settings and a migrated database engine."""
-    from ibet.cli import _load
     from ibet.db import make_engine, migrate
 
-    cfg, registry = _load(config)
+    cfg, registry = load_config_and_registry(config)
     settings = cfg.console
     engine = make_engine(cfg.database)
     migrate(engine)

@@ -8,8 +8,8 @@ expected hash), a model whose classes differ from the registry, filters naming u
 from __future__ import annotations
 
 from detect.evidence import FilesystemEvidenceStore
-from detect.settings import DetectSettings
 from detect.stage import DetectStage
+from ibet.detect_config import DetectSettings
 from ibet.exceptions import ConfigError
 from ibet.registry import Registry
 from models.registry import DEFAULT_REGISTRY_PATH, ModelEntry, load_model_registry

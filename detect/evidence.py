@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import cv2
 import numpy as np
 
-from detect.settings import EvidenceSettings
+from ibet.detect_config import EvidenceSettings
 
 
 class EvidenceStore(Protocol):

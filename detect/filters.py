@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detect.settings import DetectSettings
+from ibet.detect_config import DetectSettings
 from ibet.messages import DetectionArrays
 
 

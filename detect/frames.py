@@ -10,9 +10,8 @@ import numpy as np
 
 from detect.exceptions import FrameDecodeError
 from ibet.bus.base import Record
-from ibet.messages import FrameMeta
+from ibet.messages import JPEG_EOI, JPEG_SOI, FrameMeta
 from ibet.registry import Registry, Sensor
-from ingest.frame_checks import JPEG_EOI, JPEG_SOI
 
 
 @dataclass(frozen=True)

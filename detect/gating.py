@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from detect.settings import MotionSettings
+from ibet.detect_config import MotionSettings
 
 
 def analysis_image(image: np.ndarray, settings: MotionSettings) -> np.ndarray:

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from detect.filters import area_filter, empty_arrays, publishable, smooth_scores
-from detect.settings import TrackerSettings
 from detect.tracking import SensorTracker
+from ibet.detect_config import TrackerSettings
 from ibet.messages import DetectionArrays
 
 STATE_VERSION = 1

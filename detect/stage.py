@@ -33,10 +33,10 @@ from detect.filters import class_limits
 from detect.frames import DecodedFrame, decode_frame
 from detect.gating import MotionGate
 from detect.sensor_state import FrameDetections, SensorState
-from detect.settings import DetectSettings
 from detect.tiling import cut_tiles, tile_windows, tiled_detections
 from ibet import topics
 from ibet.bus.base import OutRecord, Record
+from ibet.detect_config import DetectSettings
 from ibet.exceptions import IbetError
 from ibet.messages import Detection, DetectionArrays, DetectionBatch
 from ibet.registry import Registry

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from detect.settings import TilingSettings
+from ibet.detect_config import TilingSettings
 from ibet.messages import DetectionArrays
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from detect.settings import TrackerSettings
 from detect.ultralytics_env import ultralytics_module
+from ibet.detect_config import TrackerSettings
 from ibet.messages import DetectionArrays
 
 STATE_VERSION = 1

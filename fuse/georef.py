@@ -5,7 +5,8 @@ Three calibrations, one result (:class:`GroundPoints`, parallel arrays over the 
 - :func:`georeference_drone`: MISB ST 0601 telemetry of the frame (sensor position, platform
   heading/pitch/roll, sensor relative azimuth/elevation/roll, fields of view).
 - :func:`georeference_fixed_pose`: a fixed camera's surveyed pose and field of view (or intrinsics).
-- :func:`georeference_homography`: a fixed camera's ground control points (pixel <-> lat/lon).
+- :func:`fuse.homography.georeference_homography`: a fixed camera's ground control points
+  (pixel <-> lat/lon), in its own module.
 
 Conventions (written from MISB ST 0601, independent of the simulator):
 
@@ -40,15 +41,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from fuse.frames import LocalPlane
-from ibet.exceptions import IbetError
+from fuse.ground_points import REASON_BAD_BOX, GeorefError, GeorefSigmas, GroundPoints, boxes_array, ground_points
 from ibet.messages import Telemetry
-from ibet.registry import CameraIntrinsics, FixedPose, GroundControlPoint
+from ibet.registry import CameraIntrinsics, FixedPose
 
 EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG), used only for the horizon dip
 
-REASON_BAD_BOX = "box has a non-finite coordinate"
 REASON_HORIZON = "ray at or above the horizon"
-REASON_HOMOGRAPHY_HORIZON = "beyond the horizon line of the homography"
 
 # Telemetry fields a drone frame must carry, with their MISB ST 0601 tags.
 REQUIRED_TELEMETRY: dict[str, int] = {
@@ -62,56 +61,6 @@ REQUIRED_TELEMETRY: dict[str, int] = {
     "sensor_rel_elevation_deg": 19,
     "hfov_deg": 16,
 }
-
-
-class GeorefError(IbetError):
-    """A frame cannot be georeferenced: telemetry or calibration missing or impossible (says which)."""
-
-
-@dataclass(frozen=True, slots=True)
-class GeorefSigmas:
-    """One-sigma errors of the georeferencing inputs, each independent.
-
-    pixel_sigma_px: of the box's bottom-centre, along x and along y (px)
-    attitude_sigma_deg: of each attitude angle the calibration reports (deg): the six MISB angles
-        of a drone, heading/tilt/roll of a fixed pose
-    position_sigma_m: of the sensor's horizontal position, east and north (m)
-    altitude_sigma_m: of the sensor's height above the ground (m)
-    """
-
-    pixel_sigma_px: float = 2.0
-    attitude_sigma_deg: float = 0.5
-    position_sigma_m: float = 3.0
-    altitude_sigma_m: float = 3.0
-
-    def __post_init__(self) -> None:
-        for name in ("pixel_sigma_px", "attitude_sigma_deg", "position_sigma_m", "altitude_sigma_m"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value >= 0.0):
-                raise ValueError(f"GeorefSigmas.{name} must be finite and >= 0, got {value}")
-
-
-@dataclass(frozen=True, slots=True)
-class GroundPoints:
-    """Ground positions of n boxes, as parallel read-only arrays.
-
-    lat_deg, lon_deg: (n,) float64, WGS-84 degrees; NaN where not valid
-    cov_en_m2: (n, 2, 2) float64, east/north covariance at the point (m²); NaN where not valid
-    range_m: (n,) float64, slant range from the sensor (m); NaN where not valid or unknown
-        (a homography does not know where the camera is)
-    valid: (n,) bool, False for boxes that have no ground point
-    reason: (n,) str, why a point is not valid ("" where valid)
-    """
-
-    lat_deg: np.ndarray
-    lon_deg: np.ndarray
-    cov_en_m2: np.ndarray
-    range_m: np.ndarray
-    valid: np.ndarray
-    reason: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.valid)
 
 
 # Drone and fixed pose: a ray per box, intersected with the flat ground
@@ -253,7 +202,7 @@ def _ned_from_sensor(angles_deg: Sequence[float]) -> tuple[np.ndarray, np.ndarra
 def _cast(boxes_xyxy_px: ArrayLike, camera: _Pinhole, lat_deg: float, lon_deg: float, height_m: float,
           angles_deg: Sequence[float], uncertain_angles: Sequence[int], sigmas: GeorefSigmas) -> GroundPoints:
     """Intersect the ray through each box's bottom-centre with the ground ``height_m`` below the sensor."""
-    boxes = _boxes(boxes_xyxy_px)
+    boxes = boxes_array(boxes_xyxy_px)
     u, v = (boxes[:, 0] + boxes[:, 2]) / 2.0, boxes[:, 3]
     finite = np.isfinite(u) & np.isfinite(v)
     rays, drays = camera.rays(np.where(finite, u, 0.0), np.where(finite, v, 0.0))
@@ -287,127 +236,10 @@ def _cast(boxes_xyxy_px: ArrayLike, camera: _Pinhole, lat_deg: float, lon_deg: f
         raise GeorefError(f"cannot georeference from this sensor position: {exc}") from None
     lat, lon = plane.to_latlon(en[:, 0], en[:, 1])
     reason = np.where(valid, "", np.where(finite, REASON_HORIZON, REASON_BAD_BOX))
-    return _points(lat, lon, cov, range_m, valid, reason)
+    return ground_points(lat, lon, cov, range_m, valid, reason)
 
 
-# Fixed camera with ground control points: a homography
-
-@dataclass(frozen=True, slots=True)
-class GroundHomography:
-    """A fitted pixel -> ground homography of a fixed camera.
-
-    matrix: (3, 3) float64, maps homogeneous pixels ``(u, v, 1)`` to ``(east, north, w)`` metres on
-        :class:`LocalPlane` (``lat0_deg``, ``lon0_deg``); its sign makes w > 0 at the control points
-    residual_var_m2: variance of the control points' fit residual per axis (m²), 0 with 4 points
-    """
-
-    matrix: np.ndarray
-    lat0_deg: float
-    lon0_deg: float
-    residual_var_m2: float
-
-
-def fit_homography(gcps: Sequence[GroundControlPoint]) -> GroundHomography:
-    """Fit the homography of >= 4 ground control points (least squares over all of them).
-
-    Works in metres on a plane centred at the points' centroid. Raises GeorefError with fewer than
-    4 points, with points that fix no homography (three in a line), or with points on both sides
-    of its horizon line.
-    """
-    if len(gcps) < 4:
-        raise GeorefError(f"a homography needs at least 4 ground control points, got {len(gcps)}")
-    pixels = np.array([[g.u_px, g.v_px] for g in gcps], dtype=np.float64)
-    lat = np.array([g.lat_deg for g in gcps], dtype=np.float64)
-    lon = np.array([g.lon_deg for g in gcps], dtype=np.float64)
-    first = LocalPlane(float(lat[0]), float(lon[0]))
-    east, north = first.to_en(lat, lon)
-    lat0, lon0 = first.to_latlon(east.mean(), north.mean())
-    plane = LocalPlane(float(lat0), float(lon0))
-    ground = np.stack(plane.to_en(lat, lon), axis=1)
-    matrix = None if _degenerate(pixels, ground) else cv2.findHomography(pixels, ground, method=0)[0]
-    if matrix is None or not np.isfinite(matrix).all():
-        raise GeorefError("the ground control points fix no homography (are three of four in a line, "
-                          "or two the same?)")
-    w = np.c_[pixels, np.ones(len(pixels))] @ matrix[2]
-    if not ((w > 0).all() or (w < 0).all()):
-        raise GeorefError("the ground control points lie on both sides of the homography's horizon line; "
-                          "check their pixel and lat/lon pairing")
-    matrix = matrix if w[0] > 0 else -matrix
-    fitted = _apply_homography(matrix, pixels)
-    dof = 2 * len(gcps) - 8
-    residual_var = float(((fitted - ground) ** 2).sum() / dof) if dof > 0 else 0.0
-    matrix.setflags(write=False)
-    return GroundHomography(matrix, float(lat0), float(lon0), residual_var)
-
-
-def georeference_homography(boxes_xyxy_px: ArrayLike, gcps: Sequence[GroundControlPoint] | GroundHomography,
-                            pixel_sigma_px: float = 2.0) -> GroundPoints:
-    """Ground points of boxes from a fixed camera calibrated by ground control points.
-
-    ``gcps`` is the list of >= 4 points or a :func:`fit_homography` result (fit once, reuse per
-    frame). The covariance carries the pixel error through the homography's Jacobian plus the fit
-    residual variance. Boxes at or beyond the horizon line of the homography (w <= 0) are invalid.
-    The camera's position is unknown here, so ``range_m`` is NaN.
-    """
-    if not (np.isfinite(pixel_sigma_px) and pixel_sigma_px >= 0):
-        raise ValueError(f"pixel_sigma_px must be finite and >= 0, got {pixel_sigma_px}")
-    homography = gcps if isinstance(gcps, GroundHomography) else fit_homography(gcps)
-    matrix = homography.matrix
-    boxes = _boxes(boxes_xyxy_px)
-    pixels = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2.0, boxes[:, 3]], axis=1)
-    finite = np.isfinite(pixels).all(axis=1)
-    projective = np.c_[np.where(finite[:, None], pixels, 0.0), np.ones(len(pixels))] @ matrix.T
-    w = projective[:, 2]
-    valid = finite & (w > 0)
-    w = np.where(valid, w, np.nan)
-    en = projective[:, :2] / w[:, None]
-    valid &= np.isfinite(en).all(axis=1)
-    # d en / d (u, v) = (H[:2, :2] - en * H[2, :2]) / w
-    jacobian = (matrix[None, :2, :2] - en[:, :, None] * matrix[None, None, 2, :2]) / w[:, None, None]
-    cov = pixel_sigma_px**2 * (jacobian @ jacobian.transpose(0, 2, 1)) + homography.residual_var_m2 * np.eye(2)
-    lat, lon = LocalPlane(homography.lat0_deg, homography.lon0_deg).to_latlon(en[:, 0], en[:, 1])
-    reason = np.where(valid, "", np.where(finite, REASON_HOMOGRAPHY_HORIZON, REASON_BAD_BOX))
-    return _points(lat, lon, cov, np.full(len(boxes), np.nan), valid, reason)
-
-
-def _degenerate(pixels: np.ndarray, ground: np.ndarray) -> bool:
-    """Whether point pairs fix no invertible homography.
-
-    The direct linear transform of Hartley-normalised points must have rank 8 (else the
-    homography is free) and its solution must be invertible (three of four points in a line
-    give a unique but singular one).
-    """
-    normalised = []
-    for points in (pixels, ground):
-        centred = points - points.mean(axis=0)
-        scale = np.sqrt(2.0) / max(np.linalg.norm(centred, axis=1).mean(), 1e-300)
-        normalised.append(centred * scale)
-    (x, y), (e, n) = normalised[0].T, normalised[1].T
-    one, zero = np.ones_like(x), np.zeros_like(x)
-    rows = np.concatenate([np.stack([x, y, one, zero, zero, zero, -e * x, -e * y, -e], axis=1),
-                           np.stack([zero, zero, zero, x, y, one, -n * x, -n * y, -n], axis=1)])
-    _, singular, vt = np.linalg.svd(rows)
-    if singular[7] <= 1e-9 * singular[0]:
-        return True
-    solution = np.linalg.svd(vt[-1].reshape(3, 3), compute_uv=False)
-    return bool(solution[2] <= 1e-9 * solution[0])
-
-
-def _apply_homography(matrix: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    projective = np.c_[pixels, np.ones(len(pixels))] @ matrix.T
-    return projective[:, :2] / projective[:, 2:]
-
-
-# Shared checks and the result
-
-def _boxes(boxes_xyxy_px: ArrayLike) -> np.ndarray:
-    boxes = np.asarray(boxes_xyxy_px, dtype=np.float64)
-    if boxes.size == 0:
-        return boxes.reshape(0, 4)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes must have shape (n, 4) (x1, y1, x2, y2 in px), got {boxes.shape}")
-    return boxes
-
+# Checks of the ray calibrations
 
 def _image_size(width_px: int, height_px: int) -> tuple[float, float]:
     if not (width_px > 0 and height_px > 0):
@@ -425,17 +257,3 @@ def _focal_px(size_px: float, fov_deg: float, name: str) -> float:
 def _check_finite(name: str, value: float) -> None:
     if not np.isfinite(value):
         raise GeorefError(f"{name} must be finite, got {value}")
-
-
-def _points(lat: np.ndarray, lon: np.ndarray, cov: np.ndarray, range_m: np.ndarray, valid: np.ndarray,
-            reason: np.ndarray) -> GroundPoints:
-    """Assemble read-only GroundPoints with NaN everywhere a point is not valid."""
-    invalid = ~valid
-    lat, lon, range_m, cov = (np.array(a, dtype=np.float64) for a in (lat, lon, range_m, cov))
-    lat[invalid] = lon[invalid] = range_m[invalid] = np.nan
-    cov[invalid] = np.nan
-    cov = (cov + cov.transpose(0, 2, 1)) / 2.0  # exactly symmetric
-    points = GroundPoints(lat, lon, cov.reshape(-1, 2, 2), range_m, valid.astype(bool), reason.astype(str))
-    for array in (points.lat_deg, points.lon_deg, points.cov_en_m2, points.range_m, points.valid, points.reason):
-        array.setflags(write=False)
-    return points

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fuse.georef import GeorefSigmas, GroundPoints, georeference_drone, georeference_fixed_pose, georeference_homography
+from fuse.georef import georeference_drone, georeference_fixed_pose
+from fuse.ground_points import GeorefSigmas, GroundPoints
+from fuse.homography import georeference_homography
 from ibet.messages import DetectionBatch
 from ibet.registry import Registry
 

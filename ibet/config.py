@@ -15,8 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
-from detect.settings import DetectSettings
 from ibet.bus.kafka_security import KafkaSecurity, client_security_kwargs
+from ibet.detect_config import DetectSettings
 from ibet.exceptions import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/ibet.yaml")

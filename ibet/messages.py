@@ -98,6 +98,10 @@ class Telemetry(WireModel):
     slant_range_m: float | None = Field(None, ge=0.0, description="tag 21: sensor to frame centre")
 
 
+# The value of a record on ibet.frames.v1 is one JPEG: these markers open and close it.
+JPEG_SOI = b"\xff\xd8\xff"  # start of image, then the first marker's FF
+JPEG_EOI = b"\xff\xd9"  # end of image
+
 _HEADER_PREFIX = "ibet."
 _HEADER_OF = {"schema_version": "ibet.schema"}  # every other field: "ibet." + field name
 

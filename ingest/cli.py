@@ -7,22 +7,14 @@ from typing import Annotated
 
 import typer
 
+from ibet.cli_support import ConfigOption
+from ibet.cli_support import fail as _fail
+from ibet.cli_support import load_config_and_registry as _load
+
 ingest_app = typer.Typer(help="Frames into Kafka: the drone push API and pulled camera sources.", no_args_is_help=True)
 sensors_app = typer.Typer(help="Drone credentials: issue, rotate and revoke push tokens.", no_args_is_help=True)
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
 SensorArg = Annotated[str, typer.Argument(help="Sensor id from the registry.")]
-
-
-def _load(config: Path | None):
-    from ibet.cli import _load as load_config_and_registry
-
-    return load_config_and_registry(config)
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 @ingest_app.command("serve")

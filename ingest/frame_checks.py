@@ -9,10 +9,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ibet.messages import JPEG_EOI, JPEG_SOI
 from ingest.exceptions import CorruptJpegError, EmptyFrameError, FrameTooLargeError, NotJpegError, TruncatedJpegError
 
-JPEG_SOI = b"\xff\xd8\xff"  # start of image, then the first marker's FF
-JPEG_EOI = b"\xff\xd9"
 _OTHER_FORMATS = (  # what a frame that is not a JPEG most often is, by its magic bytes
     (b"\x89PNG\r\n\x1a\n", "PNG"),
     (b"GIF87a", "GIF"),

@@ -31,11 +31,11 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from ibet.testing.browser import console_log_in, launch_chromium
+    from ibet_testing.browser import console_log_in, launch_chromium
 
     OUT.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
-    demo = subprocess.Popen([sys.executable, "-m", "ibet.cli", "demo", "--scenario", args.scenario, "--seed", args.seed],
+    demo = subprocess.Popen([sys.executable, "-m", "ibet_app.cli", "demo", "--scenario", args.scenario, "--seed", args.seed],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:

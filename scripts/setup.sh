@@ -52,8 +52,8 @@ fi
 
 # 3. The Apache Kafka broker jars for the integration tests and `ibet bench`.
 if (( with_test )); then
-  .venv/bin/python -m ibet.testing.kafka_broker resolve >/dev/null
-  say "Kafka broker jars ready in $(.venv/bin/python -c 'from ibet.testing.kafka_broker import resolve_jars; print(resolve_jars())')"
+  .venv/bin/python -m ibet_testing.kafka_broker resolve >/dev/null
+  say "Kafka broker jars ready in $(.venv/bin/python -c 'from ibet_testing.kafka_broker import resolve_jars; print(resolve_jars())')"
   # 4. Test tools with their own set-up scripts: Chromium + Playwright for the console's browser
   #    tests, kustomize and the Strimzi/KEDA CRD schemas for the deploy/k8s tests.
   for extra in scripts/setup-browser.sh scripts/setup-k8s-tools.sh; do

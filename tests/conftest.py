@@ -32,7 +32,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    from ibet.testing.kafka_broker import KafkaBrokerUnavailable, LocalKafkaBroker
+    from ibet_testing.kafka_broker import KafkaBrokerUnavailable, LocalKafkaBroker
 
     broker = LocalKafkaBroker(tmp_path_factory.mktemp("kafka-broker"))
     try:
@@ -71,7 +71,7 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    from ibet.testing.postgres import LocalPostgres, PostgresUnavailable
+    from ibet_testing.postgres import LocalPostgres, PostgresUnavailable
 
     server = LocalPostgres(tmp_path_factory.mktemp("postgres"))
     try:

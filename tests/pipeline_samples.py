@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from alerts.formats.webhook import verify_webhook
-from ibet.testing.kafka_broker import KafkaBrokerUnavailable, LocalKafkaBroker
+from ibet_testing.kafka_broker import KafkaBrokerUnavailable, LocalKafkaBroker
 
 REPO = Path(__file__).resolve().parents[1]
 

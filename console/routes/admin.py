@@ -9,9 +9,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from console.auth import ContextDep, Principal, require
 from console.errors import AccountError
+from console.rendering import render
 from console.retention import purge
 from console.roles import Permission, Role
-from console.routes.pages import render
 from ibet.audit import record_audit
 
 router = APIRouter(prefix="/admin")

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from alerts.lifecycle import AlertNotFound, Forbidden, Outcome, TransitionError
+from alerts.transitions import AlertNotFound, Forbidden, Outcome, TransitionError
 from console import tables
 from console.alert_views import alert_for, alert_view, recent_alerts
 from console.auth import ContextDep, Principal, require

@@ -18,8 +18,8 @@ from console.cases import (
     link_item,
     list_cases,
 )
+from console.rendering import render
 from console.roles import Permission
-from console.routes.pages import render
 from ibet.audit import record_audit
 
 router = APIRouter()

@@ -14,19 +14,12 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from console.auth import SESSION_COOKIE, ContextDep, Principal, any_role, client_address, require
+from console.rendering import render
 from console.roles import Permission, home_path
 from ibet.audit import Actor, record_audit
 
 router = APIRouter()
 LOGIN_CSRF_COOKIE = "ibet_login_csrf"
-
-
-def render(request: Request, name: str, principal: Principal | None = None, status_code: int = 200, **values) -> Response:
-    """A page from ``console/templates`` with the caller and its CSRF token available."""
-    from console.app import templates
-
-    return templates.TemplateResponse(request, name, {"me": principal, "Permission": Permission, **values},
-                                      status_code=status_code)
 
 
 def _login_page(request: Request, error: str | None = None, status_code: int = 200) -> Response:

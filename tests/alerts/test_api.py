@@ -19,7 +19,7 @@ from ibet.clock import ManualClock
 from ibet.config import DatabaseSettings
 from ibet.db import make_engine, migrate
 from ibet.messages import Alert, AlertState
-from ibet.testing.http_server import serve_in_thread
+from ibet_testing.http_server import serve_in_thread
 
 NOW = T0 + 60_000_000_000
 ALERT_ID = "alr-0123456789abcdef"  # routed to usbp-blaine and rcmp-e-div

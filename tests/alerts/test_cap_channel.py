@@ -35,7 +35,7 @@ from ibet.config import DatabaseSettings
 from ibet.db import make_engine, migrate
 from ibet.messages import AlertState
 from ibet.registry import load_registry
-from ibet.testing.http_server import serve_in_thread
+from ibet_testing.http_server import serve_in_thread
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = b"hsi-cap-secret"

@@ -1,4 +1,4 @@
-"""CoT channel against a real TCP/TLS listener (ibet.testing.cot_listener) that parses every event:
+"""CoT channel against a real TCP/TLS listener (ibet_app.cot_listener) that parses every event:
 uid per track over one persistent connection, reconnects, client certificates, failure classes."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ibet.config import DatabaseSettings
 from ibet.db import make_engine, migrate
 from ibet.messages import AlertState
 from ibet.registry import load_registry
-from ibet.testing.cot_listener import CotListener, server_tls_context, split_events
+from ibet_app.cot_listener import CotListener, server_tls_context, split_events
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = T0 + 5_000_000_000

@@ -13,9 +13,11 @@ from sqlalchemy import MetaData, Table
 from wire_samples import T0, alert
 
 from alerts.identity import metadata as identity_metadata
-from alerts.lifecycle import (
+from alerts.lifecycle import AlertLifecycle
+from alerts.lifecycle import metadata as lifecycle_metadata
+from alerts.routing import EscalationPolicy
+from alerts.transitions import (
     Action,
-    AlertLifecycle,
     AlertNotFound,
     AlertStatus,
     Forbidden,
@@ -28,8 +30,6 @@ from alerts.lifecycle import (
     is_supervisor,
     merge_content,
 )
-from alerts.lifecycle import metadata as lifecycle_metadata
-from alerts.routing import EscalationPolicy
 from ibet.audit import SYSTEM, Actor, audit_entries, record_audit
 from ibet.audit import metadata as audit_metadata
 from ibet.clock import ManualClock

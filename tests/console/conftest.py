@@ -18,7 +18,7 @@ from ibet.clock import SystemClock
 from ibet.config import DatabaseSettings
 from ibet.db import make_engine, migrate
 from ibet.registry import load_registry
-from ibet.testing.http_server import serve_in_thread
+from ibet_testing.http_server import serve_in_thread
 
 
 @pytest.fixture(scope="session")

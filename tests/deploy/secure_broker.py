@@ -1,7 +1,7 @@
 """A real Kafka broker secured as Strimzi's ibet-kafka is: SASL_SSL with SCRAM-SHA-512 users, TLS
 from a CA of its own, ACLs enforced (StandardAuthorizer). For the Kafka client security tests.
 
-Same jars as the suite's broker (ibet.testing.kafka_broker); the certificates are made with the
+Same jars as the suite's broker (ibet_testing.kafka_broker); the certificates are made with the
 openssl command; the SCRAM users are created when the KRaft storage is formatted. A plaintext
 listener on loopback is the super user's, to create topics and ACLs as the operators would.
 """
@@ -15,8 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from ibet.testing.kafka_broker import LOG4J2, KafkaBrokerUnavailable, cluster_id, free_port, resolve_jars
 from ibet.topics import MAX_RECORD_BYTES
+from ibet_testing.kafka_broker import LOG4J2, KafkaBrokerUnavailable, cluster_id, free_port, resolve_jars
 
 
 def make_tls(folder: Path) -> tuple[Path, Path]:

@@ -13,7 +13,7 @@ from ibet import topics
 from ibet.bus.base import OutRecord, Record
 from ibet.bus.memory import MemoryBus
 from ibet.dead_letter import dead_letter
-from ibet.dlq_replay import (
+from ibet_app.dlq_replay import (
     ReplayFilter,
     dlq_app,
     dlq_name,

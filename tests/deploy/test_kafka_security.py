@@ -107,7 +107,7 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory):
     )
     from secure_broker import SecureKafkaBroker
 
-    from ibet.testing.kafka_broker import KafkaBrokerUnavailable
+    from ibet_testing.kafka_broker import KafkaBrokerUnavailable
 
     broker = SecureKafkaBroker(tmp_path_factory.mktemp("secure-kafka"), PASSWORDS)
     try:

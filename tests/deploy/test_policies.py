@@ -1,7 +1,7 @@
 """Policies of the rendered manifests: what a reviewer would check by hand, checked on every change.
 
 Security contexts and limits on every container, a NetworkPolicy and a PodDisruptionBudget for every
-stage, detect on GPUs in prod, topics and ACLs that match ibet/topics.py and ibet/stages.py,
+stage, detect on GPUs in prod, topics and ACLs that match ibet/topics.py and ibet_app/stages.py,
 alerting and dashboards on metrics the code really exports, commands the CLI really has.
 """
 
@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from ibet import topics
 from ibet.config import KafkaSettings, load_config
 from ibet.registry import load_registry
-from ibet.stages import CONSOLE_STORE, PIPELINE, StageInfo
+from ibet_app.stages import CONSOLE_STORE, PIPELINE, StageInfo
 
 STAGES = ("ingest", "detect", "fuse", "alerts", "console", CONSOLE_STORE)
 HOUR_MS = 3600 * 1000
@@ -350,7 +350,7 @@ def test_each_pod_configuration_loads(overlay, rendered, tmp_path, monkeypatch):
 
 
 def _cli_commands() -> set[tuple[str, ...]]:
-    from ibet.cli import app
+    from ibet_app.cli import app
 
     found: set[tuple[str, ...]] = set()
 

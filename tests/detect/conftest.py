@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from detect_samples import REPO, BlobDetector
 
-from detect.settings import DetectSettings
 from detect.stage import DetectStage
+from ibet.detect_config import DetectSettings
 from ibet.registry import Registry, load_registry
 
 

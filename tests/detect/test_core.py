@@ -11,8 +11,8 @@ from detect.evidence import FilesystemEvidenceStore, crop, downscaled
 from detect.filters import area_filter, class_limits, empty_arrays, publishable, smooth_scores
 from detect.gating import MotionGate, analysis_image, changed_pixels
 from detect.model import inference_shape
-from detect.settings import DetectSettings, MotionSettings, TilingSettings
 from detect.tiling import merge_boxes, tile_windows, tiled_detections
+from ibet.detect_config import DetectSettings, MotionSettings, TilingSettings
 from ibet.messages import DetectionArrays
 
 CLASSES = ("person", "vehicle", "boat")

@@ -16,12 +16,12 @@ import pytest
 
 from detect.build import build_detect_stage
 from detect.scoring import RecallCounter, countable
-from detect.settings import DetectSettings
 from ibet import topics
 from ibet.bus.base import OutRecord
 from ibet.bus.kafka import KafkaBus
 from ibet.config import RunnerSettings
 from ibet.dead_letter import DeadLetterInfo
+from ibet.detect_config import DetectSettings
 from ibet.messages import DetectionBatch
 from ibet.registry import load_registry
 from ibet.runner import StageRunner

@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from detect.build import build_detect_stage
-from detect.settings import DetectSettings
+from ibet.detect_config import DetectSettings
 from ibet.exceptions import ConfigError
 from models.cli import models_app
 from models.registry import ModelError, load_model_registry, model_sha256, register, verify

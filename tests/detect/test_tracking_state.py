@@ -10,12 +10,12 @@ from detect_samples import DRONE, FIXED, BlobDetector, draw, frame_record
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detect.settings import DetectSettings, TrackerSettings
 from detect.stage import DetectStage
 from detect.tracking import SensorTracker
 from ibet import topics
 from ibet.bus.memory import MemoryBus
 from ibet.config import RunnerSettings
+from ibet.detect_config import DetectSettings, TrackerSettings
 from ibet.messages import DetectionArrays, DetectionBatch
 from ibet.runner import StageRunner
 

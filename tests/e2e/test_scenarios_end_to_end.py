@@ -25,8 +25,8 @@ import yaml
 from kafka import KafkaAdminClient, KafkaConsumer
 from pipeline_samples import REPO, WebhookPartner, own_broker, pipeline_config, service_missing
 
-from ibet.testing.browser import CHROMIUM, console_log_in, launch_chromium
-from ibet.up import Pipeline
+from ibet_app.up import Pipeline
+from ibet_testing.browser import CHROMIUM, console_log_in, launch_chromium
 from sim.scenario import load_scenario, shipped_scenarios
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(2400)]  # five scenarios through CPU inference
@@ -104,7 +104,7 @@ def _wait_processed(pipeline: Pipeline, timeout_s: float = 900.0) -> None:
 
 def _feed(pipeline: Pipeline, path: Path) -> str:
     out = pipeline.folder / "runs" / path.stem
-    result = subprocess.run([sys.executable, "-m", "ibet.cli", "sim", "run", str(path), "--to", "kafka", "--seed",
+    result = subprocess.run([sys.executable, "-m", "ibet_app.cli", "sim", "run", str(path), "--to", "kafka", "--seed",
                              str(SEED), "--config", str(pipeline.config), "--out", str(out)],
                             env=pipeline.environment(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -139,7 +139,7 @@ def test_the_operator_sees_the_alerts_in_the_console(pipeline, partner):
         service_missing(f"Chromium is not installed at {CHROMIUM} (run scripts/setup-browser.sh)")
     from playwright.sync_api import sync_playwright
 
-    created = subprocess.run([sys.executable, "-m", "ibet.cli", "users", "create-admin", "operator-e2e",
+    created = subprocess.run([sys.executable, "-m", "ibet_app.cli", "users", "create-admin", "operator-e2e",
                               "--password-stdin", "--config", str(pipeline.config)], input=PASSWORD + "\n",
                              env=pipeline.environment(), capture_output=True, text=True, timeout=120)
     assert created.returncode == 0, created.stderr

@@ -20,8 +20,8 @@ except ImportError:  # pragma: no cover - depends on the environment
         raise
     pytest.skip("stonesoup is not installed (pip install stonesoup, the 'bench' extra)", allow_module_level=True)
 
-from ibet.bench.fuse import NOISE_SIGMA_M, OSPA_CUTOFF_M, ospa_and_errors, run_fuse_bench, summary, table
-from ibet.bench.report import report
+from ibet_app.bench.fuse import NOISE_SIGMA_M, OSPA_CUTOFF_M, ospa_and_errors, run_fuse_bench, summary, table
+from ibet_app.bench.report import report
 
 RATES = ("ours_detections_per_s", "ours_tracker_detections_per_s", "stonesoup_detections_per_s")
 CASE_KEYS = {"targets", "scans", "warmup_scans", "measurements", *RATES, "ratio", "tracker_ratio",

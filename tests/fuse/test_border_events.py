@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pyproj import Geod
 
-from fuse.bench_border import bench_border, random_points_near_border
 from fuse.border_events import BorderEventDetector
 from fuse.border_relation import BorderModel
 from ibet.border import country_at, load_border, load_ports_of_entry, local_metres, nearest_on_border, port_at
 from ibet.ids import event_id, time_window_start_ns
 from ibet.messages import BorderEvent, BorderEventType, Direction, TrackClass, TrackStatus, TrackUpdate
+from ibet_app.bench.border import bench_border, random_points_near_border
 
 REPO = Path(__file__).resolve().parents[2]
 PORTS = REPO / "config" / "ports_of_entry.geojson"

@@ -16,16 +16,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pyproj import Geod
 
-from fuse.georef import (
-    REQUIRED_TELEMETRY,
-    GeorefError,
-    GeorefSigmas,
-    GroundHomography,
-    fit_homography,
-    georeference_drone,
-    georeference_fixed_pose,
-    georeference_homography,
-)
+from fuse.georef import REQUIRED_TELEMETRY, georeference_drone, georeference_fixed_pose
+from fuse.ground_points import GeorefError, GeorefSigmas
+from fuse.homography import GroundHomography, fit_homography, georeference_homography
 from ibet.messages import Telemetry
 from ibet.registry import CameraIntrinsics, FixedPose, GroundControlPoint
 

@@ -10,7 +10,6 @@ import pytest
 
 from fuse.border_relation import BorderModel
 from fuse.degrade import DetectorModel, degrade, detection_batch
-from fuse.evaluate import evaluate
 from fuse.stage import FuseStage
 from ibet import topics
 from ibet.border import load_border, load_ports_of_entry
@@ -21,6 +20,7 @@ from ibet.dead_letter import DeadLetterInfo
 from ibet.messages import BorderEvent, TrackUpdate
 from ibet.registry import load_registry
 from ibet.runner import StageRunner
+from ibet_app.evaluate import evaluate
 from sim.run import simulate, truth_frames
 from sim.scenario import load_scenario, resolve_scenario
 

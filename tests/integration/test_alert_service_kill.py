@@ -128,7 +128,7 @@ def _start(config: Path, tmp_path: Path, n: int) -> subprocess.Popen:
     partners = yaml.safe_load((tmp_path / "registry.yaml").read_text())["partners"]
     env = {**os.environ, "IBET_ALERTS__WEBHOOK_SECRETS": json.dumps({p["id"]: SECRET for p in partners})}
     log = open(tmp_path / f"alerts-{n}.log", "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "ibet.cli", "run", "alerts", "--config", str(config)],
+    return subprocess.Popen([sys.executable, "-m", "ibet_app.cli", "run", "alerts", "--config", str(config)],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 

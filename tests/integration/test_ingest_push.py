@@ -22,7 +22,7 @@ from ibet.db import make_engine, migrate
 from ibet.klv import decode_st0601, encode_st0601
 from ibet.messages import FrameMeta, Telemetry
 from ibet.registry import load_registry
-from ibet.testing.http_server import serve_in_thread
+from ibet_testing.http_server import serve_in_thread
 from ingest import credentials
 from ingest.frame_store import FrameLedger
 from ingest.health import FeedHealth
@@ -177,7 +177,7 @@ def test_bad_uploads_over_http_never_reach_kafka(push_server: Server, drain, uni
 def test_sim_run_to_http_pushes_the_drone_frames_like_a_drone(push_server: Server, drain, tmp_path):
     from typer.testing import CliRunner
 
-    from ibet.cli import app
+    from ibet_app.cli import app
 
     scenario = tmp_path / "short.yaml"
     text = open("sim/scenarios/approach-turn-back-derby.yaml").read().replace("duration_s: 150", "duration_s: 4")

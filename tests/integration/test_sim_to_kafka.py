@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ibet import topics
-from ibet.cli import app
 from ibet.messages import FrameMeta
+from ibet_app.cli import app
 
 pytestmark = pytest.mark.kafka
 

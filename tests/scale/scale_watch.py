@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from ibet.bench.scale import GroupView, describe_group
+from ibet_app.bench.scale import GroupView, describe_group
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Scale-out on the real broker: workers of the detect and fuse groups are SIGKILLed mid-run and
 restarted, and nothing is lost.
 
-The pipeline runs as separate processes (ibet.up.Pipeline): two detect workers and two fuse workers
+The pipeline runs as separate processes (ibet_app.up.Pipeline): two detect workers and two fuse workers
 in their consumer groups, one alerts worker delivering to a partner's real webhook endpoint, on a
 Kafka broker of this module's own. Two scenarios with a true crossing each, in different sectors,
 are fed at once (``ibet sim run --to kafka``, seeds never used in training): three sensors, two
@@ -36,11 +36,11 @@ from pipeline_samples import REPO, WebhookPartner, own_broker, pipeline_config
 from scale_watch import GroupWatch, rate, recovery
 
 from ibet import topics
-from ibet.bench.scale import committed_offsets, group_lag, key_partition
 from ibet.bus.kafka import KafkaBus
 from ibet.config import KafkaSettings
 from ibet.messages import DetectionBatch, FrameMeta
-from ibet.up import Pipeline
+from ibet_app.bench.scale import committed_offsets, group_lag, key_partition
+from ibet_app.up import Pipeline
 from sim.scenario import load_scenario, resolve_scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(1500)]
@@ -135,7 +135,7 @@ def test_killed_detect_and_fuse_workers_lose_no_frame_and_alert_each_crossing_on
         out_dirs = [pipeline.folder / f"feed-{name}" for name in SCENARIOS]
         for name, out in zip(SCENARIOS, out_dirs, strict=True):
             log = open(pipeline.folder / f"feed-{name}.log", "wb")  # noqa: SIM115 - closed below
-            feeds.append(subprocess.Popen([sys.executable, "-m", "ibet.cli", "sim", "run", name, "--to", "kafka",
+            feeds.append(subprocess.Popen([sys.executable, "-m", "ibet_app.cli", "sim", "run", name, "--to", "kafka",
                                            "--seed", str(SEED), "--config", str(pipeline.config), "--out", str(out)],
                                           env=pipeline.environment(), stdout=log, stderr=subprocess.STDOUT))
             log.close()

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ibet.cli import app
 from ibet.klv import decode_st0601
 from ibet.messages import FrameMeta
+from ibet_app.cli import app
 from sim.dataset import write_dataset, yolo_lines
 from sim.run import simulate
 from sim.scenario import load_scenario, resolve_scenario

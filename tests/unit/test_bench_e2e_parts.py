@@ -6,19 +6,11 @@ from wire_samples import T0, alert, batch, event, track
 
 from alerts.formats import alert_version
 from ibet import topics
-from ibet.bench.e2e import (
-    STAGES,
-    Chain,
-    SideRun,
-    SideTotals,
-    frame_detect_ns,
-    summarize,
-    table_rows,
-    trace_chains,
-    trigger_capture_ns,
-)
 from ibet.bus.base import Record
 from ibet.messages import AlertState, BorderEventType, Direction
+from ibet_app.bench.e2e_sides import SideRun
+from ibet_app.bench.e2e_summary import SideTotals, summarize, table_rows
+from ibet_app.bench.e2e_trace import STAGES, Chain, frame_detect_ns, trace_chains, trigger_capture_ns
 
 MS = 1_000_000
 W = 1_700_000_000_000_000_000  # a wall-clock instant, ns

@@ -9,12 +9,12 @@ from typer.testing import CliRunner
 
 from ibet.bus.base import OutRecord
 from ibet.bus.memory import MemoryBus
-from ibet.cli import app
 from ibet.config import MetricsSettings, RunnerSettings
 from ibet.metrics import serve_metrics
 from ibet.runner import StageRunner
 from ibet.stage import FunctionStage
 from ibet.topics import TOPICS
+from ibet_app.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "config" / "ibet.yaml")

@@ -21,7 +21,7 @@ fed to every side, scan by scan, the sides' order rotating each scan, in one pro
 Reported per N: detections/s of each side (measurements / wall seconds), the ratios ours / Stone
 Soup, and accuracy after a 3 s warm-up: position RMSE of confirmed tracks matched to truth by
 optimal assignment (pairs closer than the OSPA cutoff) and OSPA (c = 20 m, p = 1). Plus
-:func:`fuse.bench_border.bench_border`: the vectorised border relation against a per-point
+:func:`ibet_app.bench.border.bench_border`: the vectorised border relation against a per-point
 GeoPandas loop. A benchmark, not a test: nothing here asserts a timing.
 """
 
@@ -38,16 +38,17 @@ import typer
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
-from fuse.bench_border import DEFAULT_PORTS, bench_border
 from fuse.border_relation import BorderModel
 from fuse.frames import LocalPlane
-from fuse.georef import GeorefSigmas, georeference_fixed_pose
+from fuse.georef import georeference_fixed_pose
+from fuse.ground_points import GeorefSigmas
 from fuse.measurements import GroundMeasurement
 from fuse.sector_fusion import SectorFusion
 from fuse.tracking import CHI2_2DOF_99, Measurement, Tracker, TrackStatus
 from ibet.border import load_border, load_ports_of_entry, nearest_on_border
 from ibet.config import FuseSettings
 from ibet.registry import FixedPose
+from ibet_app.bench.border import DEFAULT_PORTS, bench_border
 
 NEAR_LAT_DEG, NEAR_LON_DEG = 49.0, -97.45  # the scene is centred on the border line nearest this
 HALF_SIDE_M = 1000.0
@@ -373,7 +374,7 @@ def bench_fuse_command(
     seed: Annotated[int, typer.Option(help="Scene seed.")] = 0,
 ) -> None:
     """Georeference + track + border against Stone Soup GNN + Kalman on the same measurements: ratio, RMSE, OSPA."""
-    from ibet.bench.report import report
+    from ibet_app.bench.report import report
 
     try:
         targets_list = [int(t) for t in targets.split(",") if t.strip()]

@@ -36,13 +36,13 @@ import typer
 from detect.build import model_entry
 from detect.model import UltralyticsDetector, inference_shape
 from detect.scoring import RecallCounter
-from detect.settings import DetectSettings
 from detect.stage import DetectStage
 from detect.ultralytics_env import ultralytics_module, use_threads
 from ibet import topics
 from ibet.bus.base import OutRecord
 from ibet.bus.memory import MemoryBus
 from ibet.config import KafkaSettings, RunnerSettings
+from ibet.detect_config import DetectSettings
 from ibet.messages import DetectionBatch
 from ibet.registry import Registry, load_registry
 from ibet.runner import StageRunner
@@ -276,7 +276,7 @@ def bench_detect_command(
     model_registry: Annotated[Path | None, typer.Option(help="Model registry YAML (default: models/registry.yaml).")] = None,
 ) -> None:
     """Detect stage end to end vs bare model.predict (ratio (b)/(a)), batch curve, motion gating, PyTorch/ONNX/OpenVINO."""
-    from ibet.bench.report import report
+    from ibet_app.bench.report import report
 
     try:
         sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]

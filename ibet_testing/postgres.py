@@ -6,7 +6,7 @@ the ``postgres`` superuser, durability off (fsync, synchronous commit: it is a t
 PostgreSQL refuses to run as root: as root, the server runs as the ``postgres`` OS user (through
 ``runuser``) in a temporary folder that user owns, removed on :meth:`LocalPostgres.stop`.
 
-``python -m ibet.testing.postgres run [WORKDIR]`` runs one in the foreground and prints its URL.
+``python -m ibet_testing.postgres run [WORKDIR]`` runs one in the foreground and prints its URL.
 
     >>> with LocalPostgres(tmp_path) as pg:  # doctest: +SKIP
     ...     engine = make_engine(DatabaseSettings(url=pg.url))
@@ -263,7 +263,7 @@ def main(argv: list[str]) -> int:
             if len(argv) == 1:
                 shutil.rmtree(workdir, ignore_errors=True)
         return 0
-    print("usage: python -m ibet.testing.postgres run [WORKDIR]", file=sys.stderr)
+    print("usage: python -m ibet_testing.postgres run [WORKDIR]", file=sys.stderr)
     return 2
 
 

@@ -12,7 +12,7 @@ connections on a loopback port, splits each stream into ``<event>...</event>`` d
     ...     tak.wait_for(1)[0].cot["uid"]
     'ibet-trk-pacific-blaine-17'
 
-Run ``python -m ibet.testing.cot_listener --port 8087`` to watch what the alert service sends.
+Run ``python -m ibet_app.cot_listener --port 8087`` to watch what the alert service sends.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ alert service sends, so a first run shows every channel delivering without any a
 - one HTTP server for every partner's webhook (``/hooks/<partner>``, signature checked) and CAP
   endpoint (``/cap/<partner>``);
 - an SMTP server (aiosmtpd) that keeps the e-mails;
-- a TAK stand-in (:class:`ibet.testing.cot_listener.CotListener`) that parses the CoT events.
+- a TAK stand-in (:class:`ibet_app.cot_listener.CotListener`) that parses the CoT events.
 
 :func:`demo_registry` points every partner of a registry at them; :class:`DemoPeers` starts and
 stops them and counts what each partner received.
@@ -24,7 +24,7 @@ from aiosmtpd.controller import Controller
 
 from alerts.formats.webhook import verify_webhook
 from ibet.registry import Registry
-from ibet.testing.cot_listener import CotListener
+from ibet_app.cot_listener import CotListener
 
 
 class _Mailbox:

@@ -175,7 +175,7 @@ def _first_batch_and_quota(consumer, batch_records: int, assign_timeout_s: float
                            "(does the topic exist? is another replay running in the same group?)")
 
 
-# -- command line: `ibet dlq replay` (the lead adds `app.add_typer(dlq_app, name="dlq")` in ibet/cli.py) --
+# -- command line: `ibet dlq replay` (the lead adds `app.add_typer(dlq_app, name="dlq")` in ibet_app/cli.py) --
 
 def parse_from_offsets(values: Iterable[str]) -> dict[int, int]:
     """``["0:120", "3:7"]`` -> ``{0: 120, 3: 7}``; ValueError naming the bad value."""
@@ -224,7 +224,8 @@ def replay_cmd(
 ) -> None:
     """Produce the dead letters of TOPIC that match back to TOPIC, once per consumer group."""
     from ibet.bus import open_bus
-    from ibet.cli import _fail, _load
+    from ibet.cli_support import fail as _fail
+    from ibet.cli_support import load_config_and_registry as _load
     from ibet.exceptions import IbetError
 
     cfg, _registry = _load(config)

@@ -2,7 +2,7 @@
 
 The broker jars come from Maven Central through Maven (``kafka-broker-pom.xml`` beside this
 file) into a cache folder, once; after that starting a broker needs no network. Used by the
-test suite's session fixture and by ``ibet bench``; ``python -m ibet.testing.kafka_broker``
+test suite's session fixture and by ``ibet bench``; ``python -m ibet_testing.kafka_broker``
 resolves the jars (``resolve``) or runs a broker in the foreground (``run``).
 """
 
@@ -208,7 +208,7 @@ def main(argv: list[str]) -> int:
             except KeyboardInterrupt:
                 pass
         return 0
-    print("usage: python -m ibet.testing.kafka_broker resolve|run [WORKDIR]", file=sys.stderr)
+    print("usage: python -m ibet_testing.kafka_broker resolve|run [WORKDIR]", file=sys.stderr)
     return 2
 
 

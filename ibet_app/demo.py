@@ -3,10 +3,10 @@
 A shipped scenario is simulated onto ``ibet.frames.v1`` (with a progress bar; ``realtime`` paces the
 frames at their capture times), and every built stage runs beside it in threads: detect (the
 shipped demo model), fuse, alerts (SQLite outbox, exercise mode) and the console's store. Stand-in
-partner agencies on 127.0.0.1 (:mod:`ibet.demo_peers`) receive the webhooks, e-mails, CoT events
+partner agencies on 127.0.0.1 (:mod:`ibet_app.demo_peers`) receive the webhooks, e-mails, CoT events
 and CAP messages, so every channel really delivers. Each alert is printed as it is raised (time,
 sector, direction, partners notified). At the end the demo writes a run report (PNG map, scores
-against the scenario's truth, stage counts; :mod:`ibet.run_report`) and, unless told not to, keeps
+against the scenario's truth, stage counts; :mod:`ibet_app.run_report`) and, unless told not to, keeps
 serving the console on localhost (printed URL and demo login) until Ctrl-C.
 """
 
@@ -30,12 +30,12 @@ from ibet.bus.base import OutRecord, Record
 from ibet.bus.memory import MemoryBus
 from ibet.clock import ns_to_datetime_utc
 from ibet.config import DatabaseSettings, IbetConfig, SmtpSettings
-from ibet.demo_peers import DemoPeers, demo_registry
 from ibet.messages import Alert, BorderEvent, TrackUpdate
 from ibet.registry import Registry
 from ibet.runner import RunStats, StageRunner
 from ibet.stage import FunctionStage
-from ibet.stages import CONSOLE_STORE, PIPELINE, build_stage
+from ibet_app.demo_peers import DemoPeers, demo_registry
+from ibet_app.stages import CONSOLE_STORE, PIPELINE, build_stage
 
 DEMO_DATABASE = Path("var/demo/ibet-demo.sqlite3")
 DEMO_USER = "demo"
@@ -230,7 +230,7 @@ def run_demo(config: IbetConfig, registry: Registry, scenario: str | None = "foo
         console.print("delivered to the stand-in partners: " + ", ".join(f"{k} {n}" for k, n in deliveries.items()))
     report: dict = {}
     if sim is not None:
-        from ibet.run_report import write_run_report
+        from ibet_app.run_report import write_run_report
 
         stats: dict[str, RunStats] = {r.stage.name: r.stats for r in runners}
         out = report_dir / f"{sim.scenario.name}-s{sim.seed}"

@@ -1,8 +1,8 @@
 """The ``detect`` section of the configuration: model, batching, motion gating, tiling, tracking,
 per-class filters and evidence. One pydantic model per concern, unknown keys rejected.
 
-``ibet.config.IbetConfig`` holds it as ``detect: DetectSettings = DetectSettings()``; this module
-imports nothing from ``ibet.config`` so that it can be imported from there.
+``ibet.config.IbetConfig`` holds it as ``detect: DetectSettings = DetectSettings()``. It lives in the
+kernel beside the other sections, so the kernel imports no stage; the detect stage reads it from here.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ class Pipeline:
 
     def _ibet(self, *args: str) -> list[str]:
         config = ["--config", str(self.config)] if self.config is not None else []
-        return [sys.executable, "-m", "ibet.cli", *args, *config]
+        return [sys.executable, "-m", "ibet_app.cli", *args, *config]
 
     def create_topics(self) -> None:
         subprocess.run(self._ibet("topics", "create"), env=self.environment(), check=True, capture_output=True,

@@ -26,7 +26,7 @@ from ibet.clock import SystemClock
 from ibet.config import DatabaseSettings, IngestSettings, KafkaSettings
 from ibet.db import make_engine, migrate
 from ibet.registry import load_registry
-from ibet.testing.http_server import serve_in_thread
+from ibet_testing.http_server import serve_in_thread
 from ingest import credentials
 from ingest.frame_store import FrameLedger
 from ingest.health import FeedHealth

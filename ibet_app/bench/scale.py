@@ -49,7 +49,7 @@ from ibet.bus.base import OutRecord
 from ibet.bus.kafka import KafkaBus
 from ibet.config import KafkaSettings
 from ibet.exceptions import IbetError
-from ibet.up import Pipeline
+from ibet_app.up import Pipeline
 
 T = TypeVar("T")
 GROUP = "detect"
@@ -125,7 +125,7 @@ def retrying(call: Callable[[], T], timeout_s: float = 60.0) -> T:
 
 def produce_frames(bootstrap: str, n_frames: int, seed: int) -> dict[str, int]:
     """``n_frames`` simulator frames (half per drone of DRONES) onto the frames topic; frames per sensor."""
-    from ibet.bench.detect import sim_frames
+    from ibet_app.bench.detect import sim_frames
 
     per_sensor: dict[str, int] = {}
     producer = KafkaBus(KafkaSettings(bootstrap_servers=[bootstrap])).producer("ibet-bench-scale")
@@ -228,8 +228,8 @@ def bench_scale_command(
     bootstrap: Annotated[str | None, typer.Option(help="host:port of a broker; default: start a local one.")] = None,
 ) -> None:
     """Frames/s of the detect group with 1 vs 2 worker processes on the same frames (ratio 2/1)."""
-    from ibet.bench.report import report
-    from ibet.testing.kafka_broker import LocalKafkaBroker
+    from ibet_app.bench.report import report
+    from ibet_testing.kafka_broker import LocalKafkaBroker
 
     try:
         counts = [int(w) for w in workers.split(",") if w.strip()]

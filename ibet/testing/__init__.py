@@ -1,1 +1,0 @@
-"""Helpers that start real services (Apache Kafka, PostgreSQL) for tests and benchmarks."""

@@ -1,0 +1,129 @@
+"""``ibet bench ...``: side-by-side benchmarks, each reporting a ratio against a baseline run beside it."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ibet.cli_support import fail as _fail
+from ibet.exceptions import IbetError
+
+bench_app = typer.Typer(help="Side-by-side benchmarks that report a ratio against a baseline.", no_args_is_help=True)
+
+
+@contextmanager
+def _bench_broker(bootstrap: str | None) -> Iterator[str]:
+    """The given broker, or a local one started for the benchmark and stopped after it."""
+    from ibet_testing.kafka_broker import LocalKafkaBroker
+
+    logging.basicConfig(level=logging.WARNING)
+    if bootstrap is not None:
+        yield bootstrap
+        return
+    broker = LocalKafkaBroker(Path(tempfile.mkdtemp(prefix="ibet-bench-kafka-")), heap_mb=1024)
+    try:
+        started = broker.start()
+    except IbetError as exc:
+        _fail(str(exc))
+    try:
+        yield started
+    finally:
+        broker.stop()
+
+
+@bench_app.command("bus")
+def bench_bus(
+    bootstrap: Annotated[str | None, typer.Option(help="host:port of a broker; default: start a local one.")] = None,
+    large: Annotated[int, typer.Option(help="Messages per round of 200 KB (JPEG-sized) payloads.")] = 500,
+    small: Annotated[int, typer.Option(help="Messages per round of 1 KB payloads.")] = 20000,
+    rounds: Annotated[int, typer.Option(help="Rounds per side, alternating ours and raw.")] = 5,
+) -> None:
+    """Our Kafka producer path against raw kafka-python, same settings, same broker: ratio ours/raw."""
+    from ibet.config import KafkaSettings
+    from ibet_app.bench.bus import Case, run_bus_bench
+    from ibet_app.bench.report import report
+
+    cases = [Case("200KB", 200 * 1024, large), Case("1KB", 1024, small)]
+    with _bench_broker(bootstrap) as servers:
+        results = run_bus_bench(KafkaSettings(bootstrap_servers=[servers]), cases, rounds)
+    rows = [[label, r["ours_msgs_per_s"], r["raw_msgs_per_s"], r["ours_mb_per_s"], r["raw_mb_per_s"], r["ratio"]]
+            for label, r in results.items()]
+    summary = {"bench": "bus", "baseline": "raw kafka-python, same settings", "ratio": min(r["ratio"] for r in results.values()),
+               **{f"{label}_{k}": v for label, r in results.items() for k, v in r.items()}}
+    report("bench-bus", "ibet bench bus (median of rounds)", ["payload", "ours msg/s", "raw msg/s", "ours MB/s",
+           "raw MB/s", "ratio ours/raw"], rows, summary)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    bootstrap: Annotated[str | None, typer.Option(help="host:port of a broker; default: start a local one.")] = None,
+    frames: Annotated[int, typer.Option(help="Frames per round.")] = 200,
+    clients: Annotated[int, typer.Option(help="Concurrent drones (client threads).")] = 4,
+    rounds: Annotated[int, typer.Option(help="Rounds per side, alternating API and raw.")] = 3,
+) -> None:
+    """Push-API frames/s and MB/s against raw kafka-python producing the same frames; HTTP overhead."""
+    from ibet.config import KafkaSettings
+    from ibet_app.bench.ingest import run_ingest_bench
+    from ibet_app.bench.report import report
+
+    with _bench_broker(bootstrap) as servers:
+        r = run_ingest_bench(KafkaSettings(bootstrap_servers=[servers]), frames, clients, rounds)
+    rows = [["push API", r["api_frames_per_s"], r["api_mb_per_s"], r["api_mean_latency_ms"]],
+            ["raw kafka-python", r["raw_frames_per_s"], r["raw_mb_per_s"], r["raw_mean_latency_ms"]]]
+    report("bench-ingest", f"ibet bench ingest ({clients} clients, {frames} frames/round, ratio {r['ratio']})",
+           ["path", "frames/s", "MB/s", "mean latency ms"], rows,
+           {"bench": "ingest", "baseline": "raw kafka-python send().get(), same frames and headers", **r})
+
+
+def _bench_fuse(
+    targets: Annotated[str, typer.Option(help="Comma-separated numbers of simultaneous targets.")] = "10,100,500",
+    scans: Annotated[int, typer.Option(help="Scans at 2 Hz (the largest case runs fewer).")] = 60,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic scene.")] = 0,
+) -> None:
+    """Georeference + track + border against Stone Soup (GNN + Kalman) on the same measurements."""
+    from ibet_app.bench.fuse import bench_fuse_command
+
+    bench_fuse_command(targets, scans, seed)
+
+
+bench_app.command("fuse")(_bench_fuse)
+
+
+@bench_app.command("alerts")
+def bench_alerts(
+    rates: Annotated[str, typer.Option(help="Comma-separated event rates (events/s).")] = "10,100,1000",
+    seconds: Annotated[float, typer.Option(help="Seconds of events at each rate.")] = 3.0,
+) -> None:
+    """Event -> webhook delivered latency p50/p99 through the alert service vs a bare HTTP POST."""
+    from ibet_app.bench.alerts import run_alerts_bench
+    from ibet_app.bench.report import report
+
+    results = run_alerts_bench([float(r) for r in rates.split(",") if r], seconds)
+    columns = ["events/s", "pipeline p50 ms", "pipeline p99 ms", "bare POST p50 ms", "bare POST p99 ms",
+               "ratio p50", "ratio p99", "delivered (pipeline)", "delivered (bare)"]
+    rows = [[r["events_per_s"], r["pipeline_p50_ms"], r["pipeline_p99_ms"], r["bare_post_p50_ms"], r["bare_post_p99_ms"],
+             r["ratio_p50"], r["ratio_p99"], r["pipeline_delivered"], r["bare_delivered"]] for r in results]
+    report("bench-alerts", f"ibet bench alerts ({seconds:g} s per rate)", columns, rows,
+           {"bench": "alerts", "baseline": "bare httpx POST of the same signed webhook body, same process",
+            "results": results})
+
+
+
+def _mount_bench_commands() -> None:
+    """Benchmarks whose commands live beside their code."""
+    from ibet_app.bench.detect import bench_detect_command
+    from ibet_app.bench.e2e import bench_e2e_command
+    from ibet_app.bench.scale import bench_scale_command
+
+    bench_app.command("detect")(bench_detect_command)
+    bench_app.command("scale")(bench_scale_command)
+    bench_app.command("e2e")(bench_e2e_command)
+
+
+_mount_bench_commands()
