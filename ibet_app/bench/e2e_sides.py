@@ -29,6 +29,7 @@ SECRET = "bench-e2e-partner-secret"
 log = logging.getLogger(__name__)
 
 
+@dataclass
 class Feed:
     """One scenario's frames, rendered before any clock starts."""
 

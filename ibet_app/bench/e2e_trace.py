@@ -18,6 +18,7 @@ STAGES = ("detect", "fuse", "alerts", "delivery")
 MS = 1_000_000
 
 
+@dataclass(frozen=True)
 class Chain:
     """When one delivered alert version's triggering frame passed each stage (ns since the epoch).
 
