@@ -20,6 +20,7 @@ import numpy as np
 
 from fuse.border_events import BorderEventDetector
 from fuse.border_relation import BorderModel
+from fuse.event_time import EventTimeGuard
 from fuse.frames import LocalPlane
 from fuse.measurements import GroundMeasurement
 from fuse.tracking import (
@@ -77,6 +78,29 @@ class SectorFusion:
         self._evidence_ttl_ns = int((settings.reorder_window_s + settings.coast_after_s + settings.delete_after_s) * 1e9)
         # fused track id -> evidence gathered so far (dropped when the track is deleted)
         self.track_evidence: dict[str, list[str]] = {}
+        self.time_guard = EventTimeGuard(settings.max_time_ahead_s, settings.max_time_jump_s)
+
+    def check_time(self, capture_ts_ns: int, now_ns: int) -> None:
+        """ImplausibleEventTimeError when a frame at ``capture_ts_ns`` would move this sector's event time
+        implausibly (see :mod:`fuse.event_time`); ``now_ns`` is the worker's clock."""
+        self.time_guard.check(capture_ts_ns, now_ns)
+
+    def repair_time(self, now_ns: int) -> tuple[int, int] | None:
+        """Bring a restored event time that lies ahead of the clock back to the newest plausible one.
+
+        Returns (old newest, new newest or -1) when something was repaired, None otherwise; pending
+        measurements after the limit are dropped."""
+        reorder = self.tracker.reorder
+        limit = now_ns + self.time_guard.max_ahead_ns
+        if reorder.newest_ns is None or reorder.newest_ns <= limit:
+            return None
+        before = reorder.newest_ns
+        tracked = [t.state_ns for t in self.tracker.tracks if t.state_ns <= limit]
+        reorder.rewind(limit, max(tracked) if tracked else None)
+        self.time_guard.newest_ns, self.time_guard.seen_at_ns = reorder.newest_ns, now_ns
+        if reorder.newest_ns is None:
+            self.time_guard.seen_at_ns = None
+        return before, -1 if reorder.newest_ns is None else reorder.newest_ns
 
     def note_evidence(self, sensor_id: str, sensor_track_id: int, refs: Sequence[str | None], capture_ts_ns: int) -> None:
         """Remember the evidence stored for a sensor's image track (its crop, then its frame)."""
@@ -103,8 +127,13 @@ class SectorFusion:
                     gathered.append(ref)
         return tuple(gathered)
 
-    def process(self, measurements: Sequence[GroundMeasurement], time_ns: int) -> tuple[list[TrackUpdate], list[BorderEvent]]:
-        """One frame's measurements (maybe none) at its capture time -> published tracks, events."""
+    def process(self, measurements: Sequence[GroundMeasurement], time_ns: int,
+                now_ns: int | None = None) -> tuple[list[TrackUpdate], list[BorderEvent]]:
+        """One frame's measurements (maybe none) at its capture time -> published tracks, events.
+
+        ``now_ns``: the worker's clock, when the caller checks event time (:meth:`check_time`)."""
+        if now_ns is not None:
+            self.time_guard.seen(time_ns, now_ns)
         if self.plane is None and measurements:
             self.plane = LocalPlane(measurements[0].lat_deg, measurements[0].lon_deg)
         if self.plane is None:
@@ -162,7 +191,8 @@ class SectorFusion:
         return {"sector_id": self.sector_id, "plane": plane, "tracker": self.tracker.to_state(),
                 "border": self.detector.to_state(),
                 "sensor_evidence": [[s, t, noted, list(refs)] for (s, t), (noted, refs) in self.sensor_evidence.items()],
-                "track_evidence": {k: list(v) for k, v in sorted(self.track_evidence.items())}}
+                "track_evidence": {k: list(v) for k, v in sorted(self.track_evidence.items())},
+                "event_time": self.time_guard.to_state()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], model: BorderModel, settings: FuseSettings) -> SectorFusion:
@@ -176,4 +206,5 @@ class SectorFusion:
         for sensor_id, sensor_track_id, noted_ns, refs in state.get("sensor_evidence", []):
             fusion.sensor_evidence[(str(sensor_id), int(sensor_track_id))] = (int(noted_ns), tuple(str(r) for r in refs))
         fusion.track_evidence = {str(k): [str(r) for r in v] for k, v in state.get("track_evidence", {}).items()}
+        fusion.time_guard.load_state(state.get("event_time"))  # states saved before the guard have none
         return fusion

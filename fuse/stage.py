@@ -8,18 +8,23 @@ state on the compacted ``ibet.fuse-state.v1`` with the committed offsets (see th
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 
 from fuse.border_relation import BorderModel
+from fuse.event_time import describe_time
 from fuse.measurements import measurements, sigmas_from
 from fuse.sector_fusion import SectorFusion
 from ibet import topics
 from ibet.bus.base import OutRecord, Record
+from ibet.clock import Clock, SystemClock
 from ibet.config import FuseSettings
 from ibet.exceptions import IbetError
 from ibet.messages import DetectionBatch
 from ibet.registry import Registry
 from ibet.stage import Outcome
+
+log = logging.getLogger(__name__)
 
 
 class FuseInputError(IbetError):
@@ -34,8 +39,9 @@ class FuseStage:
     input_topics = (topics.DETECTIONS,)
     state_topic = topics.FUSE_STATE
 
-    def __init__(self, registry: Registry, model: BorderModel, settings: FuseSettings | None = None):
-        self.registry, self.model = registry, model
+    def __init__(self, registry: Registry, model: BorderModel, settings: FuseSettings | None = None,
+                 clock: Clock | None = None):
+        self.registry, self.model, self.clock = registry, model, clock or SystemClock()
         self.settings = settings or FuseSettings()
         self.sigmas, self.fixed_sigmas = sigmas_from(self.settings)
         self.sectors: dict[str, SectorFusion] = {}
@@ -54,14 +60,18 @@ class FuseStage:
             placed, _unplaced = measurements(batch, self.registry, self.sigmas, self.fixed_sigmas)
         except IbetError as exc:  # bad data: dead-lettered by the runner, nothing changed
             return Outcome(error=exc)
-        fusion = self.sectors.get(batch.sector_id)
-        if fusion is None:
-            fusion = self.sectors[batch.sector_id] = SectorFusion(batch.sector_id, self.model, self.settings)
+        now_ns = self.clock.now_ns()
+        fusion = self.sectors.get(batch.sector_id) or SectorFusion(batch.sector_id, self.model, self.settings)
+        try:
+            fusion.check_time(batch.capture_ts_ns, now_ns)
+        except IbetError as exc:  # a wrong clock: dead-lettered, the sector's event time untouched
+            return Outcome(error=exc)
+        self.sectors[batch.sector_id] = fusion
         for det in batch.detections:
             if det.evidence_ref and det.sensor_track_id is not None:
                 fusion.note_evidence(batch.sensor_id, det.sensor_track_id, (det.evidence_ref, batch.evidence_ref),
                                      batch.capture_ts_ns)
-        updates, events = fusion.process(placed, batch.capture_ts_ns)
+        updates, events = fusion.process(placed, batch.capture_ts_ns, now_ns)
         self._changed.add(batch.sector_id)
         key = batch.sector_id.encode()
         out = [OutRecord(topics.TRACKS, key, u.to_bytes()) for u in updates]
@@ -76,9 +86,17 @@ class FuseStage:
 
     def restore(self, records: Sequence[Record]) -> None:
         latest = {r.key.decode(): r.value for r in records if r.key is not None}
+        now_ns = self.clock.now_ns()
         for sector_id, value in latest.items():
-            self.sectors[sector_id] = SectorFusion.from_state(json.loads(value), self.model, self.settings)
+            fusion = self.sectors[sector_id] = SectorFusion.from_state(json.loads(value), self.model, self.settings)
+            repaired = fusion.repair_time(now_ns)
+            if repaired is not None:
+                before, after = repaired
+                log.warning("sector %s: restored event time %s lies ahead of the clock; repaired to %s", sector_id,
+                            describe_time(before), describe_time(after) if after >= 0 else "none (no plausible time in the state)")
+                self._changed.add(sector_id)
 
     def forget(self, keys: set[bytes]) -> None:
         for key in keys:
             self.sectors.pop(key.decode(), None)
+

@@ -91,6 +91,13 @@ class IngestSettings(Section):
     rate_limit_fps: float = Field(default=10.0, gt=0, description="frames per second a device may push, sustained")
     rate_limit_burst: int = Field(default=20, gt=0, description="frames a device may push at once")
     produce_timeout_s: float = Field(default=30.0, gt=0, description="longest wait for Kafka to acknowledge a frame")
+    max_capture_ahead_s: float = Field(default=30.0, ge=0,
+                                       description="a pushed frame's capture time may be this far ahead of the ingest clock")
+    max_capture_age_s: float = Field(default=600.0, gt=0,
+                                     description="... and this far behind it; older frames are refused (422)")
+    max_capture_jump_s: float = Field(default=30.0, gt=0,
+                                      description="a sensor's capture times may stray this far from its own recent "
+                                                  "frames (last capture time + clock time since)")
     feed_lost_after_intervals: float = Field(default=5.0, gt=1,
                                              description="a sensor is dark after this many missed frame intervals")
     feed_lost_min_s: float = Field(default=10.0, gt=0, description="...and at least this many seconds")
@@ -110,6 +117,11 @@ class FuseSettings(Section):
     fixed_attitude_sigma_deg: float = Field(default=0.05, ge=0, description="fixed camera: surveyed pose angle error")
     fixed_position_sigma_m: float = Field(default=0.5, ge=0, description="fixed camera: surveyed position error")
     reorder_window_s: float = Field(default=0.5, ge=0, description="wait this long for late measurements")
+    max_time_ahead_s: float = Field(default=60.0, ge=0,
+                                    description="a capture time this far ahead of the fuse clock is dead-lettered")
+    max_time_jump_s: float = Field(default=300.0, gt=0,
+                                   description="a capture time this far from the sector's event time (its newest "
+                                               "plus the clock time since) is dead-lettered, never moving the watermark")
     process_noise_accel_mps2: float = Field(default=1.0, gt=0, description="constant-velocity model noise")
     confirm_m: int = Field(default=3, gt=0, description="hits needed ...")
     confirm_n: int = Field(default=5, gt=0, description="... in this many scans to confirm a track")
@@ -175,13 +187,33 @@ class ConsoleSettings(Section):
     cookie_secure: bool = Field(default=True, description="session cookie only over HTTPS; false for plain-HTTP tests")
     session_idle_s: float = Field(default=8 * 3600.0, gt=0, description="a session unused this long ends")
     session_max_s: float = Field(default=24 * 3600.0, gt=0, description="a session ends this long after log-in")
-    login_max_failures: int = Field(default=5, gt=0, description="failed log-ins allowed per user or address ...")
-    login_window_s: float = Field(default=900.0, gt=0, description="... within this window, then 429")
+    login_max_failures: int = Field(default=5, gt=0,
+                                    description="failed log-ins of one account within login_window_s that lock it ...")
+    login_lockout_s: float = Field(default=60.0, gt=0,
+                                   description="... for this long, doubled for each further failure (at most "
+                                               "login_window_s); then its correct password logs in again")
+    login_address_max_failures: int = Field(default=20, gt=0,
+                                            description="failed log-ins from one client address within login_window_s, "
+                                                        "then 429 for every account from there until they age out")
+    login_window_s: float = Field(default=900.0, gt=0, description="how long a failed log-in counts")
+    trusted_proxies: list[str] = Field(default_factory=list,
+                                       description="IPs or CIDRs of reverse proxies (the Ingress) whose X-Forwarded-For "
+                                                   "names the client; empty: the peer address is the client's")
     retention_days: float = Field(default=30.0, gt=0,
                                   description="detections and evidence not linked to an alert or case are purged after this")
     evidence_dir: Path = Field(default=Path("var/evidence"), description="root that evidence references are relative to")
     live_poll_s: float = Field(default=0.5, gt=0, description="how often the live stream looks for changes")
     alert_list_limit: int = Field(default=200, gt=0, description="most recent alerts shown on the operator list")
+
+    def model_post_init(self, _context: Any) -> None:
+        """Refuse a ``trusted_proxies`` entry that is not an IP address or network."""
+        import ipaddress
+
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {proxy!r} is not an IP address or CIDR network") from None
 
 
 class IbetConfig(BaseSettings):

@@ -38,6 +38,7 @@ from ibet.exceptions import ConfigError, RegistryError
 from ibet.messages import FrameMeta, SensorHealthEvent
 from ibet.registry import Registry, Sensor, load_registry
 from ingest import metrics
+from ingest.capture_time import SensorTimelines, check_skew
 from ingest.credentials import TokenVerifier
 from ingest.exceptions import (
     BusUnavailableError,
@@ -158,6 +159,7 @@ def create_push_app(settings: IngestSettings, registry: Registry, producer: Prod
     limiter = RateLimiter(settings.rate_limit_fps, settings.rate_limit_burst, clock)
     publisher = HealthPublisher(health, producer, clock, settings.produce_timeout_s)
     sensor_locks: dict[str, asyncio.Lock] = {}
+    timelines = SensorTimelines(settings.max_capture_jump_s)
     max_body_bytes = settings.max_frame_bytes + FORM_ALLOWANCE_BYTES
 
     @contextlib.asynccontextmanager
@@ -198,7 +200,12 @@ def create_push_app(settings: IngestSettings, registry: Registry, producer: Prod
             form = await _read_form(request, settings.max_frame_bytes, max_body_bytes)
             upload = await _frame_upload(form, settings.max_frame_bytes)
             async with sensor_locks.setdefault(sensor_id, asyncio.Lock()):  # sequence order == offset order
+                now_ns = clock.now_ns()
+                check_skew(upload.capture_ts_ns, now_ns, settings.max_capture_ahead_s, settings.max_capture_age_s)
+                timelines.check(sensor_id, upload.capture_ts_ns, now_ns)
                 accepted = await _produce(upload, sensor_id, settings, producer, ledger, clock)
+                if not accepted.duplicate:
+                    timelines.accepted(sensor_id, upload.capture_ts_ns, now_ns)
         except IngestError as exc:
             metrics.FRAMES_REJECTED.labels(label, PATH, exc.reason).inc()
             log.info("rejected frame of %r: %s %s: %s", sensor_id[:80], exc.status_code, exc.reason, exc.detail)

@@ -103,13 +103,17 @@ class HttpSink:
     Fixed cameras do not push (ingest pulls them): their frames are counted and skipped.
     """
 
-    def __init__(self, base_url: str, tokens: dict[str, str], realtime: bool = False, timeout_s: float = 30.0):
+    def __init__(self, base_url: str, tokens: dict[str, str], realtime: bool = False, timeout_s: float = 30.0,
+                 at_now: bool = True):
+        """``at_now``: shift capture times so the run starts now (the push API refuses frames far from
+        its clock; a scenario is dated on its own day)."""
         import httpx
 
         self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
-        self.tokens, self.realtime = tokens, realtime
+        self.tokens, self.realtime, self.at_now = tokens, realtime, at_now
         self.count, self.skipped, self.rejected = 0, 0, []
         self._wall_start: float | None = None
+        self._offset_ns: int | None = None
 
     def write(self, frame: SimFrame) -> None:
         sensor = frame.meta.sensor_id
@@ -125,7 +129,10 @@ class HttpSink:
         files = {"frame": ("frame.jpg", frame.jpeg, "image/jpeg")}
         if frame.klv is not None:
             files["klv"] = ("telemetry.klv", frame.klv, "application/octet-stream")
-        data = {"device_frame_id": frame.meta.device_frame_id or "", "capture_ts_ns": str(frame.meta.capture_ts_ns)}
+        if self._offset_ns is None:
+            self._offset_ns = time.time_ns() - frame.meta.capture_ts_ns if self.at_now else 0
+        capture_ts_ns = frame.meta.capture_ts_ns + self._offset_ns
+        data = {"device_frame_id": frame.meta.device_frame_id or "", "capture_ts_ns": str(capture_ts_ns)}
         if frame.klv is None:
             data["telemetry"] = frame.meta.telemetry.model_dump_json(exclude_none=True)
         answer = self.client.post(f"/v1/sensors/{sensor}/frames", files=files, data=data,

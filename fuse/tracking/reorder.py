@@ -90,6 +90,18 @@ class ReorderBuffer:
             self.watermark_ns = max(self.watermark_ns, self.newest_ns + 1)
         return self.release()
 
+    def rewind(self, limit_ns: int, floor_ns: int | None = None) -> tuple[Measurement, ...]:
+        """Forget event time after ``limit_ns`` (a poisoned clock): buffered measurements after it are
+        removed and returned; the newest time becomes the newest one left (pending, or ``floor_ns``:
+        e.g. the tracks' newest state), and the watermark follows it down."""
+        dropped = tuple(m for k, m in sorted(self._pending.items()) if m.time_ns > limit_ns)
+        for meas in dropped:
+            del self._pending[meas.key]
+        left = [m.time_ns for m in self._pending.values()] + ([floor_ns] if floor_ns is not None else [])
+        self.newest_ns = max(left) if left else None
+        self.watermark_ns = None if self.newest_ns is None else self.newest_ns - self.window_ns
+        return dropped
+
     def to_state(self) -> dict[str, Any]:
         """Pending measurements, times and counters as a JSON-ready dict (the window is configuration)."""
         return {

@@ -232,6 +232,13 @@ BAD_INPUTS = {
                                 "bad_telemetry", "lat: unknown field"),
     "no capture time": (dict(telemetry_json='{"sensor_lat_deg": 49.0}'), 422, "bad_telemetry", "capture time missing"),
     "capture time in seconds": (dict(capture_ts_ns="1784149200"), 422, "bad_telemetry", "capture_ts_ns"),
+    # the poisoning runs: each one frame, dated far from the ingest clock (T0 + 5 s)
+    "dated 2001": (dict(capture_ts_ns=str(991_353_600 * 10**9)), 422, "capture_time_skew", "behind"),
+    "dated 2099": (dict(capture_ts_ns=str(4_083_955_200 * 10**9)), 422, "capture_time_skew", "ahead"),
+    "dated +3 years": (dict(capture_ts_ns=str(T0_NS + 3 * 365 * 86400 * 10**9)), 422, "capture_time_skew", "ahead"),
+    "dated -5 years": (dict(capture_ts_ns=str(T0_NS - 5 * 365 * 86400 * 10**9)), 422, "capture_time_skew", "behind"),
+    "klv dated +1 hour": (dict(klv=encode_st0601(telemetry(precision_ts_us=T0_NS // 1000 + 3600 * 10**6))), 422,
+                          "capture_time_skew", "capture_ts_ns"),
     "truncated klv": (dict(klv=GOOD_KLV[:-7]), 422, "bad_klv", "truncated"),
     "klv bad checksum": (dict(klv=BAD_CHECKSUM_KLV), 422, "bad_klv", "checksum"),
     "empty klv": (dict(klv=b""), 422, "bad_klv", "empty"),
@@ -464,3 +471,21 @@ def test_ledger_hands_out_each_sequence_once_under_concurrency(tmp_path: Path):
     ledger.mark_produced("d", "shared-frame", 2, 40)
     assert ledger.reserve("d", "shared-frame", "abc") == (shared.pop(), True, 2, 40)
     assert ledger.reserve("d", None).sequence == 61 and ledger.reserve("e", None).sequence == 0
+
+
+def test_a_sensor_whose_clock_leaps_is_refused_against_its_own_timeline(api: Api):
+    assert api.push(VISTA, capture_ts_ns=str(T0_NS)).status_code == 202
+    api.clock.advance(0.5)
+    before = rejected(VISTA, "capture_time_jump")
+    leap = api.push(VISTA, capture_ts_ns=str(T0_NS + 33 * 10**9))  # within the skew allowance, not the timeline's
+    assert leap.status_code == 422 and leap.json()["error"] == "capture_time_jump", leap.text
+    assert "capture_ts_ns" in leap.json()["detail"] and rejected(VISTA, "capture_time_jump") == before + 1
+    assert api.push(VISTA, capture_ts_ns=str(T0_NS + 5 * 10**8)).status_code == 202  # its timeline goes on
+    api.clock.advance(3600.0)  # an hour without frames: its timeline moved with the clock
+    assert api.push(VISTA, capture_ts_ns=str(T0_NS + 3600 * 10**9)).status_code == 202
+    assert len(api.frames()) == 3
+
+
+def test_the_skew_allowance_is_configured(make_api):
+    api = make_api(max_capture_age_s=10 * 365 * 86400.0)  # a site replaying a recorded day
+    assert api.push(VISTA, capture_ts_ns=str(T0_NS - 5 * 365 * 86400 * 10**9)).status_code == 202

@@ -62,7 +62,9 @@ def push_server(tmp_path: Path, kafka_bus, kafka_settings) -> Iterator[Server]:
     clock = SystemClock()
     producer = kafka_bus.producer("ibet-ingest-push-test")
     health = FeedHealth({s.id: (s.sector_id, 1 / s.detection_rate_hz) for s in registry.sensors if s.kind == "drone"})
-    settings = IngestSettings(max_frame_bytes=1024 * 1024, rate_limit_fps=100.0, rate_limit_burst=100)
+    # the simulator's frames are dated on the scenario's day: let the skew check accept a recorded day
+    settings = IngestSettings(max_frame_bytes=1024 * 1024, rate_limit_fps=100.0, rate_limit_burst=100,
+                              max_capture_age_s=10 * 365 * 86400.0)
     app = create_push_app(settings, registry, producer, FrameLedger(engine, clock), clock, health,
                           registry_path=registry_path)
     try:
