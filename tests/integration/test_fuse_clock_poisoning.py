@@ -75,7 +75,7 @@ def test_frames_dated_in_another_year_are_dead_lettered_and_the_crossing_still_f
     seen = [i for i, b in enumerate(batches) if b.detections and b.capture_ts_ns < crossing_ns - 3e9]
     assert len(seen) >= 8
     poisoned = list(batches)
-    for i, (label, when) in enumerate(poison_times.items()):
+    for i, when in enumerate(poison_times.values()):
         at = seen[1 + 2 * i]
         bad = batches[at].model_copy(update={"capture_ts_ns": when, "frame_sequence": 900_000 + i})
         poisoned.insert(at + 1 + i, bad)
