@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from ibet.bus.kafka_security import KafkaSecurity, client_security_kwargs
 from ibet.detect_config import DetectSettings
 from ibet.exceptions import ConfigError
+from ibet.forwarded import parse_networks
 
 DEFAULT_CONFIG_PATH = Path("config/ibet.yaml")
 
@@ -91,6 +92,10 @@ class IngestSettings(Section):
     rate_limit_fps: float = Field(default=10.0, gt=0, description="frames per second a device may push, sustained")
     rate_limit_burst: int = Field(default=20, gt=0, description="frames a device may push at once")
     produce_timeout_s: float = Field(default=30.0, gt=0, description="longest wait for Kafka to acknowledge a frame")
+    trusted_proxies: list[str] = Field(default=[], description="addresses/CIDRs of proxies (the ingress) whose "
+                                       "X-Forwarded-For names the client; empty: the peer is the client")
+    auth_max_failures: int = Field(default=10, gt=0, description="failed authentications a client may make ...")
+    auth_failure_window_s: float = Field(default=60.0, gt=0, description="... within this window, then 429")
     max_capture_ahead_s: float = Field(default=30.0, ge=0,
                                        description="a pushed frame's capture time may be this far ahead of the ingest clock")
     max_capture_age_s: float = Field(default=600.0, gt=0,
@@ -106,6 +111,12 @@ class IngestSettings(Section):
     stream_open_timeout_s: float = Field(default=10.0, gt=0, description="a stream that does not answer in this long fails")
     resize_max_width_px: int | None = Field(default=None, gt=0, description="downscale pulled frames wider than this")
     jpeg_quality: int = Field(default=90, ge=30, le=100, description="quality when pulled frames are re-encoded")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)  # ValueError names the bad entry
+        return value
 
 
 class FuseSettings(Section):

@@ -77,7 +77,8 @@ def _describe(model: str, exc: ValidationError, where: Callable[[tuple], str] | 
 class Telemetry(WireModel):
     """Platform and sensor pose at capture, MISB ST 0601 names and conventions, all optional.
 
-    Angles in degrees (platform: the airframe's; sensor: relative to the platform), lengths in m.
+    Angles in degrees (platform: the airframe's; sensor: relative to the platform), lengths in m;
+    every value within the range ST 0601 can carry for its tag (NaN and infinities refused).
     """
 
     precision_ts_us: int | None = Field(None, ge=0, description="tag 2: µs since the Unix epoch")
@@ -86,7 +87,8 @@ class Telemetry(WireModel):
     platform_roll_deg: float | None = Field(None, ge=-180.0, le=180.0, description="tag 7, right wing down +")
     sensor_lat_deg: LatDeg | None = Field(None, description="tag 13")
     sensor_lon_deg: LonDeg | None = Field(None, description="tag 14")
-    sensor_alt_m: float | None = Field(None, description="tag 75: height above the WGS-84 ellipsoid")
+    sensor_alt_m: float | None = Field(None, ge=-900.0, le=19_000.0,
+                                       description="tag 75: height above the WGS-84 ellipsoid (ST 0601 range)")
     sensor_rel_azimuth_deg: float | None = Field(None, ge=0.0, lt=360.0, description="tag 18")
     sensor_rel_elevation_deg: float | None = Field(None, ge=-180.0, le=180.0, description="tag 19")
     sensor_rel_roll_deg: float | None = Field(None, ge=0.0, lt=360.0, description="tag 20")
@@ -94,8 +96,8 @@ class Telemetry(WireModel):
     vfov_deg: float | None = Field(None, gt=0.0, le=180.0, description="tag 17")
     frame_center_lat_deg: LatDeg | None = Field(None, description="tag 23")
     frame_center_lon_deg: LonDeg | None = Field(None, description="tag 24")
-    frame_center_elev_m: float | None = Field(None, description="tag 25: above mean sea level")
-    slant_range_m: float | None = Field(None, ge=0.0, description="tag 21: sensor to frame centre")
+    frame_center_elev_m: float | None = Field(None, ge=-900.0, le=19_000.0, description="tag 25: above mean sea level")
+    slant_range_m: float | None = Field(None, ge=0.0, le=5_000_000.0, description="tag 21: sensor to frame centre")
 
 
 # The value of a record on ibet.frames.v1 is one JPEG: these markers open and close it.

@@ -40,6 +40,7 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 # Hash formats we accept for drone credentials: argon2 (PHC string), bcrypt, and Django-style
 # pbkdf2_sha256 / scrypt. Anything else is treated as a clear-text secret and rejected.
 _CREDENTIAL_HASHES = (
+    re.compile(r"^sha256\$[0-9a-f]{64}$"),  # of a 256-bit random device token (ingest.credentials)
     re.compile(r"^\$argon2(?:id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+=*\$[A-Za-z0-9+/]+=*$"),
     re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$"),
     re.compile(r"^pbkdf2_sha256\$\d+\$[^$\s]+\$[^$\s]+$"),
@@ -143,8 +144,8 @@ class Sensor(_Model):
     def _hashed_credential(cls, value: str | None) -> str | None:
         # Never echo the value: it may be a clear-text secret.
         if value is not None and not any(p.match(value) for p in _CREDENTIAL_HASHES):
-            raise ValueError("credentials are stored hashed (argon2, bcrypt, pbkdf2_sha256 or scrypt); "
-                             "this does not look like a hash - hash the drone secret and store only the hash")
+            raise ValueError("credentials are stored hashed (sha256$ of a device token, argon2, bcrypt, pbkdf2_sha256 "
+                             "or scrypt); this does not look like a hash - hash the drone secret and store only the hash")
         return value
 
     @field_validator("source_url")

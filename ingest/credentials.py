@@ -1,22 +1,28 @@
-"""Drone push tokens: issued once, stored only as an argon2 hash in the registry, checked per frame.
+"""Drone push tokens: issued once, stored only as a hash in the registry, checked per frame.
 
 ``enroll``/``rotate``/``revoke`` edit the drone's ``credential_hash`` in the registry YAML in place
 (ruamel.yaml round trip: comments, order and layout kept), validate the edited file with
 :func:`ibet.registry.load_registry`, and only then replace the file (temp file, atomic rename).
 
-argon2 is slow on purpose (~0.1 s a check), so :class:`TokenVerifier` remembers outcomes per
-(sensor, stored hash, sha256 of the token) for a few minutes: a drone pushing 10 frames/s pays the
-cost once. The stored hash is part of the key, so a rotated or revoked credential takes effect at
-once, whatever the cache holds.
+A token carries 256 random bits, so a slow password hash adds nothing but cost (and hands anyone
+who sends wrong tokens a CPU to burn): the registry stores ``sha256$<hex>`` of the token, compared
+in constant time, as the alert contacts' tokens are. Hashes from before (argon2id) still verify,
+slowly and cached per (sensor, stored hash, sha256 of the token), and are replaced by the sha256
+form on the drone's next good push (:func:`upgrade_hash`) when the registry file is writable;
+``ibet sensors rotate`` replaces one by hand. Whose token a wrong token is (403 rather than 401)
+is looked up among the sha256 hashes by digest, never by trying each drone's hash.
 
     >>> token = new_token()
     >>> verify_token(hash_token(token), token)
     True
+    >>> hash_token("ibet_x")[:7]
+    'sha256$'
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import os
 import secrets
@@ -37,7 +43,8 @@ from ingest.exceptions import CredentialError
 
 TOKEN_PREFIX = "ibet_"
 TOKEN_BYTES = 32  # 256 bits of entropy
-_HASHER = PasswordHasher()  # argon2id, RFC 9106 low-memory profile (t=3, m=64 MiB, p=4)
+SHA256_PREFIX = "sha256$"
+_LEGACY_HASHER = PasswordHasher()  # argon2id hashes stored before sha256 (verified only, never made)
 _NS = 1_000_000_000
 
 
@@ -46,29 +53,38 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
 
 
+def token_digest(token: str) -> str:
+    """sha256 hex of a token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
 def hash_token(token: str) -> str:
-    """The argon2id PHC string of ``token`` (what the registry stores as ``credential_hash``)."""
-    return _HASHER.hash(token)
+    """What the registry stores as ``credential_hash``: ``sha256$`` and the token's sha256 hex."""
+    return SHA256_PREFIX + token_digest(token)
+
+
+def is_legacy_hash(credential_hash: str) -> bool:
+    """Whether ``credential_hash`` is of the slow kind stored before sha256 (to be upgraded)."""
+    return not credential_hash.startswith(SHA256_PREFIX)
 
 
 def verify_token(credential_hash: str, token: str) -> bool:
-    """Whether ``token`` matches ``credential_hash`` (argon2, constant time; no cache).
+    """Whether ``token`` matches ``credential_hash`` (constant time; no cache).
 
-    False, never an exception, for a mismatch or a hash argon2 cannot read (bcrypt, pbkdf2...).
+    False, never an exception, for a mismatch or a hash that cannot be read. A legacy argon2 hash
+    takes ~0.1 s of CPU; a sha256 one microseconds.
     """
+    if not is_legacy_hash(credential_hash):
+        return hmac.compare_digest(credential_hash[len(SHA256_PREFIX):].encode(), token_digest(token).encode())
     try:
-        return _HASHER.verify(credential_hash, token)
+        return _LEGACY_HASHER.verify(credential_hash, token)
     except (VerificationError, InvalidHashError):
         return False
 
 
-def token_digest(token: str) -> str:
-    """sha256 hex of a token: how the cache remembers a token without keeping it."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
 class TokenVerifier:
-    """:func:`verify_token` with an in-process cache of outcomes, valid ``ttl_s`` seconds of ``clock``.
+    """:func:`verify_token`, with an in-process cache of the outcomes of legacy (argon2) hashes, valid
+    ``ttl_s`` seconds of ``clock``.
 
     Thread-safe. The cache holds at most ``max_entries`` outcomes (oldest dropped first); keys are
     (sensor id, stored hash, sha256(token)), never the token itself.
@@ -85,11 +101,9 @@ class TokenVerifier:
         """Whether ``token`` is ``sensor_id``'s, whose stored hash is ``credential_hash`` (None: not enrolled)."""
         if credential_hash is None or not token:
             return False
-        return self.verify_digest(sensor_id, credential_hash, token, token_digest(token))
-
-    def verify_digest(self, sensor_id: str, credential_hash: str, token: str, digest: str) -> bool:
-        """:meth:`verify` when the caller has already computed ``digest = token_digest(token)``."""
-        key = (sensor_id, credential_hash, digest)
+        if not is_legacy_hash(credential_hash):
+            return verify_token(credential_hash, token)
+        key = (sensor_id, credential_hash, token_digest(token))
         now_ns = self._clock.now_ns()
         with self._lock:
             hit = self._cache.get(key)
@@ -103,26 +117,25 @@ class TokenVerifier:
                 self._cache.popitem(last=False)
         return ok
 
-    def owner(self, token: str, enrolled: Iterable[tuple[str, str]]) -> str | None:
-        """The sensor among ``enrolled`` (sensor id, stored hash) pairs whose token this is, or None.
+    @staticmethod
+    def owner(token: str, enrolled: Iterable[tuple[str, str]]) -> str | None:
+        """The sensor among ``enrolled`` (sensor id, stored hash) pairs whose sha256 hash this token
+        has, or None. Legacy hashes are never tried: that would cost a slow hash per enrolled drone."""
+        stored = hash_token(token).encode()
+        owner = None
+        for sensor_id, credential_hash in enrolled:  # every pair compared, in constant time each
+            if hmac.compare_digest(credential_hash.encode(), stored):
+                owner = sensor_id
+        return owner
 
-        Cached outcomes first; argon2 only for the pairs the cache knows nothing about.
-        """
-        digest = token_digest(token)
-        pairs = list(enrolled)
-        now_ns = self._clock.now_ns()
-        unknown = []
-        with self._lock:
-            for sensor_id, credential_hash in pairs:
-                hit = self._cache.get((sensor_id, credential_hash, digest))
-                if hit is None or hit[1] <= now_ns:
-                    unknown.append((sensor_id, credential_hash))
-                elif hit[0]:
-                    return sensor_id
-        for sensor_id, credential_hash in unknown:
-            if self.verify_digest(sensor_id, credential_hash, token, digest):
-                return sensor_id
-        return None
+
+def upgrade_hash(registry_path: str | Path, sensor_id: str, token: str) -> None:
+    """Replace drone ``sensor_id``'s legacy hash by the sha256 one of ``token`` (just verified), in the
+    registry file. CredentialError if the file cannot be changed (e.g. a read-only ConfigMap)."""
+    try:
+        _set_credential(Path(registry_path), sensor_id, hash_token(token), expect_enrolled=True)
+    except OSError as exc:
+        raise CredentialError(f"{registry_path}: cannot store the upgraded hash of {sensor_id}: {exc}") from None
 
 
 # Enrolment: editing the registry file

@@ -137,6 +137,22 @@ class RateLimitedError(IngestError):
         return {"Retry-After": str(max(1, -int(-self.retry_after_s // 1)))}
 
 
+
+class AuthThrottledError(IngestError):
+    """The client has failed to authenticate too often recently (``ingest.auth_max_failures``)."""
+
+    status_code = 429
+    reason = "auth_throttled"
+
+    def __init__(self, retry_after_s: float, max_failures: int, window_s: float):
+        self.retry_after_s = retry_after_s
+        super().__init__(f"{max_failures} failed authentications from this client within {window_s:g} s; "
+                         f"retry after {retry_after_s:.0f} s with the device's own token")
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, -int(-self.retry_after_s // 1)))}
+
+
 # Retries and the bus
 class FrameIdReusedError(IngestError):
     """A ``device_frame_id`` already accepted with different bytes: answered 409, never dropped silently."""

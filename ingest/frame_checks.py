@@ -11,6 +11,7 @@ import numpy as np
 
 from ibet.messages import JPEG_EOI, JPEG_SOI
 from ingest.exceptions import CorruptJpegError, EmptyFrameError, FrameTooLargeError, NotJpegError, TruncatedJpegError
+from ingest.jpeg_structure import jpeg_structure_problem
 
 _OTHER_FORMATS = (  # what a frame that is not a JPEG most often is, by its magic bytes
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -27,7 +28,8 @@ def check_jpeg(data: bytes, max_bytes: int) -> tuple[int, int]:
 
     Raises, in this order: EmptyFrameError (no bytes), FrameTooLargeError (413, names the limit),
     NotJpegError (magic is not FF D8 FF; says "PNG" for a PNG), TruncatedJpegError (no FF D9 at
-    the end, trailing zero padding allowed), CorruptJpegError (OpenCV cannot decode it).
+    the end, trailing zero padding allowed), CorruptJpegError (its markers are out of order, as in
+    scrambled image data that libjpeg would decode to garbage, or OpenCV cannot decode it).
     """
     if not data:
         raise EmptyFrameError("the frame is empty (0 bytes); send the JPEG in the 'frame' part")
@@ -38,6 +40,9 @@ def check_jpeg(data: bytes, max_bytes: int) -> tuple[int, int]:
     if not data.rstrip(b"\x00").endswith(JPEG_EOI):
         raise TruncatedJpegError(f"the JPEG ({len(data)} bytes) has no end-of-image marker FF D9: "
                                  "it was cut short; send the whole file")
+    problem = jpeg_structure_problem(data.rstrip(b"\x00"))  # libjpeg decodes scrambled data with a warning
+    if problem is not None:
+        raise CorruptJpegError(f"the JPEG ({len(data)} bytes): {problem}")
     # Grayscale: libjpeg decodes only the luma channel, enough to prove the image decodes.
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
     if image is None or image.size == 0:

@@ -35,13 +35,17 @@ from ibet.bus.exceptions import BusError, RecordTooLargeError
 from ibet.clock import Clock
 from ibet.config import IbetConfig, IngestSettings
 from ibet.exceptions import ConfigError, RegistryError
+from ibet.forwarded import client_address, parse_networks
 from ibet.messages import FrameMeta, SensorHealthEvent
 from ibet.registry import Registry, Sensor, load_registry
-from ingest import metrics
+from ingest import credentials, metrics
+from ingest.auth_failures import AuthFailureLimiter
 from ingest.capture_time import SensorTimelines, check_skew
 from ingest.credentials import TokenVerifier
 from ingest.exceptions import (
+    AuthThrottledError,
     BusUnavailableError,
+    CredentialError,
     EmptyFrameError,
     FrameTooLargeError,
     IngestError,
@@ -156,6 +160,9 @@ def create_push_app(settings: IngestSettings, registry: Registry, producer: Prod
     """
     devices = Devices(registry, registry_path)
     verifier = verifier or TokenVerifier(clock=clock)
+    proxies = parse_networks(settings.trusted_proxies)
+    failures = AuthFailureLimiter(settings.auth_max_failures, settings.auth_failure_window_s, clock)
+    upgrade_tried: set[str] = set()  # drones whose legacy hash this process tried to upgrade
     limiter = RateLimiter(settings.rate_limit_fps, settings.rate_limit_burst, clock)
     publisher = HealthPublisher(health, producer, clock, settings.produce_timeout_s)
     sensor_locks: dict[str, asyncio.Lock] = {}
@@ -192,7 +199,16 @@ def create_push_app(settings: IngestSettings, registry: Registry, producer: Prod
             sensor = devices.drone(sensor_id)
             label = sensor_id
             metrics.FRAMES_RECEIVED.labels(label, PATH).inc()
-            await _authenticate(request, sensor, devices, verifier)
+            client = client_address(request.client.host if request.client else None,
+                                    request.headers.get("x-forwarded-for"), proxies)
+            wait_s = failures.retry_after_s(client)
+            if wait_s > 0:
+                raise AuthThrottledError(wait_s, settings.auth_max_failures, settings.auth_failure_window_s)
+            try:
+                await _authenticate(request, sensor, devices, verifier, registry_path, upgrade_tried)
+            except (UnauthorizedError, WrongDeviceError):
+                failures.failed(client)
+                raise
             _check_declared_size(request, settings.max_frame_bytes, max_body_bytes)
             wait_s = limiter.acquire(sensor_id)
             if wait_s > 0:
@@ -230,22 +246,42 @@ class _Upload:
         self.telemetry, self.capture_ts_ns, self.device_frame_id = telemetry, capture_ts_ns, device_frame_id
 
 
-async def _authenticate(request: Request, sensor: Sensor, devices: Devices, verifier: TokenVerifier) -> None:
-    """The bearer token must be ``sensor``'s: 401 without one or with a stranger's, 403 with another drone's."""
+async def _authenticate(request: Request, sensor: Sensor, devices: Devices, verifier: TokenVerifier,
+                        registry_path: Path | None, upgrade_tried: set[str]) -> None:
+    """The bearer token must be ``sensor``'s: 401 without one or with a stranger's, 403 with another drone's.
+
+    Only ``sensor``'s own stored hash is verified; whose token a wrong one is, is a lookup by digest
+    (:meth:`TokenVerifier.owner`). A legacy hash that verified is upgraded to sha256 in the registry."""
     scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise UnauthorizedError("missing device token: send the header 'Authorization: Bearer <token>' "
                                 "(issued by 'ibet sensors enroll')")
-    if await run_in_threadpool(verifier.verify, sensor.id, sensor.credential_hash, token):
+    stored = sensor.credential_hash
+    if stored is not None and credentials.is_legacy_hash(stored):
+        if await run_in_threadpool(verifier.verify, sensor.id, stored, token):
+            if registry_path is not None and sensor.id not in upgrade_tried:
+                upgrade_tried.add(sensor.id)
+                await run_in_threadpool(_upgrade, registry_path, sensor.id, token)
+            return
+    elif verifier.verify(sensor.id, stored, token):
         return
-    others = [(sid, h) for sid, h in devices.enrolled() if sid != sensor.id]
-    owner = await run_in_threadpool(verifier.owner, token, others)
+    owner = verifier.owner(token, [(sid, h) for sid, h in devices.enrolled() if sid != sensor.id])
     if owner is not None:
         raise WrongDeviceError(owner, sensor.id)
     if sensor.credential_hash is None:
         raise UnauthorizedError(f"{sensor.id} is not enrolled (or its token was revoked): 'ibet sensors enroll'")
     raise UnauthorizedError(f"the token is not {sensor.id}'s current token (wrong, or rotated)")
+
+
+def _upgrade(registry_path: Path, sensor_id: str, token: str) -> None:
+    """Store the sha256 hash of a drone's verified token in place of its legacy hash, or say why not."""
+    try:
+        credentials.upgrade_hash(registry_path, sensor_id, token)
+        log.info("credential of %s upgraded to sha256 in %s", sensor_id, registry_path)
+    except CredentialError as exc:
+        log.warning("credential of %s stays a legacy (slow) hash: %s; 'ibet sensors rotate %s' replaces it",
+                    sensor_id, exc, sensor_id)
 
 
 def _check_declared_size(request: Request, max_frame_bytes: int, max_body_bytes: int) -> None:

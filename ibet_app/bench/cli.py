@@ -66,19 +66,32 @@ def bench_ingest(
     frames: Annotated[int, typer.Option(help="Frames per round.")] = 200,
     clients: Annotated[int, typer.Option(help="Concurrent drones (client threads).")] = 4,
     rounds: Annotated[int, typer.Option(help="Rounds per side, alternating API and raw.")] = 3,
+    flood_rps: Annotated[float, typer.Option(help="Wrong tokens per second in the flood part; 0: skip it.")] = 2.0,
+    flood_pushes: Annotated[int, typer.Option(help="The drone's pushes quiet, and again under the flood.")] = 100,
 ) -> None:
-    """Push-API frames/s and MB/s against raw kafka-python producing the same frames; HTTP overhead."""
+    """Push-API frames/s and MB/s against raw kafka-python producing the same frames; HTTP overhead;
+    a real drone's p50/p99 with and without a wrong-token flood."""
     from ibet.config import KafkaSettings
-    from ibet_app.bench.ingest import run_ingest_bench
+    from ibet_app.bench.ingest import run_ingest_bench, run_token_flood_bench
     from ibet_app.bench.report import report
 
     with _bench_broker(bootstrap) as servers:
-        r = run_ingest_bench(KafkaSettings(bootstrap_servers=[servers]), frames, clients, rounds)
+        kafka = KafkaSettings(bootstrap_servers=[servers])
+        r = run_ingest_bench(kafka, frames, clients, rounds)
+        flood = run_token_flood_bench(kafka, flood_pushes, flood_rps) if flood_rps > 0 else None
     rows = [["push API", r["api_frames_per_s"], r["api_mb_per_s"], r["api_mean_latency_ms"]],
             ["raw kafka-python", r["raw_frames_per_s"], r["raw_mb_per_s"], r["raw_mean_latency_ms"]]]
     report("bench-ingest", f"ibet bench ingest ({clients} clients, {frames} frames/round, ratio {r['ratio']})",
            ["path", "frames/s", "MB/s", "mean latency ms"], rows,
            {"bench": "ingest", "baseline": "raw kafka-python send().get(), same frames and headers", **r})
+    if flood is not None:
+        rows = [[h, f["quiet_p50_ms"], f["quiet_p99_ms"], f["flooded_p50_ms"], f["flooded_p99_ms"], f["ratio_p50"],
+                 f["ratio_p99"], f["wrong_tokens_per_s"]] for h, f in flood.items() if isinstance(f, dict)]
+        report("bench-ingest-flood", f"ibet bench ingest: one drone's push latency under {flood_rps:g} wrong tokens/s "
+               f"({flood_pushes} pushes each)", ["stored hashes", "quiet p50 ms", "quiet p99 ms", "flooded p50 ms",
+               "flooded p99 ms", "ratio p50", "ratio p99", "wrong tokens/s"], rows,
+               {"bench": "ingest-flood", "baseline": "the same drone without the flood; argon2id hashes as stored "
+                "before", **flood})
 
 
 def _bench_fuse(

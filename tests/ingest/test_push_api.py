@@ -4,6 +4,7 @@ metric and leaves the bus empty; retries are accepted once; credentials keep the
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import warnings
@@ -12,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pytest
+from argon2 import PasswordHasher
 from prometheus_client import REGISTRY
 
 from ibet import topics
@@ -25,6 +28,7 @@ from ibet.db import make_engine, migrate
 from ibet.klv import decode_st0601, encode_st0601
 from ibet.messages import FrameMeta, SensorHealthEvent, SensorHealthState, Telemetry
 from ibet.registry import load_registry
+from ibet_testing.http_server import serve_in_thread
 from ingest import credentials
 from ingest.exceptions import BadTelemetryError, CredentialError, FrameIdReusedError
 from ingest.frame_checks import check_jpeg
@@ -209,10 +213,33 @@ GOOD_KLV = encode_st0601(telemetry())
 BAD_CHECKSUM_KLV = GOOD_KLV[:-1] + bytes([GOOD_KLV[-1] ^ 0xFF])
 NAN_JSON = telemetry().model_dump_json(exclude_none=True).replace('"platform_heading_deg":90.0',
                                                                    '"platform_heading_deg":NaN')
+def _scrambled(jpeg: bytes) -> bytes:
+    """``jpeg`` with the bytes of its image data shuffled: libjpeg still decodes it (to garbage)."""
+    data = bytearray(jpeg)
+    start = data.find(b"\xff\xda") + 2 + int.from_bytes(data[data.find(b"\xff\xda") + 2:][:2], "big")
+    body = np.frombuffer(bytes(data[start:-2]), np.uint8).copy()
+    np.random.default_rng(1).shuffle(body)
+    data[start:-2] = body.tobytes()
+    return bytes(data)
+
+
+def _restarts_swapped(jpeg: bytes) -> bytes:
+    """``jpeg`` (with restart markers) with its RST1 and RST2 markers exchanged."""
+    data = bytearray(jpeg)
+    one, two = data.find(b"\xff\xd1"), data.find(b"\xff\xd2")
+    data[one + 1], data[two + 1] = 0xD2, 0xD1
+    return bytes(data)
+
+
+SCRAMBLED = _scrambled(jpeg_bytes(320, 240))
+RST_SWAPPED = _restarts_swapped(cv2.imencode(".jpg", (np.random.default_rng(2).random((240, 320, 3)) * 255)
+                                             .astype(np.uint8), [cv2.IMWRITE_JPEG_RST_INTERVAL, 2])[1].tobytes())
+assert cv2.imdecode(np.frombuffer(SCRAMBLED, np.uint8), cv2.IMREAD_GRAYSCALE) is not None  # OpenCV alone accepts it
+
 BAD_INPUTS = {
     # name: (push arguments, status, reason, words of the detail)
     "corrupt jpeg": (dict(jpeg=b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4 + b"\xff\xd9"), 400, "corrupt_jpeg",
-                     "cannot be decoded"),
+                     "the file is corrupt"),
     "truncated jpeg": (dict(jpeg=jpeg_bytes()[:900]), 400, "truncated_jpeg", "FF D9"),
     "png sent as jpeg": (dict(jpeg=PNG), 415, "not_jpeg", "PNG"),
     "empty frame": (dict(jpeg=b""), 400, "empty_body", "empty"),
@@ -227,6 +254,14 @@ BAD_INPUTS = {
                               422, "bad_telemetry", "sensor_lat_deg"),
     "angle out of range": (dict(telemetry_json='{"precision_ts_us": 1784149200000000, "platform_heading_deg": 400}'),
                            422, "bad_telemetry", "platform_heading_deg"),
+    "altitude 1e308 m": (dict(telemetry_json='{"precision_ts_us": 1784149200000000, "sensor_alt_m": 1e308}'), 422,
+                         "bad_telemetry", "sensor_alt_m"),
+    "altitude -1e9 m": (dict(telemetry_json='{"precision_ts_us": 1784149200000000, "sensor_alt_m": -1e9}'), 422,
+                        "bad_telemetry", "sensor_alt_m"),
+    "slant range to the moon": (dict(telemetry_json='{"precision_ts_us": 1784149200000000, "slant_range_m": 3.8e8}'),
+                                422, "bad_telemetry", "slant_range_m"),
+    "scrambled image data": (dict(jpeg=SCRAMBLED), 400, "corrupt_jpeg", "image data is corrupt"),
+    "restart markers out of order": (dict(jpeg=RST_SWAPPED), 400, "corrupt_jpeg", "restart marker"),
     "malformed telemetry json": (dict(telemetry_json='{"sensor_lat_deg": 49.0'), 422, "bad_telemetry", "JSON"),
     "unknown telemetry field": (dict(telemetry_json='{"precision_ts_us": 1784149200000000, "lat": 49.0}'), 422,
                                 "bad_telemetry", "lat: unknown field"),
@@ -341,7 +376,7 @@ def test_enroll_rotate_revoke_keep_the_registry_file_and_its_comments(tmp_path: 
     assert token.startswith("ibet_") and len(token) >= 5 + 43
     changed = [(a, b) for a, b in zip(original.splitlines(), path.read_text().splitlines(), strict=True) if a != b]
     [(old_line, new_line)] = changed
-    assert new_line.endswith("# set at enrolment") and "$argon2id$" in new_line and token not in path.read_text()
+    assert new_line.endswith("# set at enrolment") and "sha256$" in new_line and token not in path.read_text()
     stored = load_registry(path).sensor(VISTA).credential_hash
     assert credentials.verify_token(stored, token)
 
@@ -383,20 +418,31 @@ def test_the_old_token_stops_working_after_rotate_and_revoke(api: Api):
     assert (answer.status_code, answer.json()["error"]) == (401, "unauthorized") and "not enrolled" in answer.text
 
 
-def test_token_verifier_caches_outcomes_for_its_ttl(monkeypatch):
+def test_token_verifier_caches_outcomes_of_legacy_hashes_for_its_ttl(monkeypatch):
     calls = []
     real = credentials.verify_token
     monkeypatch.setattr(credentials, "verify_token", lambda h, t: calls.append(t) or real(h, t))
     clock = ManualClock(T0_NS)
     verifier = credentials.TokenVerifier(ttl_s=60, clock=clock)
     token = credentials.new_token()
-    stored = credentials.hash_token(token)
-    assert all(verifier.verify("d", stored, token) for _ in range(5)) and len(calls) == 1
-    assert not verifier.verify("d", stored, token + "x") and len(calls) == 2
+    legacy = PasswordHasher().hash(token)  # as enrolment stored them before sha256
+    assert all(verifier.verify("d", legacy, token) for _ in range(5)) and len(calls) == 1
+    assert not verifier.verify("d", legacy, token + "x") and len(calls) == 2
     clock.advance(61)
-    assert verifier.verify("d", stored, token) and len(calls) == 3
-    assert not verifier.verify("d", credentials.hash_token("other"), token)  # a new stored hash: checked anew
-    assert verifier.owner(token, [("e", credentials.hash_token("other")), ("d", stored)]) == "d"
+    assert verifier.verify("d", legacy, token) and len(calls) == 3
+    assert not verifier.verify("d", PasswordHasher().hash("other"), token)  # a new stored hash: checked anew
+    assert verifier.verify("d", credentials.hash_token(token), token) and len(calls) == 5  # sha256: no cache needed
+
+
+def test_whose_token_it_is_is_a_digest_lookup_that_never_tries_a_slow_hash(monkeypatch):
+    slow = []
+    monkeypatch.setattr(credentials, "_LEGACY_HASHER", CountingHasher(slow, result=True))
+    token = credentials.new_token()
+    enrolled = [("a", PasswordHasher().hash(token)), ("b", credentials.hash_token("other")),
+                ("c", credentials.hash_token(token))]
+    assert credentials.TokenVerifier.owner(token, enrolled) == "c"
+    assert credentials.TokenVerifier.owner(credentials.new_token(), enrolled) is None
+    assert slow == []
 
 
 # The pure parts and the ledger
@@ -489,3 +535,92 @@ def test_a_sensor_whose_clock_leaps_is_refused_against_its_own_timeline(api: Api
 def test_the_skew_allowance_is_configured(make_api):
     api = make_api(max_capture_age_s=10 * 365 * 86400.0)  # a site replaying a recorded day
     assert api.push(VISTA, capture_ts_ns=str(T0_NS - 5 * 365 * 86400 * 10**9)).status_code == 202
+
+
+# Device tokens: cheap to check, legacy hashes upgraded, guessing clients throttled
+class CountingHasher:
+    """argon2's verify, noting each call; ``result`` fixes the answer (None: the real one)."""
+
+    def __init__(self, calls: list, result: bool | None = None):
+        self.calls, self.result, self.real = calls, result, PasswordHasher()
+
+    def verify(self, stored: str, token: str) -> bool:
+        self.calls.append(stored)
+        return self.real.verify(stored, token) if self.result is None else self.result
+
+
+def _with_legacy_hash(api: Api, sensor: str) -> None:
+    """Store ``sensor``'s current token as an argon2 hash, as enrolment did before sha256."""
+    credentials._set_credential(api.registry_path, sensor, PasswordHasher().hash(api.tokens[sensor]),
+                                expect_enrolled=True)
+
+
+def test_a_wrong_token_checks_only_the_claimed_drones_slow_hash(make_api, monkeypatch):
+    api = make_api()
+    for drone in (VISTA, DERBY):
+        _with_legacy_hash(api, drone)
+    slow = []
+    monkeypatch.setattr(credentials, "_LEGACY_HASHER", CountingHasher(slow))
+    answer = api.push(VISTA, token=credentials.new_token())
+    assert answer.status_code == 401 and len(slow) == 1  # before: one argon2 per enrolled drone
+
+
+def test_a_legacy_hash_is_upgraded_on_the_drones_next_good_push(make_api, monkeypatch):
+    api = make_api()
+    _with_legacy_hash(api, VISTA)
+    assert api.push(VISTA).status_code == 202
+    stored = load_registry(api.registry_path).sensor(VISTA).credential_hash
+    assert stored == credentials.hash_token(api.tokens[VISTA])
+    slow = []
+    monkeypatch.setattr(credentials, "_LEGACY_HASHER", CountingHasher(slow, result=False))
+    assert api.push(VISTA).status_code == 202 and slow == []
+    assert api.push(DERBY, token=api.tokens[VISTA]).status_code == 403  # its token is known by digest now
+
+
+def test_a_read_only_registry_keeps_the_legacy_hash_and_says_how_to_replace_it(make_api, caplog):
+    api = make_api()
+    _with_legacy_hash(api, VISTA)
+    api.registry_path.parent.chmod(0o555)
+    api.registry_path.chmod(0o444)
+    try:
+        with caplog.at_level("WARNING", logger="ingest.push_api"):
+            assert api.push(VISTA).status_code == 202
+            assert api.push(VISTA).status_code == 202
+    finally:
+        api.registry_path.parent.chmod(0o755)
+        api.registry_path.chmod(0o644)
+    warnings_ = [m for m in caplog.messages if "legacy" in m]
+    if os.geteuid() != 0:  # root writes through read-only modes
+        assert len(warnings_) == 1 and "ibet sensors rotate" in warnings_[0]
+
+
+def test_a_client_guessing_tokens_is_throttled_and_others_behind_the_same_proxy_are_not(make_api):
+    api = make_api(auth_max_failures=3, auth_failure_window_s=60.0, trusted_proxies=["127.0.0.1"])
+    with serve_in_thread(api.app) as url, httpx.Client(base_url=url) as client:
+        def push(token: str, forwarded_for: str | None = None, seq: int = 0):
+            headers = {"Authorization": f"Bearer {token}"}
+            if forwarded_for:
+                headers["X-Forwarded-For"] = forwarded_for
+            data = {"telemetry": telemetry().model_dump_json(exclude_none=True), "capture_ts_ns": str(T0_NS + seq)}
+            return client.post(f"/v1/sensors/{VISTA}/frames", files={"frame": ("f.jpg", jpeg_bytes(), "image/jpeg")},
+                               data=data, headers=headers)
+
+        guesser, drone = "203.0.113.9", "198.51.100.7"
+        assert [push(credentials.new_token(), guesser).status_code for _ in range(3)] == [401] * 3
+        throttled = push(credentials.new_token(), guesser)
+        assert throttled.status_code == 429 and throttled.json()["error"] == "auth_throttled"
+        assert int(throttled.headers["Retry-After"]) >= 1
+        assert push(api.tokens[VISTA], f"{guesser}, {drone}", seq=1).status_code == 202  # the right-most hop counts
+        assert push(api.tokens[VISTA], drone, seq=2).status_code == 202
+        api.clock.advance(61.0)
+        assert push(api.tokens[VISTA], guesser, seq=61 * 10**9).status_code == 202  # the window passed
+
+
+def test_a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(make_api):
+    api = make_api(auth_max_failures=2)  # no trusted proxies: the peer is the client
+    for i in range(2):
+        api.client.post(f"/v1/sensors/{VISTA}/frames", headers={"Authorization": f"Bearer {credentials.new_token()}",
+                                                               "X-Forwarded-For": f"192.0.2.{i}"},
+                        files={"frame": ("f.jpg", jpeg_bytes(), "image/jpeg")})
+    answer = api.push(VISTA, token=credentials.new_token())
+    assert answer.status_code == 429 and answer.json()["error"] == "auth_throttled"

@@ -302,7 +302,7 @@ telemetries = st.builds(
     platform_roll_deg=_opt(_floats(-180, 180)),
     sensor_lat_deg=_opt(_floats(-90, 90)),
     sensor_lon_deg=_opt(_floats(-180, 180)),
-    sensor_alt_m=_opt(_floats(-1e4, 1e5)),
+    sensor_alt_m=_opt(_floats(-900, 19_000)),  # MISB ST 0601 tag 75
     sensor_rel_azimuth_deg=_opt(_floats(0, 360, exclude_max=True)),
     sensor_rel_elevation_deg=_opt(_floats(-180, 180)),
     sensor_rel_roll_deg=_opt(_floats(0, 360, exclude_max=True)),
@@ -310,7 +310,7 @@ telemetries = st.builds(
     vfov_deg=_opt(_floats(0, 180, exclude_min=True)),
     frame_center_lat_deg=_opt(_floats(-90, 90)),
     frame_center_lon_deg=_opt(_floats(-180, 180)),
-    frame_center_elev_m=_opt(_floats(-1e3, 1e4)),
+    frame_center_elev_m=_opt(_floats(-900, 19_000)),  # tag 25
     slant_range_m=_opt(_floats(0, 1e6)),
 )
 
