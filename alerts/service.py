@@ -46,8 +46,9 @@ from ibet import topics
 from ibet.audit import SYSTEM, record_audit
 from ibet.bus.base import Bus, OutRecord, Producer
 from ibet.clock import Clock, SystemClock
-from ibet.config import AlertSettings, IbetConfig
+from ibet.config import AlertSettings, HttpSettings, IbetConfig
 from ibet.db import make_engine, migrate
+from ibet.http_limits import uvicorn_config
 from ibet.messages import Alert, AlertState, BorderEvent
 from ibet.registry import Registry
 
@@ -255,6 +256,7 @@ class AlertService:
     lifecycle: AlertLifecycle | None = None
     api: FastAPI | None = None
     api_url: str | None = None
+    http: HttpSettings = field(default_factory=HttpSettings)
     _api_server: uvicorn.Server | None = None
 
     def recorded(self, alert: Alert) -> None:
@@ -286,7 +288,7 @@ class AlertService:
     def _serve_api(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind((self.settings.api_host, self.settings.api_port))
-        self._api_server = uvicorn.Server(uvicorn.Config(self.api, log_level="warning"))
+        self._api_server = uvicorn.Server(uvicorn_config(self.api, self.http))
         threading.Thread(target=self._api_server.run, kwargs={"sockets": [sock]}, name="alerts-api", daemon=True).start()
         host = "127.0.0.1" if self.settings.api_host in ("0.0.0.0", "") else self.settings.api_host
         self.api_url = f"http://{host}:{sock.getsockname()[1]}"
@@ -338,7 +340,8 @@ def build_service(config: IbetConfig, registry: Registry, *, clock: Clock | None
         log.warning("alerts.link_secret is not set: signed links in alerts stop working when this process restarts "
                     "(set IBET_ALERTS__LINK_SECRET, 32 bytes or more)")
     api = create_app(lifecycle, ContactTokens(engine, clock), link_secret=secret, clock=clock) if with_api else None
-    service = AlertService(stage, outbox, registry, roster, settings, {}, clock, lifecycle=lifecycle, api=api)
+    service = AlertService(stage, outbox, registry, roster, settings, {}, clock, lifecycle=lifecycle, api=api,
+                           http=config.http)
     if channels is None:
         links = action_links(LinkSigner(secret, clock), lambda: settings.public_url or service.api_url, roster,
                              settings.link_ttl_s, clock)

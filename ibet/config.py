@@ -80,6 +80,14 @@ class DatabaseSettings(Section):
     )
 
 
+class HttpSettings(Section):
+    """Bounds on slow clients, for every HTTP server of ibet (push API, alert actions API, console)."""
+
+    header_timeout_s: float = Field(default=10.0, gt=0, description="a request's headers must arrive within this")
+    body_timeout_s: float = Field(default=60.0, gt=0, description="... and its body within this (else 408)")
+    keep_alive_s: float = Field(default=5.0, gt=0, description="an idle connection between requests closes after this")
+
+
 class IngestSettings(Section):
     """The drone push API and the pulled camera sources."""
 
@@ -247,6 +255,7 @@ class IbetConfig(BaseSettings):
     runner: RunnerSettings = RunnerSettings()
     metrics: MetricsSettings = MetricsSettings()
     database: DatabaseSettings = DatabaseSettings()
+    http: HttpSettings = HttpSettings()
     ingest: IngestSettings = IngestSettings()
     fuse: FuseSettings = FuseSettings()
     detect: DetectSettings = DetectSettings()

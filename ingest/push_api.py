@@ -36,6 +36,7 @@ from ibet.clock import Clock
 from ibet.config import IbetConfig, IngestSettings
 from ibet.exceptions import ConfigError, RegistryError
 from ibet.forwarded import client_address, parse_networks
+from ibet.http_limits import uvicorn_config
 from ibet.messages import FrameMeta, SensorHealthEvent
 from ibet.registry import Registry, Sensor, load_registry
 from ingest import credentials, metrics
@@ -428,9 +429,10 @@ def run_push_server(config: IbetConfig, registry: Registry) -> None:
         serve_metrics(config.metrics)
         app = create_push_app(settings, registry, producer, FrameLedger(engine, clock), clock, health,
                               registry_path=config.registry_file())
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=config.log_level.lower(),
-                    ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
-                    ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None)
+        uvicorn.Server(uvicorn_config(app, config.http, host=settings.host, port=settings.port,
+                                      log_level=config.log_level.lower(),
+                                      ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
+                                      ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None)).run()
     finally:
         producer.close()
         bus.close()
