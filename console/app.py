@@ -3,7 +3,9 @@
 Pages are rendered on the server (Jinja2 templates in ``console/templates``) with a little
 JavaScript (``console/static``); the map library (Leaflet) is served from ``console/static/vendor``,
 copied there from npm by ``console/frontend`` (no CDN). Every route needs a permission
-(:mod:`console.auth`) except the log-in page, the static files and ``/healthz``.
+(:mod:`console.auth`) except the log-in page, the static files and ``/healthz``. Every response
+carries the security headers of :mod:`console.security_headers`, and every request is counted in
+:mod:`console.metrics`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -26,12 +28,18 @@ from console.auth import NotLoggedIn
 from console.context import ConsoleContext
 from console.errors import AccountError, InvalidRequest, NotFound
 from console.map_layers import map_layers
+from console.metrics import RequestMetrics
+from console.security_headers import SecurityHeaders
 from console.sessions import LoginThrottle, Sessions
 from console.settings import ConsoleSettings
 from ibet.border import BorderGeometry, PortOfEntry
 from ibet.clock import Clock, SystemClock
+from ibet.config import HttpSettings
 from ibet.messages import Alert
 from ibet.registry import Registry
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -64,6 +72,8 @@ def create_app(settings: ConsoleSettings, engine: Engine, *, registry: Registry 
     app.state.console = ctx
     app.state.stopping = stopping
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestMetrics)  # added last: outermost, so it times the whole answer
 
     from console.routes import admin, alerts_api, analyst, cases, pages
 
@@ -93,9 +103,21 @@ def create_app(settings: ConsoleSettings, engine: Engine, *, registry: Registry 
     return app
 
 
-def serve(settings: ConsoleSettings, engine: Engine, **kwargs: Any) -> None:
+def server_config(app: FastAPI, settings: ConsoleSettings, http: HttpSettings | None = None,
+                  log_level: str = "info") -> uvicorn.Config:
+    """uvicorn's configuration of the console on ``settings.host:settings.port``, with the slow-client
+    bounds of ``http`` (:func:`ibet.http_limits.uvicorn_config`).
+
+    uvicorn's own proxy headers are off: :func:`console.auth.client_address` reads X-Forwarded-For
+    itself, and only from the peers of ``console.trusted_proxies``.
+    """
+    from ibet.http_limits import uvicorn_config
+
+    return uvicorn_config(app, http, host=settings.host, port=settings.port, log_level=log_level, proxy_headers=False)
+
+
+def serve(settings: ConsoleSettings, engine: Engine, http: HttpSettings | None = None, **kwargs: Any) -> None:
     """Run the console with uvicorn on ``settings.host:settings.port`` until SIGTERM/SIGINT."""
     import uvicorn
 
-    app = create_app(settings, engine, **kwargs)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False)
+    uvicorn.Server(server_config(create_app(settings, engine, **kwargs), settings, http)).run()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -19,6 +20,8 @@ from fastapi import Depends, HTTPException, Request
 from console.context import ConsoleContext
 from console.roles import Permission, Role, allowed
 from ibet.audit import Actor
+from ibet.forwarded import Network, parse_networks
+from ibet.forwarded import client_address as forwarded_client
 
 SESSION_COOKIE = "ibet_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -61,8 +64,17 @@ ContextDep = Annotated[ConsoleContext, Depends(context)]
 
 
 def client_address(request: Request) -> str:
-    """The caller's address as the server sees it (behind a proxy: configure uvicorn's forwarded-allow-ips)."""
-    return request.client.host if request.client else "unknown"
+    """The caller's IP address: the TCP peer's, unless the peer is one of ``console.trusted_proxies``;
+    then the right-most address of ``X-Forwarded-For`` that is not a trusted proxy
+    (:func:`ibet.forwarded.client_address`: a client's own left-hand entries are never believed)."""
+    proxies = _networks(tuple(context(request).settings.trusted_proxies))
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for")) or None
+    return forwarded_client(request.client.host if request.client else None, forwarded, proxies)
+
+
+@lru_cache(maxsize=8)
+def _networks(proxies: tuple[str, ...]) -> tuple[Network, ...]:
+    return parse_networks(proxies)
 
 
 def current_principal(request: Request, ctx: ContextDep) -> Principal:

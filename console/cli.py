@@ -42,13 +42,15 @@ def _publisher(cfg, registry, engine):
 
 @console_app.callback()
 def console_main(ctx: typer.Context, config: ConfigOption = None) -> None:
-    """Serve the console (HTTP on console.host:console.port) until SIGTERM/SIGINT."""
+    """Serve the console (HTTP on console.host:console.port, /metrics on metrics.host:metrics.port) until
+    SIGTERM/SIGINT."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = config
         return
     from console.app import serve
     from ibet.border import load_border, load_ports_of_entry
     from ibet.exceptions import IbetError
+    from ibet.metrics import serve_metrics
 
     cfg, registry, settings, engine = _setup(config)
     try:
@@ -57,7 +59,8 @@ def console_main(ctx: typer.Context, config: ConfigOption = None) -> None:
     except IbetError as exc:
         _fail(str(exc))
     publish = _publisher(cfg, registry, engine) if cfg.bus.kind == "kafka" else None
-    serve(settings, engine, registry=registry, border=border, ports=ports, publish=publish)
+    serve_metrics(cfg.metrics)
+    serve(settings, engine, cfg.http, registry=registry, border=border, ports=ports, publish=publish)
 
 
 @console_app.command("purge")

@@ -1,5 +1,5 @@
 """Browser sessions (random token in an HttpOnly cookie, its SHA-256 in the database, with a CSRF
-token of their own) and the log-in throttle (failed attempts per username and per address).
+token of their own) and the log-in throttle (failed attempts per client address and per account).
 
 Sessions end after ``session_idle_s`` unused or ``session_max_s`` after log-in, and when the user is
 disabled or changes password. The throttle counts failures in the database, so every console
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Literal
 
-from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 
 from console import tables
 from console.accounts import token_digest
@@ -63,34 +64,75 @@ class Sessions:
             conn.execute(delete(tables.sessions).where(tables.sessions.c.token_hash == token_digest(token)))
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a log-in is refused before its password is checked: ``"address"`` or ``"account"``, and for how long (s)."""
+
+    reason: Literal["address", "account"]
+    retry_after_s: float
+
+
 class LoginThrottle:
-    """Refuses log-ins for a username or an address with too many recent failures."""
+    """Counts failed log-ins per client address and per account, separately.
+
+    An address with ``login_address_max_failures`` failures within ``login_window_s`` is refused for
+    every account until enough of them age out (one client guessing many accounts). An account with
+    ``login_max_failures`` failures, from any address, is locked for ``login_lockout_s`` after its last
+    failure, doubled for each further failure, at most ``login_window_s``; after that its correct
+    password logs in again. So nobody's wrong passwords block another account from another address.
+    """
 
     def __init__(self, engine: Engine, clock: Clock, settings: ConsoleSettings):
         self.engine, self.clock, self.settings = engine, clock, settings
 
-    def _since(self) -> int:
-        return self.clock.now_ns() - ns_from_seconds(self.settings.login_window_s)
+    def _since(self, now_ns: int) -> int:
+        return now_ns - ns_from_seconds(self.settings.login_window_s)
 
-    def blocked(self, username: str, address: str) -> bool:
-        """Whether ``username`` or ``address`` has used up its failures in the window."""
-        t = tables.login_failures
-        since = self._since()
+    def lockout_s(self, failures: int) -> float:
+        """How long (s) an account with ``failures`` failures in the window stays locked after its last one (0: not)."""
+        extra = failures - self.settings.login_max_failures
+        if extra < 0:
+            return 0.0
+        return min(self.settings.login_lockout_s * 2.0 ** min(extra, 32), self.settings.login_window_s)
+
+    def refusal(self, username: str, address: str) -> Refusal | None:
+        """Why a log-in to ``username`` from ``address`` is refused now, or None when its password may be checked."""
+        t, now = tables.login_failures, self.clock.now_ns()
+        since = self._since(now)
         with self.engine.connect() as conn:
-            by_user = conn.execute(select(func.count()).where(t.c.username == username.strip().lower(), t.c.at_ns > since))
-            by_address = conn.execute(select(func.count()).where(t.c.address == address, t.c.at_ns > since))
-            return max(by_user.scalar_one(), by_address.scalar_one()) >= self.settings.login_max_failures
+            # the address is free again when its login_address_max_failures-th most recent failure ages out
+            nth_recent = conn.execute(
+                select(t.c.at_ns).where(t.c.address == address[:64], t.c.at_ns > since).order_by(t.c.at_ns.desc())
+                .offset(self.settings.login_address_max_failures - 1).limit(1)).scalar()
+            failures, last_ns = conn.execute(select(func.count(), func.max(t.c.at_ns)).where(
+                t.c.username == _account(username), t.c.at_ns > since)).one()
+        if nth_recent is not None:
+            return Refusal("address", (nth_recent - since) / 1e9)
+        lockout_ns = ns_from_seconds(self.lockout_s(failures))
+        if lockout_ns and now < last_ns + lockout_ns:
+            return Refusal("account", (last_ns + lockout_ns - now) / 1e9)
+        return None
 
-    def failed(self, username: str, address: str) -> None:
-        """Count one failed attempt (and forget failures older than the window)."""
-        t = tables.login_failures
+    def failed(self, username: str, address: str) -> int:
+        """Count one failed attempt (and forget failures older than the window); returns the account's failures in the
+        window, so the caller can tell (``lockout_s``) whether this one locked it."""
+        t, now = tables.login_failures, self.clock.now_ns()
         with self.engine.begin() as conn:
-            conn.execute(insert(t).values(username=username.strip().lower()[:64], address=address[:64],
-                                          at_ns=self.clock.now_ns()))
-            conn.execute(delete(t).where(t.c.at_ns <= self._since()))
+            conn.execute(insert(t).values(username=_account(username), address=address[:64], at_ns=now))
+            conn.execute(delete(t).where(t.c.at_ns <= self._since(now)))
+            return conn.execute(select(func.count()).where(t.c.username == _account(username))).scalar_one()
 
-    def succeeded(self, username: str, address: str) -> None:
-        """A good log-in clears the failures of that username and address."""
-        t = tables.login_failures
+    def succeeded(self, username: str) -> int:
+        """A correct password clears the account's failures (not the address's: those age out); returns how many
+        there were in the window, so the caller can tell whether the account had been locked."""
+        t, account = tables.login_failures, _account(username)
         with self.engine.begin() as conn:
-            conn.execute(delete(t).where(or_(t.c.username == username.strip().lower(), t.c.address == address)))
+            recent = conn.execute(select(func.count()).where(
+                t.c.username == account, t.c.at_ns > self._since(self.clock.now_ns()))).scalar_one()
+            conn.execute(delete(t).where(t.c.username == account))
+        return recent
+
+
+def _account(username: str) -> str:
+    """The throttle's key of an account: the username as log-in compares it."""
+    return username.strip().lower()[:64]

@@ -33,16 +33,20 @@ def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
 
 
 def _trusted(address: str, trusted: Sequence[Network]) -> bool:
+    """Whether ``address`` is in one of ``trusted`` (an IPv4-mapped IPv6 address counts as its IPv4)."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
     return any(ip in network for network in trusted)
 
 
 def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
     """The client's address: ``peer`` unless it is a trusted proxy, else the right-most untrusted hop
-    of ``forwarded_for`` (``"unknown"`` when there is no peer)."""
+    of ``forwarded_for`` (several X-Forwarded-For headers joined with ","; ``"unknown"`` when there
+    is no peer). When every hop is a proxy, the farthest one."""
     address = peer or "unknown"
     if not trusted or not forwarded_for or not _trusted(address, trusted):
         return address

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -20,10 +21,13 @@ from console.cases import (
 )
 from console.rendering import render
 from console.roles import Permission
+from console.security_headers import content_security_policy, style_hash
 from ibet.audit import record_audit
 
 router = APIRouter()
 CaseWorker = Annotated[Principal, Depends(require(Permission.CASES))]
+REPORT_CSS = (Path(__file__).parents[1] / "static" / "report.css").read_text()
+REPORT_CSP = content_security_policy(style_hashes=[style_hash(REPORT_CSS)])  # its one inline stylesheet
 
 
 @router.get("/cases", response_class=HTMLResponse)
@@ -83,4 +87,6 @@ def export(case_id: str, fmt: Literal["html", "geojson", "csv"], request: Reques
         return JSONResponse(case_geojson(f), media_type="application/geo+json", headers=disposition)
     if fmt == "csv":
         return Response(case_csv(f), media_type="text/csv; charset=utf-8", headers=disposition)
-    return render(request, "case_report.html", principal, f=f)
+    response = render(request, "case_report.html", principal, f=f, report_css=REPORT_CSS)
+    response.headers["Content-Security-Policy"] = REPORT_CSP
+    return response

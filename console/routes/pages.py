@@ -7,6 +7,7 @@ that the form must repeat), so another site cannot log a browser in under its ow
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from console.auth import SESSION_COOKIE, ContextDep, Principal, any_role, client_address, require
+from console.metrics import ACCOUNT_LOCKOUTS, LOGINS
 from console.rendering import render
 from console.roles import Permission, home_path
 from ibet.audit import Actor, record_audit
@@ -39,26 +41,42 @@ def login_form(request: Request) -> Response:
 @router.post("/login")
 def login(request: Request, ctx: ContextDep, username: Annotated[str, Form()], password: Annotated[str, Form()],
           csrf_token: Annotated[str, Form()] = "") -> Response:
-    """Check the password (rate-limited per username and address) and open a session."""
+    """Check the password and open a session; throttled per client address and per account
+    (:class:`console.sessions.LoginThrottle`), with the account's lock and unlock audited."""
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not hmac.compare_digest(cookie.encode(), csrf_token.encode()):
         return _login_page(request, "The form expired; please try again.", 403)
     address = client_address(request)
-    if ctx.throttle.blocked(username, address):
-        response = _login_page(request, "Too many failed log-ins; wait a few minutes and try again.", 429)
-        response.headers["Retry-After"] = str(int(ctx.settings.login_window_s))
+    account = username.strip().lower()[:128] or "-"
+    refusal = ctx.throttle.refusal(username, address)
+    if refusal is not None:
+        LOGINS.labels(f"refused_{refusal.reason}").inc()
+        wait_s = max(1, math.ceil(refusal.retry_after_s))
+        where = "from this address" if refusal.reason == "address" else "for this account"
+        response = _login_page(request, f"Too many failed log-ins {where}; try again in {wait_s} s.", 429)
+        response.headers["Retry-After"] = str(wait_s)
         return response
     user = ctx.accounts.authenticate(username, password)
     now = ctx.clock.now_ns()
     if user is None:
-        ctx.throttle.failed(username, address)
-        record_audit(ctx.engine, actor=Actor("user", username.strip().lower()[:128] or "-", address=address),
-                     action="login.failed", subject_kind="user", subject_id=username.strip().lower()[:128] or "-", now_ns=now)
+        LOGINS.labels("failed").inc()
+        failures = ctx.throttle.failed(username, address)
+        attempt = Actor("user", account, address=address)
+        record_audit(ctx.engine, actor=attempt, action="login.failed", subject_kind="user", subject_id=account, now_ns=now)
+        lockout_s = ctx.throttle.lockout_s(failures)
+        if lockout_s:
+            ACCOUNT_LOCKOUTS.inc()
+            record_audit(ctx.engine, actor=attempt, action="login.locked", subject_kind="user", subject_id=account,
+                         detail={"failures": failures, "lockout_s": lockout_s}, now_ns=now)
         return _login_page(request, "Wrong username or password.", 401)
-    ctx.throttle.succeeded(username, address)
+    LOGINS.labels("ok").inc()
+    failures = ctx.throttle.succeeded(username)
+    actor = Actor("user", user.user_id, user.partner_id, user.role.value, address)
+    if failures >= ctx.settings.login_max_failures:
+        record_audit(ctx.engine, actor=actor, action="login.unlocked", subject_kind="user", subject_id=user.user_id,
+                     detail={"failures": failures, "username": user.username}, now_ns=now)
     token, _session = ctx.sessions.open(user.user_id, address)
-    record_audit(ctx.engine, actor=Actor("user", user.user_id, user.partner_id, user.role.value, address),
-                 action="login", subject_kind="user", subject_id=user.user_id, now_ns=now)
+    record_audit(ctx.engine, actor=actor, action="login", subject_kind="user", subject_id=user.user_id, now_ns=now)
     response = RedirectResponse(home_path(user.role), 303)
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=ctx.settings.cookie_secure,
                         max_age=int(ctx.settings.session_max_s))

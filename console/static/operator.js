@@ -7,6 +7,7 @@
   const detail = document.getElementById("alert-detail");
   const status = document.getElementById("live-status");
   const mute = document.getElementById("mute");
+  const canAct = document.getElementById("operator").dataset.canAct === "true";  // no inline script: the CSP forbids it
   const alerts = new Map();   // alert_id -> alert view
   const markers = new Map();  // alert_id -> Leaflet marker
   const tracks = new Map();   // track_id -> {marker, trail}
@@ -56,6 +57,12 @@
     return node;
   }
 
+  // Leaflet puts a string tooltip in as HTML: every text on the map (titles, ids, names from the
+  // registry, the ports file and the topics) goes in as an element whose textContent it is.
+  function mapText(text) {
+    return el("span", { text: String(text) });
+  }
+
   function renderItem(a) {
     const li = el("li", { "class": "alert sev-" + a.severity + " state-" + a.state, "data-alert-id": a.alert_id, tabindex: "0" }, [
       el("div", { "class": "title", text: a.title }),
@@ -83,7 +90,7 @@
       markers.set(a.alert_id, marker);
     }
     marker.setStyle({ color: colour, fillColor: colour, fillOpacity: 0.5 });
-    marker.bindTooltip(a.title + " (" + a.state + ")");
+    marker.bindTooltip(mapText(a.title + " (" + a.state + ")"));
     renderList();
     if (live && isNew) { beep(); map.setView([a.lat_deg, a.lon_deg], Math.max(map.getZoom(), 13)); }
     if (selected === a.alert_id) select(a.alert_id);
@@ -104,7 +111,7 @@
       children.push(el("div", { "class": "evidence" }, a.evidence_refs.map(ref =>
         el("img", { src: "/api/evidence/" + ref, alt: "evidence " + ref, "class": "thumb" }))));
     }
-    if (window.IBET.canAct && a.state !== "resolved") {
+    if (canAct && a.state !== "resolved") {
       const note = el("input", { "class": "note", placeholder: "note", "aria-label": "note" });
       const outcome = el("select", { "aria-label": "outcome" }, ["confirmed_crossing", "false_alarm", "lawful", "unresolved"]
         .map(o => el("option", { value: o, text: o })));
@@ -140,7 +147,7 @@
                 trail: L.polyline([], { color: "#0057b8", weight: 2, opacity: 0.6 }).addTo(layers.tracks) };
       tracks.set(t.track_id, entry);
     }
-    entry.marker.setLatLng([t.lat_deg, t.lon_deg]).bindTooltip(t.track_id + " · " + t.class_name + " · " + t.status);
+    entry.marker.setLatLng([t.lat_deg, t.lon_deg]).bindTooltip(mapText(t.track_id + " · " + t.class_name + " · " + t.status));
     entry.trail.addLatLng([t.lat_deg, t.lon_deg]);
   }
 
@@ -163,12 +170,12 @@
     for (const name of ["sectors", "border", "ports"]) {
       const layer = L.geoJSON(data[name], {
         style: style[name],
-        onEachFeature: (f, l) => { if (f.properties.name) l.bindTooltip(f.properties.name); },
+        onEachFeature: (f, l) => { if (f.properties.name) l.bindTooltip(mapText(f.properties.name)); },
       }).addTo(layers[name]);
       if (name === "sectors" && layer.getLayers().length && !fitted) { map.fitBounds(layer.getBounds()); fitted = true; }
     }
     L.geoJSON(data.sensors, { pointToLayer: (f, ll) => L.circleMarker(ll, { radius: 4, color: "#555" })
-      .bindTooltip(f.properties.id) }).addTo(layers.sensors);
+      .bindTooltip(mapText(f.properties.id)) }).addTo(layers.sensors);
   }
 
   async function loadAll() {

@@ -11,13 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from console_samples import PASSWORD, REPO, make_alert, service_missing
+from console_samples import PASSWORD, REPO, make_alert, wait_for_js
 
 from console.store import ConsoleStore
 from ibet.audit import audit_entries
@@ -35,32 +34,12 @@ from ibet.messages import (
     TrackUpdate,
 )
 
-CHROMIUM = Path(os.environ.get("IBET_CHROMIUM", "/usr/bin/chromium"))
 SHOTS = REPO / "reports" / "screenshots"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        service_missing(f"Chromium is not installed at {CHROMIUM} (run scripts/setup-browser.sh)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        service_missing("the playwright Python package is not installed (run scripts/setup-browser.sh)")
+@pytest.fixture(autouse=True, scope="module")
+def screenshots_folder():
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                     args=["--no-sandbox", "--disable-background-networking"])
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser, console):
-    context = browser.new_context(viewport={"width": 1400, "height": 850}, base_url=console.url)
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def log_in(page, username: str) -> None:
@@ -110,15 +89,15 @@ def test_operator_sees_an_alert_arrive_live_and_acknowledges_it(page, console):
     assert "UTC" in item.inner_text() and ("PST" in item.inner_text() or "PDT" in item.inner_text())
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
     # the alert's marker and the track are on the map
-    page.wait_for_function("document.querySelectorAll('.leaflet-overlay-pane path.leaflet-interactive, "
-                           ".leaflet-overlay-pane canvas').length > 0")
+    wait_for_js(page, "document.querySelectorAll('.leaflet-overlay-pane path.leaflet-interactive, "
+                       ".leaflet-overlay-pane canvas').length > 0")
     assert "drone-vista-1 (pac-blaine): feed lost, silent 14 s" in page.locator("#health-list .feed_lost").inner_text()
     page.wait_for_timeout(500)
     page.screenshot(path=str(SHOTS / "operator-alert-arrived.png"))
 
     item.click()
     page.locator("#alert-detail img.thumb").wait_for()
-    page.wait_for_function("document.querySelector('#alert-detail img.thumb').naturalWidth > 0")
+    wait_for_js(page, "document.querySelector('#alert-detail img.thumb').naturalWidth > 0")
     page.fill("#alert-detail input.note", "unit 12 on the way")
     page.click("#alert-detail button[data-action=acknowledge]")
     page.locator(f"li[data-alert-id='{alert.alert_id}'].state-acknowledged").wait_for()
@@ -168,7 +147,7 @@ def test_analyst_dismisses_a_detection_and_exports_a_joint_operation(page, conso
     log_in(page, "analyst1")
     assert page.url.endswith("/review")
     row = page.locator("tr[data-detection]").first
-    page.wait_for_function("document.querySelector('img.thumb') && document.querySelector('img.thumb').naturalWidth > 0")
+    wait_for_js(page, "document.querySelector('img.thumb') && document.querySelector('img.thumb').naturalWidth > 0")
     row.locator("input.reason").fill("a post, not a person")
     row.locator("button[data-verdict=dismissed]").click()
     row.locator(".badge").wait_for()
@@ -179,8 +158,8 @@ def test_analyst_dismisses_a_detection_and_exports_a_joint_operation(page, conso
     page.click("nav.tabs >> text=Tracks")
     page.wait_for_url("**/review?kind=tracks")
     track_row = page.locator("tr[data-track='trk-pac-blaine-4']")
-    page.wait_for_function("[...document.querySelectorAll('tr[data-track] img.thumb')].length === 2"
-                           " && [...document.querySelectorAll('tr[data-track] img.thumb')].every(i => i.naturalWidth > 0)")
+    wait_for_js(page, "[...document.querySelectorAll('tr[data-track] img.thumb')].length === 2"
+                       " && [...document.querySelectorAll('tr[data-track] img.thumb')].every(i => i.naturalWidth > 0)")
     assert "cam-vista-tower" in track_row.inner_text() and "US side" in track_row.inner_text()
     track_row.locator("input.reason").fill("walker seen by the tower, then the drone")
     track_row.locator("button[data-verdict=confirmed]").click()
