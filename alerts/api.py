@@ -56,6 +56,7 @@ from alerts.transitions import (
     authorize,
     status_json,
 )
+from ibet.api_errors import ErrorBody, error_json, error_responses, install_error_handlers
 from ibet.audit import Actor, AuditEntry
 from ibet.clock import Clock, ns_to_datetime_utc
 from ibet.messages import Alert
@@ -84,6 +85,32 @@ class ResolveIn(NoteIn):
     outcome: Outcome = Field(..., description="confirmed_crossing, false_alarm, lawful or unresolved.")
 
 
+class ConflictBody(ErrorBody):
+    """A transition the alert's state does not allow (409)."""
+
+    state: str = Field(description="the alert's state now")
+
+
+ACTION_ERRORS: dict[int, str] = {
+    401: "no Bearer token, or one that is not a contact's (unauthorized)",
+    403: "the alert is not routed to the contact's partner, or the action needs a supervisor (forbidden)",
+    404: "no such alert (not_found)",
+    408: "the request body did not arrive in time (request_timeout)",
+    422: "a body that is not the documented JSON (invalid_request)",
+    503: "the database is unavailable: retry (service_unavailable)",
+}
+
+
+_JSON_ERRORS = error_responses(ACTION_ERRORS)
+_CONFLICT = error_responses({409: "the alert's state does not allow this (conflict, with its state)"}, ConflictBody)
+_LINK_PAGES: dict[int | str, dict] = {
+    status: {"description": f"an HTML page saying so: {what}", "content": {"text/html": {"schema": {"type": "string"}}}}
+    for status, what in ((400, "not a valid link, or not its action"), (403, "tampered, or not the contact's alert"),
+                         (404, "unknown alert"), (408, "the form did not arrive in time"),
+                         (409, "already handled"), (410, "the link has expired"), (422, "resolving needs an outcome"),
+                         (503, "try again later"))}
+_LINK_PAGES[422]["content"]["application/json"] = {  # a form the page never sends (a field missing or too long)
+    "schema": {"$ref": "#/components/schemas/ErrorBody"}}
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -104,6 +131,7 @@ def create_app(lifecycle: AlertLifecycle, identity: ContactTokens, *, link_secre
     signer = LinkSigner(link_secret, clock or lifecycle.clock)
     app = FastAPI(title="ibet alert actions", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.identity = identity
+    install_error_handlers(app)
     app.add_exception_handler(InvalidToken, _json_error(401, {"WWW-Authenticate": "Bearer"}))
     app.add_exception_handler(Forbidden, _json_error(403))
     app.add_exception_handler(AlertNotFound, _json_error(404))
@@ -118,43 +146,43 @@ def create_app(lifecycle: AlertLifecycle, identity: ContactTokens, *, link_secre
         authorize(actor, alert, Action.VIEW)
         return {"alert": alert.model_dump(mode="json", exclude_none=True), "status": status_json(status)}
 
-    @app.get("/alerts/{alert_id}")
+    @app.get("/alerts/{alert_id}", responses=_JSON_ERRORS)
     def get_alert(alert_id: str, actor: CurrentContact) -> dict[str, Any]:
         """The alert with its current state, if it is routed to the contact's partner."""
         return view(alert_id, actor)
 
-    @app.get("/alerts/{alert_id}/audit")
+    @app.get("/alerts/{alert_id}/audit", responses=_JSON_ERRORS)
     def get_audit(alert_id: str, actor: CurrentContact,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         """The alert's audit entries, newest first; addresses of other partners' people are left out."""
         view(alert_id, actor)
         return {"entries": [_entry_json(e, actor) for e in lifecycle.audit(alert_id, limit)]}
 
-    @app.post("/alerts/{alert_id}/acknowledge")
+    @app.post("/alerts/{alert_id}/acknowledge", responses={**_JSON_ERRORS, **_CONFLICT})
     def acknowledge(alert_id: str, actor: CurrentContact, body: NoteIn | None = None) -> dict[str, Any]:
         """Acknowledge an open alert."""
         lifecycle.acknowledge(alert_id, actor, (body or NoteIn()).note)
         return view(alert_id, actor)
 
-    @app.post("/alerts/{alert_id}/escalate")
+    @app.post("/alerts/{alert_id}/escalate", responses={**_JSON_ERRORS, **_CONFLICT})
     def escalate(alert_id: str, actor: CurrentContact, body: NoteIn | None = None) -> dict[str, Any]:
         """Escalate an open or acknowledged alert to the next level."""
         lifecycle.escalate(alert_id, actor, (body or NoteIn()).note)
         return view(alert_id, actor)
 
-    @app.post("/alerts/{alert_id}/resolve")
+    @app.post("/alerts/{alert_id}/resolve", responses={**_JSON_ERRORS, **_CONFLICT})
     def resolve(alert_id: str, actor: CurrentContact, body: ResolveIn) -> dict[str, Any]:
         """Resolve an open or acknowledged alert with an outcome."""
         lifecycle.resolve(alert_id, actor, body.outcome, body.note)
         return view(alert_id, actor)
 
-    @app.post("/alerts/{alert_id}/reopen")
+    @app.post("/alerts/{alert_id}/reopen", responses={**_JSON_ERRORS, **_CONFLICT})
     def reopen(alert_id: str, actor: CurrentContact, body: NoteIn | None = None) -> dict[str, Any]:
         """Reopen a resolved alert (contacts at roster level 1 and above)."""
         lifecycle.reopen(alert_id, actor, (body or NoteIn()).note)
         return view(alert_id, actor)
 
-    @app.get("/a/{link}", response_class=HTMLResponse)
+    @app.get("/a/{link}", response_class=HTMLResponse, responses=_LINK_PAGES)
     def confirm_page(link: str) -> HTMLResponse:
         """What the link will do, with a button to do it; fetching it changes nothing."""
         try:
@@ -167,7 +195,7 @@ def create_app(lifecycle: AlertLifecycle, identity: ContactTokens, *, link_secre
             return _error_page(exc)
         return _page(200, f"{_VERB[signed.action]} alert?", _alert_html(alert) + _form_html(signed.action))
 
-    @app.post("/a/{link}", response_class=HTMLResponse)
+    @app.post("/a/{link}", response_class=HTMLResponse, responses=_LINK_PAGES)
     def perform(link: str, request: Request, action: Annotated[str, Form(max_length=32)],
                 outcome: Annotated[str | None, Form(max_length=32)] = None,
                 note: Annotated[str, Form(max_length=MAX_NOTE_CHARS)] = "") -> HTMLResponse:
@@ -197,10 +225,8 @@ def _address(request: Request) -> str | None:
 
 def _json_error(status: int, headers: dict[str, str] | None = None):
     def handler(_request: Request, exc: Exception) -> JSONResponse:
-        content: dict[str, Any] = {"detail": str(exc)}
-        if isinstance(exc, TransitionError):
-            content["state"] = exc.state.value
-        return JSONResponse(content, status_code=status, headers=headers)
+        extra = {"state": exc.state.value} if isinstance(exc, TransitionError) else {}
+        return error_json(status, str(exc), headers=headers, **extra)
     return handler
 
 

@@ -224,15 +224,11 @@ class ConsoleSettings(Section):
     live_poll_s: float = Field(default=0.5, gt=0, description="how often the live stream looks for changes")
     alert_list_limit: int = Field(default=200, gt=0, description="most recent alerts shown on the operator list")
 
-    def model_post_init(self, _context: Any) -> None:
-        """Refuse a ``trusted_proxies`` entry that is not an IP address or network."""
-        import ipaddress
-
-        for proxy in self.trusted_proxies:
-            try:
-                ipaddress.ip_network(proxy, strict=False)
-            except ValueError:
-                raise ValueError(f"trusted_proxies: {proxy!r} is not an IP address or CIDR network") from None
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)  # ValueError names the bad entry
+        return value
 
 
 class IbetConfig(BaseSettings):

@@ -109,17 +109,18 @@ def up_cmd(
     bootstrap: Annotated[str, typer.Option(help="host:port of the Kafka broker.")],
     config: ConfigOption = None,
     no_console: Annotated[bool, typer.Option("--no-console", help="Do not start the console.")] = False,
+    no_push_api: Annotated[bool, typer.Option("--no-push-api", help="Do not start the drones' push API.")] = False,
     scenario: Annotated[str, typer.Option(help="Also feed this shipped scenario's frames onto Kafka.")] = "",
     logs: Annotated[Path, typer.Option(help="Folder of the processes' logs.")] = Path("var/up"),
 ) -> None:
-    """The pipeline as separate processes (one per stage, plus the console) on a real Kafka broker."""
+    """The pipeline as separate processes (one per stage, the console, the push API) on a real Kafka broker."""
     import subprocess
     import sys
     import time
 
     from ibet_app.up import Pipeline
 
-    pipeline = Pipeline(bootstrap, config, console=not no_console, log_dir=logs)
+    pipeline = Pipeline(bootstrap, config, console=not no_console, push_api=not no_push_api, log_dir=logs)
     try:
         pipeline.start()
     except subprocess.CalledProcessError as exc:

@@ -91,10 +91,9 @@ def _serve_console(config: IbetConfig, registry: Registry, console: Console) -> 
     import uvicorn
 
     from console.accounts import Accounts
-    from console.app import create_app
+    from console.app import create_app, server_config
     from ibet.border import load_border, load_ports_of_entry
     from ibet.db import make_engine, migrate
-    from ibet.http_limits import uvicorn_config
 
     engine = make_engine(config.database)
     migrate(engine)
@@ -104,7 +103,8 @@ def _serve_console(config: IbetConfig, registry: Registry, console: Console) -> 
     ports = load_ports_of_entry(config.ports_of_entry_file(), sector_ids=[s.id for s in registry.sectors], border=border)
     app = create_app(config.console, engine, registry=registry, border=border, ports=ports)
     host = "127.0.0.1" if config.console.host in ("0.0.0.0", "") else config.console.host
-    server = uvicorn.Server(uvicorn_config(app, config.http, host=host, port=config.console.port, proxy_headers=False))
+    server = uvicorn.Server(server_config(app, config.console.model_copy(update={"host": host}), config.http,
+                                          log_level="warning"))
     threading.Thread(target=server.run, name="demo-console", daemon=True).start()
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:

@@ -2,7 +2,7 @@
 first of several (start more ``ibet run detect`` workers elsewhere with the same configuration).
 
 Each stage is its own ``ibet run STAGE`` process (a consumer-group worker), plus the console's
-store and the console itself; every child gets the broker from the environment
+store, the console itself and (``push_api``) the drones' push API (``ibet ingest serve``); every child gets the broker from the environment
 (``IBET_BUS__KIND=kafka``, ``IBET_BUS__KAFKA__BOOTSTRAP_SERVERS``) and a free metrics port. The
 topics are created first. :class:`Pipeline` starts, watches and stops them; its logs go to one file
 per process.
@@ -41,6 +41,7 @@ class Pipeline:
     config: Path | None = None
     stages: tuple[str, ...] = STAGES
     console: bool = True
+    push_api: bool = False  # also `ibet ingest serve`, the drones' push API
     log_dir: Path = Path("var/up")
     env: dict[str, str] = field(default_factory=dict)
     replicas: dict[str, int] = field(default_factory=dict)  # stage -> workers in its group (default 1)
@@ -71,6 +72,8 @@ class Pipeline:
                 self.children.append(Child(name, self._ibet("run", stage), self.log_dir / f"{name}.log"))
         if self.console:
             self.children.append(Child("console", self._ibet("console"), self.log_dir / "console.log"))
+        if self.push_api:
+            self.children.append(Child("ingest", self._ibet("ingest", "serve"), self.log_dir / "ingest.log"))
         for child in self.children:
             self.start_child(child)
         return self

@@ -30,6 +30,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 
 from ibet import topics
+from ibet.api_errors import error_responses, install_error_handlers
 from ibet.bus.base import OutRecord, Producer
 from ibet.bus.exceptions import BusError, RecordTooLargeError
 from ibet.clock import Clock
@@ -69,6 +70,38 @@ PATH = "push"  # the ``path`` label of the ingest metrics
 FORM_ALLOWANCE_BYTES = 64 * 1024  # telemetry, KLV and multipart framing on top of the frame itself
 FORM_PARTS = ("frame", "telemetry", "klv", "device_frame_id", "capture_ts_ns")
 LEDGER_RETENTION_S = 24 * 3600.0  # a retry comes within minutes; a day of frame ids is plenty
+
+
+PUSH_REQUEST_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object",
+        "required": ["frame"],
+        "properties": {
+            "frame": {"type": "string", "format": "binary", "description": "the JPEG (image/jpeg), at most ingest.max_frame_bytes"},
+            "klv": {"type": "string", "format": "binary", "description": "one MISB ST 0601 packet (instead of telemetry)"},
+            "telemetry": {"type": "string", "description": "JSON object with MISB ST 0601 names (instead of klv)"},
+            "device_frame_id": {"type": "string", "maxLength": 256,
+                                "description": "the device's id of the frame: a retry with the same id is produced once"},
+            "capture_ts_ns": {"type": "string", "pattern": "^[0-9]+$",
+                              "description": "capture time, ns since the Unix epoch (else the KLV's precision time stamp)"},
+        },
+    }}},
+}
+PUSH_ERRORS = {
+    400: "malformed upload, empty, truncated or corrupt JPEG (error: the reason)",
+    401: "no token, or a token that is not the device's (unauthorized)",
+    403: "another device's token (wrong_device)",
+    404: "no drone of that id in the registry (unknown_device)",
+    408: "the request body did not arrive in time (request_timeout)",
+    409: "a device_frame_id reused for another frame (frame_id_reused)",
+    413: "frame or request too large (frame_too_large)",
+    415: "not a JPEG (not_jpeg)",
+    422: "bad telemetry, KLV or capture time, naming the field (bad_telemetry, bad_klv, capture_time_skew, "
+         "capture_time_jump, invalid_request)",
+    429: "the device pushes too fast (rate_limited) or the client failed to authenticate too often (auth_throttled)",
+    503: "Kafka or the frame ledger is unavailable: retry with the same device_frame_id",
+}
 
 
 class PushAccepted(BaseModel):
@@ -182,6 +215,7 @@ def create_push_app(settings: IngestSettings, registry: Registry, producer: Prod
             await run_in_threadpool(publisher.flush)
 
     app = FastAPI(title="ibet drone push API", version="1", lifespan=lifespan)
+    install_error_handlers(app)
     app.state.publisher = publisher
 
     @app.get("/healthz")
@@ -190,8 +224,7 @@ def create_push_app(settings: IngestSettings, registry: Registry, producer: Prod
         return {"status": "ok"}
 
     @app.post("/v1/sensors/{sensor_id}/frames", status_code=202, response_model=PushAccepted,
-              responses={code: {"description": "JSON {error, detail}"} for code in (400, 401, 403, 404, 409, 413, 415,
-                                                                                      422, 429, 503)})
+              responses=error_responses(PUSH_ERRORS), openapi_extra={"requestBody": PUSH_REQUEST_BODY})
     async def push_frame(sensor_id: str, request: Request):
         """Accept one JPEG frame with its telemetry (multipart: frame, telemetry or klv, device_frame_id,
         capture_ts_ns) once it is durably in Kafka."""

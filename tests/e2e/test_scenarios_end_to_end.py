@@ -12,6 +12,7 @@ alert at all. At the end an operator logs in to the console and sees the crossin
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from kafka import KafkaAdminClient, KafkaConsumer
@@ -65,8 +67,9 @@ def pipeline(broker, partner, tmp_path_factory) -> Iterator[Pipeline]:
         "console": {"host": "127.0.0.1", "port": _free_port(), "cookie_secure": False,
                     "evidence_dir": str(folder / "evidence")},
         "detect": {"evidence": {"directory": str(folder / "evidence")}},
+        "ingest": {"host": "127.0.0.1", "port": _free_port()},
     })
-    made = Pipeline(broker, config, log_dir=folder / "logs", env=env).start()
+    made = Pipeline(broker, config, push_api=True, log_dir=folder / "logs", env=env).start()
     made.folder = folder  # type: ignore[attr-defined]
     yield made
     codes = made.stop()
@@ -157,3 +160,31 @@ def test_the_operator_sees_the_alerts_in_the_console(pipeline, partner):
             page.wait_for_selector(f"text={alert['title']}", timeout=30_000)
         page.screenshot(path=str(shots / "e2e-operator.png"), full_page=True)
         browser.close()
+
+
+def _rule_and_dashboard_metrics() -> set[str]:
+    """Every ibet_* metric the PrometheusRules and the Grafana dashboard of deploy/k8s use (family names)."""
+    names: set[str] = set()
+    for path in (REPO / "deploy" / "k8s").rglob("*"):
+        if path.suffix in (".yaml", ".json") and path.is_file():
+            names |= set(re.findall(r"\b(ibet_[a-z0-9_]+)", path.read_text()))
+    return {re.sub(r"_(total|bucket|count|sum|created)$", "", n) for n in names if n != "ibet_app"}
+
+
+def test_every_process_serves_the_metrics_the_rules_and_dashboard_use(pipeline):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    served: dict[str, set[str]] = {}
+    for child in pipeline.children:
+        deadline = time.monotonic() + 180  # a stage logs its endpoint once it has started (detect loads its model)
+        while not (found := re.search(r"metrics on http://([\d.]+):(\d+)/metrics",
+                                      child.log_path.read_text(errors="replace"))) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert found, f"{child.name} logs no metrics endpoint: {pipeline.tail(child.name)}"
+        text = httpx.get(f"http://127.0.0.1:{found.group(2)}/metrics", timeout=10).text
+        served[child.name] = {family.name for family in text_string_to_metric_families(text)}
+    assert {"detect", "fuse", "alerts", "console-store", "console", "ingest"} <= set(served)
+    everything = set().union(*served.values())
+    wanted = _rule_and_dashboard_metrics()
+    assert len(wanted) >= 10 and wanted <= everything, f"no process serves {sorted(wanted - everything)}"
+    assert any(n.startswith("ibet_console_") for n in served["console"])
