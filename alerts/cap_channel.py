@@ -26,7 +26,7 @@ import httpx
 
 from alerts.delivery import Outcome, SendResult
 from alerts.formats import alert_version, is_update
-from alerts.formats.cap import DEFAULT_RADIUS_M, MsgType, cap_alert, cap_identifier
+from alerts.formats.cap import DEFAULT_EXPIRES_S, MsgType, area_radius_m, cap_alert, cap_identifier
 from alerts.formats.cot import circular_error_m
 from alerts.formats.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from alerts.outbox import DeliveryJob
@@ -83,14 +83,17 @@ class CapChannel:
     ``endpoints``: ``{partner_id: (url, secret)}``, checked here (ValueError names the partner).
     ``sender``: the CAP sender id agreed with the partners (no spaces, commas, ``<`` or ``&``).
     ``context_for``: the track/event of an alert, for the CAP event name, certainty and area
-    radius (95 % of the track's position error); an error in it is a retry. ``exercise``: CAP
+    radius (95 % of the track's position error); an error in it is a retry. Without it they come
+    from what the alert carries (its event type, confidence and track), as in production.
+    ``expires_s``: CAP expires this long after the send. ``exercise``: CAP
     status Exercise for every alert (an alert with ``exercise`` set is an Exercise anyway).
     """
 
     name = CHANNEL
 
     def __init__(self, client: httpx.Client, endpoints: Mapping[str, tuple[str, bytes | str]], sender: str, *,
-                 context_for: AlertContext | None = None, exercise: bool = False):
+                 context_for: AlertContext | None = None, exercise: bool = False,
+                 expires_s: float = DEFAULT_EXPIRES_S):
         self.client = client
         self.endpoints: dict[str, tuple[str, bytes]] = {}
         for partner, (url, secret) in endpoints.items():
@@ -104,7 +107,7 @@ class CapChannel:
         _check_sender(sender)
         self.sender = sender
         self.context_for = context_for
-        self.exercise = exercise
+        self.exercise, self.expires_s = exercise, expires_s
 
     @classmethod
     def from_registry(cls, registry: Registry, client: httpx.Client, secrets: Mapping[str, bytes | str], sender: str,
@@ -121,8 +124,9 @@ class CapChannel:
     def request(self, alert: Alert, partner_id: str, secret: bytes, timestamp_s: int) -> tuple[dict[str, str], bytes]:
         """Headers and CAP body of the POST delivering ``alert`` to ``partner_id``, signed at ``timestamp_s``."""
         track, event = self.context_for(alert) if self.context_for is not None else (None, None)
-        radius_m = circular_error_m(track.position_cov_m2, 0.95) if track is not None else DEFAULT_RADIUS_M
-        body = cap_alert(alert, self.sender, self.exercise or alert.exercise, cap_msg_type(alert), event=event, radius_m=radius_m)
+        radius_m = circular_error_m(track.position_cov_m2, 0.95) if track is not None else area_radius_m(alert)
+        body = cap_alert(alert, self.sender, self.exercise or alert.exercise, cap_msg_type(alert), event=event,
+                         radius_m=radius_m, expires_s=self.expires_s)
         headers = {
             "Content-Type": CONTENT_TYPE,
             IDEMPOTENCY_HEADER: f'"{cap_idempotency_key(alert, partner_id)}"',

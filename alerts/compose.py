@@ -79,7 +79,14 @@ def new_alert(event: BorderEvent, routing: Routing, registry: Registry, *, exerc
         direction=event.direction, lat_deg=event.lat_deg, lon_deg=event.lon_deg,
         lead_partner_id=routing.lead_partner_id, routed_partner_ids=routing.partner_ids,
         escalation_level=routing.level, exercise=exercise, sensor_ids=event.sensor_ids, track_ids=(event.track_id,),
+        **event_fields(event),
     )
+
+
+def event_fields(event: BorderEvent) -> dict:
+    """What an alert carries of its (most severe) event: type, time, confidence and the track at it."""
+    return dict(event_type=event.event_type, event_ts_ns=event.event_ts_ns, confidence=event.confidence,
+                track=event.track)
 
 
 def updated_alert(current: Alert, event: BorderEvent, routing: Routing, registry: Registry) -> Alert:
@@ -104,7 +111,7 @@ def updated_alert(current: Alert, event: BorderEvent, routing: Routing, registry
         fields.update(severity=severity, title=title_of(event, registry),
                       summary=summary_of(event, routing, registry, current.exercise),
                       direction=event.direction, lat_deg=event.lat_deg, lon_deg=event.lon_deg,
-                      lead_partner_id=current.lead_partner_id or routing.lead_partner_id)
+                      lead_partner_id=current.lead_partner_id or routing.lead_partner_id, **event_fields(event))
     return current.model_copy(update=fields)
 
 

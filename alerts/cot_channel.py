@@ -2,10 +2,11 @@
 
 One :func:`alerts.formats.cot.cot_event` per track of the alert (``Alert.track_ids``), with the
 track's uid ``ibet-<track id>``, so every update of the alert replaces the same marker on the
-partner's map and a resend after a crash is harmless. With ``track_for`` (the latest state of a
-track) the marker sits at the track's position with its ce, course and speed; without it, or when
-the track is unknown, at the alert's position. An alert without tracks gets one marker with the
-alert's uid. The marker goes stale ``stale_s`` after the send. Sensor-health alerts (a lost feed)
+partner's map and a resend after a crash is harmless. The marker sits at the track's position with
+its ce, course and speed: the track state the alert carries (``Alert.track``), or ``track_for``'s
+(the latest state of a track) when given; without either, at the alert's position. An alert
+without tracks gets one marker with the alert's uid. The marker goes stale ``stale_s`` after the
+send, and at once (1 s) when the alert is resolved. Sensor-health alerts (a lost feed)
 are not sent: a CoT marker would show a suspect at the camera; they are dead with that reason.
 
 One persistent connection per TAK endpoint (``host:port``), plain TCP or TLS with a client
@@ -35,14 +36,18 @@ import ssl
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
+from datetime import tzinfo
+from zoneinfo import ZoneInfo
 
 from alerts.delivery import Outcome, SendResult
 from alerts.formats import xml_safe
 from alerts.formats.cot import DEFAULT_STALE_S, cot_event
 from alerts.outbox import DeliveryJob
 from ibet.clock import ns_to_datetime_utc
-from ibet.messages import Alert, TrackUpdate
+from ibet.messages import Alert, AlertState, TrackUpdate
 from ibet.registry import Registry
+
+RESOLVED_STALE_S = 1.0  # a resolved alert's marker goes stale at once (TAK clients then drop it)
 
 CHANNEL = "cot"
 TrackLookup = Callable[[str], TrackUpdate | None]
@@ -97,6 +102,7 @@ class CotChannel:
         ssl_context: ssl.SSLContext | None = None,
         track_for: TrackLookup | None = None,
         ground_hae_m: Mapping[str, float] | None = None,
+        zones: Mapping[str, tzinfo] | None = None,
         stale_s: float = DEFAULT_STALE_S,
         exercise: bool = False,
         timeout_s: float = 10.0,
@@ -114,6 +120,7 @@ class CotChannel:
         self.ssl_context = ssl_context
         self.track_for = track_for
         self.ground_hae_m = dict(ground_hae_m or {})
+        self.zones = dict(zones or {})
         self.stale_s, self.exercise = stale_s, exercise
         self.timeout_s, self.tls_settle_s = timeout_s, tls_settle_s
         self._connections: dict[Endpoint, socket.socket] = {}
@@ -121,25 +128,33 @@ class CotChannel:
 
     @classmethod
     def from_registry(cls, registry: Registry, **options) -> CotChannel:
-        """A channel to every partner with a ``tak_endpoint``, with the sectors' ground heights;
-        ``options`` as for the constructor."""
+        """A channel to every partner with a ``tak_endpoint``, with the sectors' ground heights and
+        time zones; ``options`` as for the constructor."""
         endpoints = {p.id: p.contacts.tak_endpoint for p in registry.partners if p.contacts.tak_endpoint}
         ground = {s.id: s.ground_elev_m for s in registry.sectors}
-        return cls(endpoints, ground_hae_m=options.pop("ground_hae_m", ground), **options)
+        zones = {s.id: ZoneInfo(s.timezone) for s in registry.sectors}
+        return cls(endpoints, ground_hae_m=options.pop("ground_hae_m", ground), zones=options.pop("zones", zones),
+                   **options)
 
     def events(self, alert: Alert, now_ns: int) -> list[bytes]:
-        """The CoT events for ``alert`` sent at ``now_ns`` (ns since the epoch): one per track."""
+        """The CoT events for ``alert`` sent at ``now_ns`` (ns since the epoch): one per track. The
+        track's state is the one the alert carries (or ``track_for``'s); a resolved alert's markers
+        go stale at once."""
         now = ns_to_datetime_utc(now_ns)
-        options = dict(ground_hae_m=self.ground_hae_m.get(alert.sector_id), exercise=self.exercise or alert.exercise)
+        stale_s = RESOLVED_STALE_S if alert.state is AlertState.RESOLVED else self.stale_s
+        options = dict(ground_hae_m=self.ground_hae_m.get(alert.sector_id), exercise=self.exercise or alert.exercise,
+                       zone=self.zones.get(alert.sector_id))
         if not alert.track_ids:
-            return [cot_event(now, self.stale_s, alert=alert, **options)]
+            return [cot_event(now, stale_s, alert=alert, **options)]
         events = []
         for track_id in alert.track_ids:
             track = self.track_for(track_id) if self.track_for is not None else None
+            if (track is None or track.track_id != track_id) and alert.track is not None:
+                track = alert.track
             if track is not None and track.track_id == track_id:
-                events.append(cot_event(now, self.stale_s, track=track, alert=alert, **options))
+                events.append(cot_event(now, stale_s, track=track, alert=alert, **options))
             else:
-                events.append(_with_uid(cot_event(now, self.stale_s, alert=alert, **options), f"ibet-{track_id}"))
+                events.append(_with_uid(cot_event(now, stale_s, alert=alert, **options), f"ibet-{track_id}"))
         return events
 
     def send(self, job: DeliveryJob, now_ns: int) -> SendResult:

@@ -220,7 +220,8 @@ def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Cli
                                       str(settings.cot_tls_cafile) if settings.cot_tls_cafile else None)
         elif settings.cot_tls_cafile:
             context = ssl.create_default_context(cafile=str(settings.cot_tls_cafile))
-        channels["cot"] = CotChannel.from_registry(registry, ssl_context=context, exercise=settings.exercise)
+        channels["cot"] = CotChannel.from_registry(registry, ssl_context=context, exercise=settings.exercise,
+                                                   stale_s=settings.cot_stale_s)
     if "cap" in settings.channels:
         endpoints = {p.id: (p.contacts.cap_url, partner_secrets[p.id]) for p in registry.partners
                      if p.contacts.cap_url and p.id in partner_secrets}
@@ -228,7 +229,8 @@ def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Cli
         if missing:
             log.warning("no secret for the CAP endpoints of %s: their CAP deliveries will be dead until one is "
                         "configured (alerts.webhook_secrets)", ", ".join(missing))
-        channels["cap"] = CapChannel(client, endpoints, settings.cap_sender, exercise=settings.exercise)
+        channels["cap"] = CapChannel(client, endpoints, settings.cap_sender, exercise=settings.exercise,
+                                     expires_s=settings.cap_expires_s)
     if "webhook" in settings.channels:
         endpoints = {p.id: (p.contacts.webhook_url, settings.webhook_secrets[p.id].get_secret_value())
                      for p in registry.partners if p.contacts.webhook_url and p.id in settings.webhook_secrets}

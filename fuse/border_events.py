@@ -33,7 +33,7 @@ import numpy as np
 from fuse.border_relation import BorderModel, BorderRelation
 from fuse.frames import LocalPlane
 from ibet.ids import event_id, time_window_start_ns
-from ibet.messages import BorderEvent, BorderEventType, Direction, TrackStatus, TrackUpdate
+from ibet.messages import BorderEvent, BorderEventType, Direction, TrackSnapshot, TrackStatus, TrackUpdate
 
 STATE_VERSION = 1
 _LOITER_SAMPLE_S = 1.0  # loitering keeps one position per second: at most loiter_min_s + 2 per track
@@ -201,7 +201,7 @@ class BorderEventDetector:
             event_ts_ns=event_ts, lat_deg=zero_lat, lon_deg=zero_lon,
             direction=Direction.CA_TO_US if mem.side == "CA" else Direction.US_TO_CA,
             class_name=track.class_name, confidence=mem.side_confidence * confidence,
-            sensor_ids=track.sensor_ids, port_of_entry_id=port)
+            sensor_ids=track.sensor_ids, port_of_entry_id=port, track=TrackSnapshot.of(track))
         mem.side, mem.side_confidence, mem.zero = side, confidence, None
         return event
 
@@ -271,7 +271,8 @@ class BorderEventDetector:
         return BorderEvent(event_id=event_id(track.track_id, kind, window_ns), event_type=kind,
                            track_id=track.track_id, sector_id=track.sector_id, event_ts_ns=track.time_ts_ns,
                            lat_deg=lat, lon_deg=lon, direction=direction, class_name=track.class_name,
-                           confidence=confidence, sensor_ids=track.sensor_ids, port_of_entry_id=port)
+                           confidence=confidence, sensor_ids=track.sensor_ids, port_of_entry_id=port,
+                           track=TrackSnapshot.of(track))
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -175,7 +175,13 @@ class AlertSettings(Section):
         default_factory=dict, description="partner id -> HMAC secret of its webhook and CAP endpoints "
         "(IBET_ALERTS__WEBHOOK_SECRETS='{\"usbp\": \"...\"}')")
     smtp: SmtpSettings = SmtpSettings()
-    cap_sender: str = Field(default="ibet", pattern=r"^[^\s,<&]+$", description="CAP <sender> of ibet's messages")
+    cap_sender: str = Field(default="ibet", pattern=r"^[^\s,<&]+$",
+                            description="CAP <sender> of ibet's messages: make it globally unique, e.g. "
+                                        "ibet@pacific.ibet.example (the partners' systems key on sender + identifier)")
+    cap_expires_s: float = Field(default=3600.0, gt=0, description="a CAP message expires this long after it is sent "
+                                                                   "(each new version of the alert renews it)")
+    cot_stale_s: float = Field(default=600.0, gt=0, description="a TAK marker goes stale this long after it is sent; "
+                                                                "a resolved alert's marker goes stale at once")
     cot_tls_cafile: Path | None = Field(default=None, description="CA of the TAK servers (enables TLS)")
     cot_tls_certfile: Path | None = Field(default=None, description="client certificate for the TAK servers")
     cot_tls_keyfile: Path | None = None

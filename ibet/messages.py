@@ -261,6 +261,17 @@ class TrackStatus(StrEnum):
     DELETED = "deleted"
 
 
+def check_covariance(cov: tuple[tuple[float, float], tuple[float, float]]) -> tuple:
+    """``cov`` if it is a symmetric positive semi-definite 2x2 matrix, else ValueError."""
+    matrix = np.array(cov, dtype=np.float64)
+    scale = max(1.0, float(np.abs(matrix).max()))
+    if abs(matrix[0, 1] - matrix[1, 0]) > 1e-9 * scale:
+        raise ValueError("covariance must be symmetric")
+    if np.linalg.eigvalsh(matrix).min() < -1e-9 * scale:
+        raise ValueError("covariance must be positive semi-definite")
+    return cov
+
+
 class TrackUpdate(WireMessage):
     """Fused state of one track on ``ibet.tracks.v1`` (key: sector id)."""
 
@@ -290,13 +301,7 @@ class TrackUpdate(WireMessage):
     @field_validator("position_cov_m2")
     @classmethod
     def _covariance(cls, cov: tuple[tuple[float, float], tuple[float, float]]) -> tuple:
-        matrix = np.array(cov, dtype=np.float64)
-        scale = max(1.0, float(np.abs(matrix).max()))
-        if abs(matrix[0, 1] - matrix[1, 0]) > 1e-9 * scale:
-            raise ValueError("covariance must be symmetric")
-        if np.linalg.eigvalsh(matrix).min() < -1e-9 * scale:
-            raise ValueError("covariance must be positive semi-definite")
-        return cov
+        return check_covariance(cov)
 
     @field_validator("class_probabilities")
     @classmethod
@@ -323,6 +328,38 @@ class Direction(StrEnum):
     NONE = "NONE"
 
 
+class TrackSnapshot(WireModel):
+    """The fused track's state at a border event: what a partner's map, its uncertainty circle and
+    its course need. It travels on the BorderEvent and into the Alert, so no channel looks it up."""
+
+    track_id: Name
+    time_ts_ns: TimestampNs = Field(description="capture time of the track's latest measurement")
+    lat_deg: LatDeg
+    lon_deg: LonDeg
+    position_cov_m2: tuple[tuple[float, float], tuple[float, float]] = Field(
+        description="2x2 east/north position covariance, m²")
+    velocity_east_mps: float
+    velocity_north_mps: float
+    class_name: TrackClass
+    class_probability: Probability | None = Field(None, description="the fused probability of class_name")
+    sensor_ids: tuple[SensorId, ...] = ()
+    status: TrackStatus
+
+    @field_validator("position_cov_m2")
+    @classmethod
+    def _covariance(cls, cov: tuple[tuple[float, float], tuple[float, float]]) -> tuple:
+        return check_covariance(cov)
+
+    @classmethod
+    def of(cls, update: TrackUpdate) -> TrackSnapshot:
+        """The snapshot of a published track state."""
+        return cls(track_id=update.track_id, time_ts_ns=update.time_ts_ns, lat_deg=update.lat_deg,
+                   lon_deg=update.lon_deg, position_cov_m2=update.position_cov_m2,
+                   velocity_east_mps=update.velocity_east_mps, velocity_north_mps=update.velocity_north_mps,
+                   class_name=update.class_name, class_probability=update.class_probabilities.get(update.class_name),
+                   sensor_ids=update.sensor_ids, status=update.status)
+
+
 class BorderEvent(WireMessage):
     """A border event on ``ibet.events.v1`` (key: sector id); the id comes from :func:`ibet.ids.event_id`."""
 
@@ -339,6 +376,7 @@ class BorderEvent(WireMessage):
     sensor_ids: tuple[SensorId, ...]
     port_of_entry_id: Name | None = Field(None, description="set when inside a lawful port of entry")
     evidence_refs: tuple[str, ...] = Field((), description="the track's evidence (see TrackUpdate.evidence_refs)")
+    track: TrackSnapshot | None = Field(None, description="the fused track at the event")
 
 
 # Alerts
@@ -392,6 +430,10 @@ class Alert(WireMessage):
     sensor_ids: tuple[SensorId, ...] = ()
     track_ids: tuple[Name, ...] = ()
     outcome: AlertOutcome | None = Field(None, description="how a resolved alert ended")
+    event_type: BorderEventType | None = Field(None, description="the border event behind the alert (the most severe)")
+    event_ts_ns: TimestampNs | None = Field(None, description="... its event time")
+    confidence: Probability | None = Field(None, description="... its confidence")
+    track: TrackSnapshot | None = Field(None, description="... and the fused track at it: every channel composes from it")
 
     @field_validator("updated_ts_ns")
     @classmethod

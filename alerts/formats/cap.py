@@ -18,10 +18,16 @@ Mappings (an alert is about a *possible* crossing seen by machines; humans confi
 - urgency: Past for a Cancel or a resolved alert; Immediate for a crossing or a critical/high
   alert; Expected for medium; Future for low.
 - certainty from the event's confidence: Likely when >= 0.5, else Possible; Unknown without an
-  event. Never Observed: the crossing is inferred from tracks until an operator confirms it.
+  event. Never Observed: the crossing is inferred from tracks until an operator confirms it. The
+  event comes from ``event`` when given, else from what the alert carries (``Alert.event_type``,
+  ``Alert.confidence``), so the channel needs no lookup.
+- expires ``expires_s`` after the message is sent; each version of the alert renews it.
+- a resolved alert says how it ended: parameter ``ibetOutcome`` (confirmed_crossing, false_alarm,
+  lawful, unresolved) on its Update or Cancel.
 - responseType Assess (AllClear for a Cancel or a resolved alert).
 - area: a circle around the alert's position, radius ``radius_m`` (pass the track's 95 %
-  radius, ``cot.circular_error_m(track.position_cov_m2, 0.95)``), at least 10 m.
+  radius, ``cot.circular_error_m(track.position_cov_m2, 0.95)``; :func:`area_radius_m` takes it
+  from the track the alert carries), at least 10 m.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from alerts.formats import FormatError, alert_version, first_version, parse_untrusted_xml, xml_safe
+from alerts.formats.cot import circular_error_m
 from ibet.messages import Alert, AlertState, BorderEvent, BorderEventType, Severity
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -41,6 +48,7 @@ Reference = tuple[str, str, str]
 """(sender, identifier, sent) of an earlier CAP message."""
 DEFAULT_RADIUS_M = 250.0
 MIN_RADIUS_M = 10.0
+DEFAULT_EXPIRES_S = 3600.0
 
 _SEVERITY = {Severity.CRITICAL: "Severe", Severity.HIGH: "Moderate", Severity.MEDIUM: "Minor", Severity.LOW: "Minor"}
 _URGENCY = {Severity.CRITICAL: "Immediate", Severity.HIGH: "Immediate", Severity.MEDIUM: "Expected", Severity.LOW: "Future"}
@@ -88,6 +96,7 @@ def cap_alert(
     *,
     event: BorderEvent | None = None,
     radius_m: float = DEFAULT_RADIUS_M,
+    expires_s: float = DEFAULT_EXPIRES_S,
 ) -> bytes:
     """CAP 1.2 XML (UTF-8) for an alert, or an Update/Cancel of it.
 
@@ -125,14 +134,17 @@ def cap_alert(
     info = ET.SubElement(root, _q("info"))
     _add(info, "language", "en")
     _add(info, "category", "Security")
-    _add(info, "event", _EVENT[event.event_type] if event else "Border alert")
+    event_type = event.event_type if event is not None else alert.event_type
+    confidence = event.confidence if event is not None else alert.confidence
+    _add(info, "event", _EVENT[event_type] if event_type else "Border alert")
     _add(info, "responseType", "AllClear" if over else "Assess")
-    crossing = event is not None and event.event_type is BorderEventType.CROSSING
+    crossing = event_type is BorderEventType.CROSSING
     _add(info, "urgency", "Past" if over else "Immediate" if crossing else _URGENCY[alert.severity])
     _add(info, "severity", _SEVERITY[alert.severity])
-    _add(info, "certainty", "Unknown" if event is None else "Likely" if event.confidence >= 0.5 else "Possible")
+    _add(info, "certainty", "Unknown" if confidence is None else "Likely" if confidence >= 0.5 else "Possible")
     _add(info, "effective", cap_time(alert.updated_ts_ns))
-    _add(info, "onset", cap_time(alert.created_ts_ns))
+    _add(info, "onset", cap_time(alert.event_ts_ns or alert.created_ts_ns))
+    _add(info, "expires", cap_time(alert.updated_ts_ns + int(expires_s * 1e9)))
     _add(info, "senderName", "IBET sensor-fusion pipeline")
     _add(info, "headline", alert.title if len(alert.title) <= 160 else alert.title[:159] + "\u2026")
     _add(info, "description", _description(alert))
@@ -142,6 +154,8 @@ def cap_alert(
         ("ibetSector", alert.sector_id),
         ("ibetDirection", alert.direction.value),
         ("ibetEscalationLevel", str(alert.escalation_level)),
+        *((("ibetOutcome", alert.outcome.value),) if alert.outcome is not None else ()),
+        *((("ibetTrackId", alert.track.track_id),) if alert.track is not None else ()),
     ):
         parameter = ET.SubElement(info, _q("parameter"))
         _add(parameter, "valueName", name)
@@ -150,6 +164,12 @@ def cap_alert(
     _add(area, "areaDesc", f"IBET sector {alert.sector_id}, around {alert.lat_deg:.5f}, {alert.lon_deg:.5f}")
     _add(area, "circle", f"{alert.lat_deg:.6f},{alert.lon_deg:.6f} {max(radius_m, MIN_RADIUS_M) / 1000:.3f}")
     return ET.tostring(root, encoding="UTF-8", xml_declaration=True, default_namespace=CAP_NS)
+
+
+def area_radius_m(alert: Alert, probability: float = 0.95) -> float:
+    """Radius (m) of the circle holding ``probability`` of the alert's track's position error, or the
+    default radius when the alert carries no track."""
+    return circular_error_m(alert.track.position_cov_m2, probability) if alert.track is not None else DEFAULT_RADIUS_M
 
 
 def parse_cap(data: bytes) -> dict[str, Any]:

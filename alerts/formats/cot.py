@@ -7,9 +7,10 @@ Choices (see the schema's attribute documentation):
 
 - uid ``ibet-<track_id>``: stable per track, so a TAK client replaces the marker ("the latest
   event for a uid overwrites all previous events"); without a track or event, ``ibet-<alert_id>``.
-- type ``a-<affiliation>-<dimension>``: affiliation ``s`` (suspect) while an unresolved alert
-  concerns the track, otherwise ``u`` (unknown). Never ``h`` (hostile): calling a person hostile
-  is a human decision, and an operator can re-type the marker in TAK. Dimension ``G`` (ground),
+- type ``a-<affiliation>-<dimension>``: affiliation ``u`` (unknown) for a track no alert
+  concerns, ``s`` (suspect) while an unresolved alert does, ``h`` (hostile) only once a person
+  resolved the alert as a confirmed crossing (a human decision, never the machine's); any other
+  outcome returns it to ``u``. Dimension ``G`` (ground),
   ``G-E-V`` (ground equipment, vehicle) for vehicles and ``S`` (sea surface) for boats, so filters
   on ``a-u-G``/``a-s-G`` still match vehicles.
 - how: ``m-f`` (machine, fused: corroborated from several sensors), ``m-i`` (mensurated from
@@ -21,6 +22,8 @@ Choices (see the schema's attribute documentation):
   the position error is 2.4477 x ce). Unknown: 9999999.
 - hae: the sector's ground height above the WGS-84 ellipsoid when given, else 9999999 (unknown,
   the CoT convention). le: 9999999, since the horizontal covariance says nothing about height.
+- callsign what a TAK user reads: ``Person CA→US 14:02`` (class, direction, the event's time in
+  the sector's zone when given), ``EX`` before it in an exercise; without an alert, class and track.
 - opex ``e`` (exercise) or ``o`` (operations), and ``[EXERCISE]`` at the start of the remarks.
 """
 
@@ -30,11 +33,21 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from alerts.formats import FormatError, parse_untrusted_xml, xml_safe
-from ibet.messages import Alert, AlertState, BorderEvent, TrackClass, TrackStatus, TrackUpdate
+from ibet.messages import (
+    Alert,
+    AlertOutcome,
+    AlertState,
+    BorderEvent,
+    Direction,
+    TrackClass,
+    TrackSnapshot,
+    TrackStatus,
+    TrackUpdate,
+)
 
 UNKNOWN = 9999999.0
 """CoT's value for an unknown hae, ce or le, in metres."""
@@ -64,21 +77,46 @@ def circular_error_m(position_cov_m2: Sequence[Sequence[float]], probability: fl
     return math.sqrt(-2.0 * math.log1p(-probability)) * sigma_m
 
 
-def cot_type(class_name: TrackClass, suspect: bool) -> str:
-    """CoT type of a track: ``a-u-G``, ``a-s-G``, ``a-u-G-E-V`` (vehicle), ``a-s-S`` (boat) ..."""
+def cot_type(class_name: TrackClass, affiliation: str | bool) -> str:
+    """CoT type of a track: ``a-u-G``, ``a-s-G``, ``a-h-G``, ``a-u-G-E-V`` (vehicle), ``a-s-S`` (boat) ...
+
+    ``affiliation``: ``"u"``, ``"s"`` or ``"h"`` (True/False: suspect or unknown)."""
+    if isinstance(affiliation, bool):
+        affiliation = "s" if affiliation else "u"
     dimension = {TrackClass.VEHICLE: "G-E-V", TrackClass.BOAT: "S"}.get(class_name, "G")
-    return f"a-{'s' if suspect else 'u'}-{dimension}"
+    return f"a-{affiliation}-{dimension}"
+
+
+def affiliation_of(alert: Alert | None) -> str:
+    """``u`` without an alert, ``s`` while it is unresolved, ``h`` once resolved as a confirmed
+    crossing, ``u`` again for any other outcome."""
+    if alert is None:
+        return "u"
+    if alert.state is AlertState.RESOLVED:
+        return "h" if alert.outcome is AlertOutcome.CONFIRMED_CROSSING else "u"
+    return "s"
+
+
+def callsign_of(class_name: TrackClass, track_id: str | None, alert: Alert | None, zone: tzinfo | None,
+                exercise: bool) -> str:
+    """``Person CA→US 14:02`` for an alert (``EX Person ...`` in an exercise), else ``person <track id>``."""
+    if alert is None:
+        return f"{class_name.value} {track_id}"
+    arrow = {Direction.CA_TO_US: " CA→US", Direction.US_TO_CA: " US→CA"}.get(alert.direction, "")
+    when = datetime.fromtimestamp((alert.event_ts_ns or alert.created_ts_ns) / 1e9, tz=UTC).astimezone(zone or UTC)
+    return f"{'EX ' if exercise else ''}{class_name.value.capitalize()}{arrow} {when:%H:%M}{'' if zone else 'Z'}"
 
 
 def cot_event(
     now: datetime,
     stale_s: float = DEFAULT_STALE_S,
     *,
-    track: TrackUpdate | None = None,
+    track: TrackUpdate | TrackSnapshot | None = None,
     event: BorderEvent | None = None,
     alert: Alert | None = None,
     ground_hae_m: float | None = None,
     exercise: bool = False,
+    zone: tzinfo | None = None,
 ) -> bytes:
     """A CoT event (UTF-8 XML) for a track, a border event of it, and/or the alert about it.
 
@@ -86,6 +124,7 @@ def cot_event(
     Position and ce come from ``track`` when given, else from ``event``, else from ``alert``
     (ce unknown without a covariance). The remarks hold the alert's title and summary.
     ``ground_hae_m``: ground height above the WGS-84 ellipsoid (``Sector.ground_elev_m``).
+    ``zone``: the sector's time zone, for the callsign's time (UTC when None).
     """
     if track is None and event is None and alert is None:
         raise ValueError("cot_event needs a track, an event or an alert")
@@ -99,19 +138,18 @@ def cot_event(
     source = track or event or alert
     track_id = track.track_id if track else event.track_id if event else None
     class_name = track.class_name if track else event.class_name if event else TrackClass.UNKNOWN
-    sensors = track.sensor_ids if track else event.sensor_ids if event else ()
+    sensors = track.sensor_ids if track else event.sensor_ids if event else alert.sensor_ids
     if track is not None and track.status is TrackStatus.COASTING:
         how = "m-p"
     else:
         how = "m-i" if len(sensors) == 1 else "m-f"
-    suspect = alert is not None and alert.state is not AlertState.RESOLVED
 
     root = ET.Element(
         "event",
         {
             "version": "2.0",
             "uid": xml_safe(f"ibet-{track_id}" if track_id else f"ibet-{alert.alert_id}"),
-            "type": cot_type(class_name, suspect),
+            "type": cot_type(class_name, affiliation_of(alert)),
             "time": _cot_time(now),
             "start": _cot_time(now),
             "stale": _cot_time(now + timedelta(seconds=stale_s)),
@@ -131,7 +169,8 @@ def cot_event(
         },
     )
     detail = ET.SubElement(root, "detail")
-    ET.SubElement(detail, "contact", {"callsign": xml_safe(f"{class_name.value} {track_id or alert.alert_id}")})
+    callsign = callsign_of(class_name, track_id or (alert.alert_id if alert else None), alert, zone, exercise)
+    ET.SubElement(detail, "contact", {"callsign": xml_safe(callsign)})
     if track is not None:
         course_deg = math.degrees(math.atan2(track.velocity_east_mps, track.velocity_north_mps)) % 360.0
         speed_mps = math.hypot(track.velocity_east_mps, track.velocity_north_mps)
@@ -181,7 +220,7 @@ def parse_cot(data: bytes) -> dict[str, Any]:
     return out
 
 
-def _remarks(track: TrackUpdate | None, event: BorderEvent | None, alert: Alert | None) -> str:
+def _remarks(track: TrackUpdate | TrackSnapshot | None, event: BorderEvent | None, alert: Alert | None) -> str:
     if alert is not None:
         return f"{alert.severity.value.upper()} ({alert.state.value}) {alert.title}: {alert.summary}"
     if event is not None:
