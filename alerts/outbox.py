@@ -14,6 +14,11 @@ leaves the row ``sending``, and once the lease ends :meth:`Outbox.due` hands it 
 resend carries the same idempotency key, so the partner de-duplicates it: "once" as the partner
 sees it.
 
+Versions in order: per (alert, partner, channel) only the newest recorded version is sent. An older
+one that is still waiting when a newer one is recorded becomes ``superseded`` and is never sent
+(a partner that keeps the last document it got keeps the newest), and a newer version waits while
+an older one is in flight under its lease, so the two never cross on the wire.
+
     >>> outbox = Outbox(engine, clock)  # doctest: +SKIP
     >>> outbox.record(alert, [("usbp-blaine", "webhook", idempotency_key(alert, "usbp-blaine"))])  # doctest: +SKIP
     >>> for job in outbox.due(clock.now_ns(), limit=10): ...  # doctest: +SKIP
@@ -39,6 +44,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    exists,
     func,
     insert,
     select,
@@ -52,6 +58,7 @@ from ibet.exceptions import IbetError
 from ibet.messages import Alert
 
 PENDING, SENDING, DELIVERED, DEAD = "pending", "sending", "delivered", "dead"
+SUPERSEDED = "superseded"  # a newer version of the alert for the same partner and channel was recorded
 
 # The tables as revision 0002 creates them.
 metadata = MetaData()
@@ -193,19 +200,29 @@ class Outbox:
                                    .where(alerts_table.c.alert_id == alert.alert_id)).first()
             values = dict(alert_json=alert_json, state=alert.state.value, version=version,
                           updated_ts_ns=alert.updated_ts_ns, recorded_ns=now_ns)
+            older = False  # a late replay of a version older than the one recorded
             if current is None:
                 conn.execute(insert(alerts_table).values(alert_id=alert.alert_id, **values))
             elif _newer(alert, Alert.model_validate_json(current.alert_json)):
                 conn.execute(update(alerts_table).where(alerts_table.c.alert_id == alert.alert_id).values(**values))
+            else:
+                older = alert_json != current.alert_json
             keys = [key for _, _, key in wanted]
             known = set(conn.execute(select(deliveries_table.c.delivery_key)
                                      .where(deliveries_table.c.delivery_key.in_(keys))).scalars()) if keys else set()
             new = [(partner, channel, key) for partner, channel, key in wanted if key not in known]
+            sent_newer = set()
+            if older and new:  # where a newer version is already recorded, the older one is superseded at once
+                d = deliveries_table
+                sent_newer = set(conn.execute(select(d.c.partner_id, d.c.channel)
+                                              .where(d.c.alert_id == alert.alert_id)).tuples())
             if new:
                 conn.execute(insert(deliveries_table), [
                     dict(delivery_key=key, alert_id=alert.alert_id, partner_id=partner, channel=channel,
-                         alert_version=version, alert_json=alert_json, status=PENDING, attempts=0,
-                         created_ns=now_ns, next_attempt_ns=now_ns)
+                         alert_version=version, alert_json=alert_json, attempts=0, created_ns=now_ns,
+                         next_attempt_ns=now_ns,
+                         **({"status": SUPERSEDED, "last_error": "superseded by a newer version"}
+                            if (partner, channel) in sent_newer else {"status": PENDING}))
                     for partner, channel, key in new
                 ])
         return [key for _, _, key in new]
@@ -228,16 +245,30 @@ class Outbox:
             if not channels:
                 return []
             condition = and_(condition, d.c.channel.in_(list(channels)))
+        other = deliveries_table.alias("other")
+        same = and_(other.c.alert_id == d.c.alert_id, other.c.partner_id == d.c.partner_id,
+                    other.c.channel == d.c.channel)
+        newer = exists().where(same, other.c.id > d.c.id, other.c.status != SUPERSEDED)
+        older_in_flight = exists().where(same, other.c.id < d.c.id, other.c.status == SENDING,
+                                         other.c.next_attempt_ns > now_ns)
         jobs: list[DeliveryJob] = []
         try:
             with self.engine.begin() as conn:
                 rows = conn.execute(
                     select(d.c.id, d.c.delivery_key, d.c.partner_id, d.c.channel, d.c.alert_version, d.c.alert_json,
-                           d.c.attempts, d.c.status, d.c.next_attempt_ns)
+                           d.c.attempts, d.c.status, d.c.next_attempt_ns, newer.label("superseded"),
+                           older_in_flight.label("behind"))
                     .where(condition).order_by(d.c.next_attempt_ns, d.c.id).limit(limit)
-                    .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's BEGIN IMMEDIATE serializes anyway
+                    .with_for_update(skip_locked=True, of=d)  # PostgreSQL; SQLite's BEGIN IMMEDIATE serializes anyway
                 ).all()
                 for row in rows:
+                    if row.superseded:  # never send an older version once a newer one is recorded
+                        conn.execute(update(d).where(d.c.id == row.id, d.c.status == row.status,
+                                                     d.c.next_attempt_ns == row.next_attempt_ns)
+                                     .values(status=SUPERSEDED, last_error="superseded by a newer version"))
+                        continue
+                    if row.behind:  # an older version is on its way: this one follows it
+                        continue
                     # Conditional on the row being as read: a concurrent claimer that got there first
                     # changed status/next_attempt_ns, and this UPDATE then matches nothing.
                     claimed = conn.execute(
@@ -341,8 +372,8 @@ class Outbox:
             return [Alert.model_validate_json(text) for text in conn.execute(query).scalars()]
 
     def counts(self) -> dict[str, int]:
-        """How many deliveries are in each status (all four statuses present)."""
-        result = dict.fromkeys((PENDING, SENDING, DELIVERED, DEAD), 0)
+        """How many deliveries are in each status (every status present)."""
+        result = dict.fromkeys((PENDING, SENDING, DELIVERED, DEAD, SUPERSEDED), 0)
         d = deliveries_table
         with self.engine.connect() as conn:
             for status, count in conn.execute(select(d.c.status, func.count()).group_by(d.c.status)):

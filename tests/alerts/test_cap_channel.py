@@ -29,7 +29,7 @@ from alerts.delivery import Outcome, deliver_due
 from alerts.formats.cap import parse_cap
 from alerts.formats.cot import circular_error_m
 from alerts.formats.webhook import idempotency_key_of, verify_webhook
-from alerts.outbox import DELIVERED, PENDING, DeliveryJob, Outbox
+from alerts.outbox import DELIVERED, PENDING, SUPERSEDED, DeliveryJob, Outbox
 from ibet.clock import ManualClock
 from ibet.config import DatabaseSettings
 from ibet.db import make_engine, migrate
@@ -177,7 +177,7 @@ def test_server_down_and_timeouts_are_retried(receiver, base_url):
     assert slow.outcome is Outcome.RETRY and "timeout" in slow.detail, slow
 
 
-def test_a_partner_down_for_a_while_gets_every_version_once_through_the_outbox(receiver, client, tmp_path):
+def test_a_partner_down_for_a_while_gets_the_newest_version_once_through_the_outbox(receiver, client, tmp_path):
     engine = make_engine(DatabaseSettings(url=f"sqlite:///{tmp_path / 'outbox.db'}"))
     migrate(engine)
     clock = ManualClock(now_ns())
@@ -187,15 +187,15 @@ def test_a_partner_down_for_a_while_gets_every_version_once_through_the_outbox(r
     port = _closed_port()
     channel = CapChannel(client, {"hsi": (f"http://127.0.0.1:{port}/cap/hsi", SECRET)}, SENDER)
 
-    assert deliver_due(outbox, {"cap": channel}).retried == 2
-    assert {r.status for r in outbox.deliveries()} == {PENDING}
+    assert deliver_due(outbox, {"cap": channel}).retried == 1  # only the newest version is tried
+    assert [r.status for r in outbox.deliveries()] == [SUPERSEDED, PENDING]
     with serve_in_thread(receiver.app) as url:
         channel.endpoints["hsi"] = (f"{url}/cap/hsi", SECRET)  # the partner is back (on a port of its choosing)
         clock.advance(5.0)  # past the first backoff (1 s at most); signatures stay within the receiver's tolerance
-        assert deliver_due(outbox, {"cap": channel}).delivered == 2
-    assert {r.status for r in outbox.deliveries()} == {DELIVERED}
-    # the retries' jitter decides which goes first: the outbox does not order versions of one alert
-    assert sorted(r["cap"]["msg_type"] for r in receiver.received) == ["Alert", "Update"]
+        assert deliver_due(outbox, {"cap": channel}).delivered == 1
+    assert [r.status for r in outbox.deliveries()] == [SUPERSEDED, DELIVERED]
+    # the superseded Alert is never sent after its successor: the partner holds the newest version
+    assert [r["cap"]["msg_type"] for r in receiver.received] == ["Update"]
     engine.dispose()
 
 

@@ -19,7 +19,7 @@ from wire_samples import T0, alert
 
 from alerts.delivery import DeliveryStats, Outcome, WebhookChannel, deliver_due
 from alerts.formats.webhook import idempotency_key, idempotency_key_of, verify_webhook
-from alerts.outbox import DEAD, DELIVERED, PENDING, SENDING, Backoff, Outbox
+from alerts.outbox import DEAD, DELIVERED, PENDING, SENDING, SUPERSEDED, Backoff, Outbox
 from ibet.clock import ManualClock
 from ibet.config import DatabaseSettings
 from ibet.db import make_engine, migrate
@@ -77,7 +77,7 @@ def test_record_is_idempotent_and_keeps_the_newest_state(make_outbox):
     assert outbox.alert(first.alert_id) == acked
     outbox.record(first, webhook_deliveries(first))  # a late replay of the older state
     assert outbox.alert(first.alert_id) == acked
-    assert outbox.counts() == {PENDING: 4, SENDING: 0, DELIVERED: 0, DEAD: 0}
+    assert outbox.counts() == {PENDING: 4, SENDING: 0, DELIVERED: 0, DEAD: 0, SUPERSEDED: 0}
     versions = {r.key: r.version for r in outbox.deliveries(first.alert_id)}
     assert versions[new_keys[0]] == f"acknowledged.0.{T0 + 1_000_000_000}"
 
@@ -110,7 +110,7 @@ def test_due_claims_oldest_first_under_a_lease(make_outbox):
     assert [job.attempt for job in again] == [2, 2]
     assert worker_b.get(recorded[0]).first_attempt_ns == NOW + 3_000_000_000  # kept from the first claim
     assert worker_b.delivered(recorded[0]) and not worker_b.delivered(recorded[0])
-    assert worker_b.counts() == {PENDING: 0, SENDING: 1, DELIVERED: 2, DEAD: 0}
+    assert worker_b.counts() == {PENDING: 0, SENDING: 1, DELIVERED: 2, DEAD: 0, SUPERSEDED: 0}
 
 
 def test_concurrent_workers_never_share_a_job(make_outbox):
@@ -323,7 +323,7 @@ def test_a_partner_that_is_down_gets_every_alert_once_when_it_comes_back(make_ou
             break
         clock.advance(1)
         stats.append(deliver_due(outbox, channels, clock.now_ns()))
-    assert outbox.counts() == {PENDING: 0, SENDING: 0, DELIVERED: 8, DEAD: 0}
+    assert outbox.counts() == {PENDING: 0, SENDING: 0, DELIVERED: 8, DEAD: 0, SUPERSEDED: 0}
     assert sorted(receiver.kept) == sorted(keys)  # every alert, to both partners
     assert sorted(receiver.seen) == sorted(keys)  # each key exactly once
     assert receiver.bad_signatures == 0
@@ -357,3 +357,30 @@ def test_a_crash_between_sending_and_recording_is_no_duplicate_for_the_partner(m
     clock.advance(3600)
     assert deliver_due(after, channels, clock.now_ns()) == DeliveryStats()
     assert receiver.seen == [key, key]
+
+
+
+# Versions in order
+def test_an_older_version_is_never_sent_after_a_newer_one(make_outbox):
+    clock = ManualClock(NOW)
+    outbox = make_outbox(clock, lease_s=30)
+    first = alert()
+    acked = alert(state=AlertState.ACKNOWLEDGED, updated_ts_ns=T0 + 1_000_000_000)
+    resolved = alert(state=AlertState.RESOLVED, updated_ts_ns=T0 + 2_000_000_000)
+    one = PARTNERS[:1]
+    [k1] = [k for _, _, k in webhook_deliveries(first, one)]
+    outbox.record(first, webhook_deliveries(first, one))
+    [in_flight] = outbox.due(clock.now_ns())  # the first version is on its way (a slow partner)
+    assert in_flight.key == k1
+    outbox.record(acked, webhook_deliveries(acked, one))
+    assert outbox.due(clock.now_ns()) == []  # the newer one waits behind the one in flight
+    outbox.failed(k1, "timed out", clock.now_ns())  # ... which fails and would be retried
+    clock.advance(60)
+    outbox.record(resolved, webhook_deliveries(resolved, one))
+    [job] = outbox.due(clock.now_ns())
+    assert job.alert == resolved  # the newest only; the first and the acknowledgement are superseded
+    assert [r.status for r in outbox.deliveries()] == [SUPERSEDED, SUPERSEDED, SENDING]
+    assert outbox.record(acked, webhook_deliveries(acked, PARTNERS)) != []  # a late replay, a new partner too
+    statuses = {(r.partner_id, r.version.split(".")[0], r.status) for r in outbox.deliveries()}
+    assert (PARTNERS[1], "acknowledged", PENDING) in statuses  # that partner has no newer version yet
+    assert (PARTNERS[0], "acknowledged", SUPERSEDED) in statuses
