@@ -52,7 +52,9 @@ def webhook_request(
     """Headers and body of the POST that delivers ``alert`` to ``partner_id``.
 
     Body: compact UTF-8 JSON ``{"alert": {...}, "partner_id": ..., "exercise": ...,
-    "idempotency_key": ..., "version": ..., "actions": {...}}``, the alert as on ``ibet.alerts.v1``;
+    "idempotency_key": ..., "version": ..., "version_order": ..., "actions": {...}}``, the alert as on
+    ``ibet.alerts.v1``; ``version_order`` (an integer, the alert's ``updated_ts_ns``) grows with
+    every version of one alert, so a receiver keeps the document with the highest;
     ``actions`` (when given): signed, expiring one-click links by action (``acknowledge``,
     ``resolve``, ``escalate``). Without actions the same alert always gives the same body.
     ``timestamp_s``: signing time, s since the epoch (injected clock).
@@ -68,6 +70,7 @@ def webhook_request(
         "exercise": exercise,
         "idempotency_key": key,
         "version": alert_version(alert),
+        "version_order": alert.updated_ts_ns,  # grows with every version of the alert: keep the highest
     }
     if actions:
         document["actions"] = dict(actions)
