@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import NamedTuple, Protocol
 
 import httpx
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from alerts.formats.webhook import CHANNEL as WEBHOOK
 from alerts.formats.webhook import webhook_request
@@ -30,8 +30,13 @@ from ibet.messages import Alert
 
 log = logging.getLogger(__name__)
 
-DELIVERIES = Counter("ibet_alert_deliveries", "Delivery attempts by channel and outcome (delivered, retry, dead)",
-                     ["channel", "outcome"])
+DELIVERIES = Counter("ibet_alert_deliveries", "Delivery attempts by partner, channel and outcome (delivered, retry, dead)",
+                     ["partner", "channel", "outcome"])
+PENDING_DELIVERIES = Gauge("ibet_alert_deliveries_pending", "Deliveries waiting or in flight", ["partner", "channel"])
+OLDEST_PENDING_SECONDS = Gauge("ibet_alert_delivery_oldest_pending_seconds",
+                               "Age of the oldest delivery still waiting or in flight (0: none)", ["partner", "channel"])
+LAST_SUCCESS_TIMESTAMP = Gauge("ibet_alert_delivery_last_success_timestamp_seconds",
+                               "When a delivery last got through (Unix time; 0: never)", ["partner", "channel"])
 
 _RETRYABLE_4XX = frozenset({408, 425, 429})  # timeout, too early, rate limited: the partner asks to come back
 _MAX_DETAIL_CHARS = 300
@@ -128,15 +133,27 @@ def deliver_due(outbox: Outbox, channels: Mapping[str, Channel], now_ns: int | N
         if result.outcome is Outcome.DELIVERED:
             outbox.delivered(job.key, now_ns)
             stats.delivered += 1
-            DELIVERIES.labels(job.channel, "delivered").inc()
+            DELIVERIES.labels(job.partner_id, job.channel, "delivered").inc()
             continue
         record = outbox.failed(job.key, result.detail, now_ns, permanent=result.outcome is Outcome.DEAD)
         if record is not None and record.status == DEAD:
             stats.dead += 1
-            DELIVERIES.labels(job.channel, "dead").inc()
+            DELIVERIES.labels(job.partner_id, job.channel, "dead").inc()
             log.error("delivery %s of alert %s to %s on %s is dead: %s", job.key, job.alert.alert_id, job.partner_id,
                       job.channel, result.detail)
         else:
             stats.retried += 1
-            DELIVERIES.labels(job.channel, "retry").inc()
+            DELIVERIES.labels(job.partner_id, job.channel, "retry").inc()
     return stats
+
+
+def publish_delivery_health(outbox: Outbox, now_ns: int | None = None) -> None:
+    """Set the per-partner, per-channel gauges from the outbox: pending count, oldest pending age,
+    last success time (what tells one unreachable partner apart while the others receive)."""
+    now_ns = outbox.clock.now_ns() if now_ns is None else now_ns
+    for health in outbox.delivery_health():
+        labels = (health.partner_id, health.channel)
+        PENDING_DELIVERIES.labels(*labels).set(health.pending)
+        oldest = (now_ns - health.oldest_pending_ns) / 1e9 if health.oldest_pending_ns is not None else 0.0
+        OLDEST_PENDING_SECONDS.labels(*labels).set(max(0.0, oldest))
+        LAST_SUCCESS_TIMESTAMP.labels(*labels).set(health.last_delivered_ns / 1e9 if health.last_delivered_ns else 0.0)

@@ -44,6 +44,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    case,
     exists,
     func,
     insert,
@@ -140,6 +141,17 @@ class DeliveryJob(NamedTuple):
     version: str
     attempt: int  # 1 for the first attempt
     lease_until_ns: int
+
+
+class PartnerHealth(NamedTuple):
+    """The deliveries of one partner on one channel, summed up."""
+
+    partner_id: str
+    channel: str
+    pending: int  # waiting or in flight
+    oldest_pending_ns: int | None  # when the oldest of those was recorded
+    last_delivered_ns: int | None
+    dead: int
 
 
 class DeliveryRecord(NamedTuple):
@@ -370,6 +382,18 @@ class Outbox:
                  .order_by(alerts_table.c.updated_ts_ns, alerts_table.c.alert_id))
         with self.engine.connect() as conn:
             return [Alert.model_validate_json(text) for text in conn.execute(query).scalars()]
+
+    def delivery_health(self) -> list[PartnerHealth]:
+        """Per (partner, channel): pending deliveries, the oldest one's record time, the last success, the dead."""
+        d = deliveries_table
+        waiting = d.c.status.in_((PENDING, SENDING))
+        query = (select(d.c.partner_id, d.c.channel,
+                        func.sum(case((waiting, 1), else_=0)), func.min(case((waiting, d.c.created_ns), else_=None)),
+                        func.max(d.c.delivered_ns), func.sum(case((d.c.status == DEAD, 1), else_=0)))
+                 .group_by(d.c.partner_id, d.c.channel).order_by(d.c.partner_id, d.c.channel))
+        with self.engine.connect() as conn:
+            return [PartnerHealth(p, c, int(n or 0), oldest, last, int(dead or 0))
+                    for p, c, n, oldest, last, dead in conn.execute(query)]
 
     def counts(self) -> dict[str, int]:
         """How many deliveries are in each status (every status present)."""

@@ -21,6 +21,7 @@ import secrets
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
@@ -33,7 +34,7 @@ from alerts.api import create_app
 from alerts.cap_channel import CapChannel
 from alerts.compose import deliveries_for, escalated_alert
 from alerts.cot_channel import CotChannel, tak_tls_context
-from alerts.delivery import Channel, DeliveryStats, WebhookChannel, deliver_due
+from alerts.delivery import Channel, DeliveryStats, WebhookChannel, deliver_due, publish_delivery_health
 from alerts.email_channel import EmailChannel
 from alerts.identity import LINK_ACTIONS, ContactTokens, LinkSigner
 from alerts.lifecycle import AlertLifecycle
@@ -53,6 +54,7 @@ from ibet.messages import Alert, AlertState, BorderEvent
 from ibet.registry import Registry
 
 log = logging.getLogger(__name__)
+HEALTH_EVERY_S = 15.0  # how often the delivery worker refreshes the per-partner delivery gauges
 
 RAISED = Counter("ibet_alerts_raised", "Alert versions recorded (new, updated, escalated)", ["severity", "kind"])
 SUPPRESSED = Counter("ibet_alerts_suppressed", "Border events that raised no alert, by the rule's reason", ["reason"])
@@ -106,9 +108,15 @@ class DeliveryWorker(_Worker):
     def __init__(self, outbox: Outbox, channels: Mapping[str, Channel], interval_s: float = 0.5, batch: int = 100):
         super().__init__(interval_s)
         self.outbox, self.channels, self.batch = outbox, dict(channels), batch
+        self._health_at = -HEALTH_EVERY_S
 
     def step(self) -> DeliveryStats:
-        """Deliver everything due now, batch after batch; return the totals."""
+        """Deliver everything due now, batch after batch; return the totals (and, every
+        ``HEALTH_EVERY_S``, the per-partner delivery gauges)."""
+        now = time.monotonic()
+        if now - self._health_at >= HEALTH_EVERY_S:
+            self._health_at = now
+            publish_delivery_health(self.outbox)
         total = DeliveryStats()
         while True:
             stats = deliver_due(self.outbox, self.channels, limit=self.batch)

@@ -15,9 +15,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from wire_samples import T0, alert
 
-from alerts.delivery import DeliveryStats, Outcome, WebhookChannel, deliver_due
+from alerts.delivery import DeliveryStats, Outcome, WebhookChannel, deliver_due, publish_delivery_health
 from alerts.formats.webhook import idempotency_key, idempotency_key_of, verify_webhook
 from alerts.outbox import DEAD, DELIVERED, PENDING, SENDING, SUPERSEDED, Backoff, Outbox
 from ibet.clock import ManualClock
@@ -384,3 +385,27 @@ def test_an_older_version_is_never_sent_after_a_newer_one(make_outbox):
     statuses = {(r.partner_id, r.version.split(".")[0], r.status) for r in outbox.deliveries()}
     assert (PARTNERS[1], "acknowledged", PENDING) in statuses  # that partner has no newer version yet
     assert (PARTNERS[0], "acknowledged", SUPERSEDED) in statuses
+
+
+# Delivery health per partner
+def test_delivery_health_tells_one_unreachable_partner_apart(make_outbox):
+    clock = ManualClock(NOW)
+    outbox = make_outbox(clock)
+    first = alert()
+    keys = dict((p, k) for p, _, k in webhook_deliveries(first))
+    outbox.record(first, webhook_deliveries(first))
+    jobs = outbox.due(clock.now_ns())
+    clock.advance(30)
+    outbox.delivered(keys[PARTNERS[0]], clock.now_ns())
+    outbox.failed(keys[PARTNERS[1]], "connection refused", clock.now_ns())
+    assert len(jobs) == 2
+    health = {h.partner_id: h for h in outbox.delivery_health()}
+    assert (health[PARTNERS[0]].pending, health[PARTNERS[0]].last_delivered_ns) == (0, clock.now_ns())
+    assert (health[PARTNERS[1]].pending, health[PARTNERS[1]].oldest_pending_ns) == (1, NOW)
+    assert health[PARTNERS[1]].last_delivered_ns is None
+    publish_delivery_health(outbox, clock.now_ns())
+    sample = REGISTRY.get_sample_value
+    assert sample("ibet_alert_delivery_oldest_pending_seconds", {"partner": PARTNERS[1], "channel": "webhook"}) == 30
+    assert sample("ibet_alert_deliveries_pending", {"partner": PARTNERS[0], "channel": "webhook"}) == 0
+    assert sample("ibet_alert_delivery_last_success_timestamp_seconds",
+                  {"partner": PARTNERS[0], "channel": "webhook"}) == clock.now_ns() / 1e9
