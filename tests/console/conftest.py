@@ -71,9 +71,12 @@ def console(start_console) -> Console:
     return start_console()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium (ibet_testing.browser), headless; skipped locally (failed in CI) where it is missing."""
+    """Debian's Chromium (ibet_testing.browser), headless; skipped locally (failed in CI) where it is missing.
+
+    Per module, not per session: Playwright's sync API runs its own event loop, and a session-long one
+    would still be running when the end-to-end test starts its own Playwright (which then refuses)."""
     if not CHROMIUM.exists():
         service_missing(f"Chromium is not installed at {CHROMIUM} (run scripts/setup-browser.sh)")
     try:
