@@ -30,13 +30,18 @@ def _setup(config: Path | None):
 
 def _publisher(cfg, registry, engine):
     """Each alert version an operator produces (acknowledged, escalated, resolved) is recorded in the
-    alert outbox with a delivery to every routed partner (the alert service's workers send them) and
-    put on ibet.alerts.v1, exactly as the alert service does for its own API."""
+    alert outbox with a delivery to every routed partner (the alert service's workers send them) and,
+    on Kafka, put on ibet.alerts.v1, exactly as the alert service does for its own API. With the
+    in-memory bus there is no other process to tell: the outbox is what the alert service reads."""
     from alerts.outbox import Outbox
     from alerts.service import bus_publisher, version_recorder
     from ibet.bus import open_bus
 
-    bus_publish = bus_publisher(open_bus(cfg.bus).producer("ibet-console"))
+    if cfg.bus.kind == "kafka":
+        bus_publish = bus_publisher(open_bus(cfg.bus).producer("ibet-console"))
+    else:
+        def bus_publish(_alert) -> None:
+            return None
     return version_recorder(Outbox(engine), registry, cfg.alerts.channels, bus_publish)
 
 
@@ -58,7 +63,7 @@ def console_main(ctx: typer.Context, config: ConfigOption = None) -> None:
         ports = load_ports_of_entry(cfg.ports_of_entry_file(), sector_ids=[s.id for s in registry.sectors], border=border)
     except IbetError as exc:
         _fail(str(exc))
-    publish = _publisher(cfg, registry, engine) if cfg.bus.kind == "kafka" else None
+    publish = _publisher(cfg, registry, engine)
     serve_metrics(cfg.metrics)
     serve(settings, engine, cfg.http, registry=registry, border=border, ports=ports, publish=publish)
 

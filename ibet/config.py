@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from ibet.bus.kafka_security import KafkaSecurity, client_security_kwargs
@@ -21,6 +21,15 @@ from ibet.exceptions import ConfigError
 from ibet.forwarded import parse_networks
 
 DEFAULT_CONFIG_PATH = Path("config/ibet.yaml")
+
+
+def _networks(value: list[str]) -> list[str]:
+    parse_networks(value)  # ValueError names the bad entry
+    return value
+
+
+TrustedProxies = Annotated[list[str], AfterValidator(_networks)]
+"""IPs or CIDRs of reverse proxies whose X-Forwarded-For is believed (:mod:`ibet.forwarded`)."""
 
 
 class Section(BaseModel):
@@ -100,7 +109,7 @@ class IngestSettings(Section):
     rate_limit_fps: float = Field(default=10.0, gt=0, description="frames per second a device may push, sustained")
     rate_limit_burst: int = Field(default=20, gt=0, description="frames a device may push at once")
     produce_timeout_s: float = Field(default=30.0, gt=0, description="longest wait for Kafka to acknowledge a frame")
-    trusted_proxies: list[str] = Field(default=[], description="addresses/CIDRs of proxies (the ingress) whose "
+    trusted_proxies: TrustedProxies = Field(default=[], description="addresses/CIDRs of proxies (the ingress) whose "
                                        "X-Forwarded-For names the client; empty: the peer is the client")
     auth_max_failures: int = Field(default=10, gt=0, description="failed authentications a client may make ...")
     auth_failure_window_s: float = Field(default=60.0, gt=0, description="... within this window, then 429")
@@ -119,12 +128,6 @@ class IngestSettings(Section):
     stream_open_timeout_s: float = Field(default=10.0, gt=0, description="a stream that does not answer in this long fails")
     resize_max_width_px: int | None = Field(default=None, gt=0, description="downscale pulled frames wider than this")
     jpeg_quality: int = Field(default=90, ge=30, le=100, description="quality when pulled frames are re-encoded")
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        parse_networks(value)  # ValueError names the bad entry
-        return value
 
 
 class FuseSettings(Section):
@@ -221,7 +224,7 @@ class ConsoleSettings(Section):
                                             description="failed log-ins from one client address within login_window_s, "
                                                         "then 429 for every account from there until they age out")
     login_window_s: float = Field(default=900.0, gt=0, description="how long a failed log-in counts")
-    trusted_proxies: list[str] = Field(default_factory=list,
+    trusted_proxies: TrustedProxies = Field(default_factory=list,
                                        description="IPs or CIDRs of reverse proxies (the Ingress) whose X-Forwarded-For "
                                                    "names the client; empty: the peer address is the client's")
     retention_days: float = Field(default=30.0, gt=0,
@@ -229,12 +232,6 @@ class ConsoleSettings(Section):
     evidence_dir: Path = Field(default=Path("var/evidence"), description="root that evidence references are relative to")
     live_poll_s: float = Field(default=0.5, gt=0, description="how often the live stream looks for changes")
     alert_list_limit: int = Field(default=200, gt=0, description="most recent alerts shown on the operator list")
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        parse_networks(value)  # ValueError names the bad entry
-        return value
 
 
 class IbetConfig(BaseSettings):

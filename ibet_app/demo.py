@@ -86,8 +86,11 @@ def _alert_printer(console: Console, registry: Registry, seen: dict[str, tuple[s
     return FunctionStage("demo-alert-printer", (topics.ALERTS,), show)
 
 
-def _serve_console(config: IbetConfig, registry: Registry, console: Console) -> tuple[str, str, object]:
-    """Start the console on localhost in a thread with a fresh demo operator; (url, password, server)."""
+def _serve_console(config: IbetConfig, registry: Registry, console: Console,
+                   publish=None) -> tuple[str, str, object]:
+    """Start the console on localhost in a thread with a fresh demo operator; (url, password, server).
+    ``publish``: what an operator's acknowledge or resolve hands its new alert version to (the alert
+    service's version recorder, so the partners hear of it)."""
     import uvicorn
 
     from console.accounts import Accounts
@@ -101,7 +104,7 @@ def _serve_console(config: IbetConfig, registry: Registry, console: Console) -> 
     Accounts(engine, partner_ids=[p.id for p in registry.partners]).create_user(DEMO_USER, password, "operator")
     border = load_border()
     ports = load_ports_of_entry(config.ports_of_entry_file(), sector_ids=[s.id for s in registry.sectors], border=border)
-    app = create_app(config.console, engine, registry=registry, border=border, ports=ports)
+    app = create_app(config.console, engine, registry=registry, border=border, ports=ports, publish=publish)
     host = "127.0.0.1" if config.console.host in ("0.0.0.0", "") else config.console.host
     server = uvicorn.Server(server_config(app, config.console.model_copy(update={"host": host}), config.http,
                                           log_level="warning"))
@@ -198,8 +201,9 @@ def run_demo(config: IbetConfig, registry: Registry, scenario: str | None = "foo
     for thread in threads:
         thread.start()
     url = password = server = None
+    alert_service = next((getattr(s, "service", None) for s in stages if getattr(s, "service", None)), None)
     if serve_console:
-        url, password, server = _serve_console(config, registry, console)
+        url, password, server = _serve_console(config, registry, console, _console_publisher(alert_service, bus))
         console.print(f"[bold green]console[/]: {url}  (operator login: [bold]{DEMO_USER}[/] / [bold]{password}[/])")
 
     sim = None
@@ -211,17 +215,14 @@ def run_demo(config: IbetConfig, registry: Registry, scenario: str | None = "foo
                 console.print("[yellow]detect is not built: the simulator's boxes, degraded like a detector, stand in "
                               "on ibet.detections.v1[/]")
         _wait_until_quiet(runners, idle_stop_s)
-        alert_service = next((getattr(s, "service", None) for s in stages if getattr(s, "service", None)), None)
         if alert_service is not None:  # let the workers deliver what is due
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and any(
                     alert_service.outbox.counts()[k] for k in ("pending", "sending")):
                 time.sleep(0.2)
-    finally:
-        for runner in runners:
-            runner.stop()
-        for thread in threads:
-            thread.join(60)
+    except BaseException:
+        _stop(runners, threads)
+        raise
 
     counts = {spec.name: len(bus.records(spec.name)) for spec in topics.TOPICS}
     _print_pipeline(console, built, not_built, counts)
@@ -247,17 +248,37 @@ def run_demo(config: IbetConfig, registry: Registry, scenario: str | None = "foo
         console.print(f"run report: {out / 'run-report.png'} and {out / 'run-report.json'}")
     if not_built:
         console.print(f"[yellow]{len(not_built)} of {len(PIPELINE) - 1} consuming stages are not built yet[/]")
-    if server is not None and hold_console:
-        console.print(f"[bold green]the console keeps running at {url}[/] (login {DEMO_USER} / {password}); "
-                      "Ctrl-C to stop")
+    if server is not None and hold_console:  # the stages stay up: an operator's action reaches the partners
+        console.print(f"[bold green]the console keeps running at {url}[/] (login {DEMO_USER} / {password}), and "
+                      "so do the stages and the alert actions API; Ctrl-C to stop")
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         stop.wait()
+    _stop(runners, threads)
     if server is not None:
         server.should_exit = True
     peers.stop()
     return DemoResult([i.name for i in built], [i.name for i in not_built], counts, alerts, report, deliveries)
+
+
+def _stop(runners: list[StageRunner], threads: list[threading.Thread]) -> None:
+    for runner in runners:
+        runner.stop()
+    for thread in threads:
+        thread.join(60)
+
+
+def _console_publisher(alert_service, bus: MemoryBus):
+    """The console's publish hook in the demo: the alert service's own version recorder (outbox
+    deliveries to every routed partner, the version on ibet.alerts.v1, the delivery worker woken)."""
+    if alert_service is None:
+        return None
+    from alerts.service import bus_publisher, version_recorder
+
+    return version_recorder(alert_service.outbox, alert_service.registry, alert_service.settings.channels,
+                            bus_publisher(bus.producer("ibet-console")),
+                            wake=lambda: alert_service.delivery.wake() if alert_service.delivery else None)
 
 
 def _print_pipeline(console: Console, built, not_built, counts: dict[str, int]) -> None:

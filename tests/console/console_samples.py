@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,13 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from alerts.lifecycle import AlertLifecycle
 from console.app import server_config
 from console.settings import ConsoleSettings
 from ibet.clock import SystemClock
 from ibet.messages import Alert, AlertState, Direction, Severity
+from ibet_testing.http_server import serve_config_in_thread
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REPO = Path(__file__).resolve().parents[2]
@@ -48,23 +46,9 @@ class Console:
 @contextmanager
 def serve_console(app, settings: ConsoleSettings, timeout_s: float = 30.0) -> Iterator[str]:
     """Serve the console ``app`` with uvicorn configured as ``ibet console`` does (:func:`console.app.server_config`:
-    uvicorn's proxy headers off) on a free loopback port while the block runs; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY, as serve_in_thread
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(server_config(app, settings, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout_s
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not server.started:
-        raise RuntimeError(f"the console did not start within {timeout_s} s")
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout_s)
-        sock.close()
+    uvicorn's proxy headers off, the slow-client bounds) on a free loopback port while the block runs; yields its URL."""
+    with serve_config_in_thread(server_config(app, settings, log_level="warning"), timeout_s) as url:
+        yield url
 
 
 def wait_for_js(page, expression: str, timeout_s: float = 30.0) -> None:
