@@ -8,8 +8,10 @@ before it reaches the tracker (the stage dead-letters it with the reason):
 - ahead of the clock: a capture time more than ``max_ahead_s`` ahead of the fuse worker's clock
   is refused (a replay of the past is fine; the future is not);
 - a jump: a capture time more than ``max_jump_s`` ahead of where the sector's timeline should be
-  now (its newest capture time plus the clock time elapsed since it was seen) is refused, and so is
-  one more than ``max_jump_s`` older than the newest (it could only be dropped as late).
+  now (its newest capture time plus the clock time elapsed since it was seen) is refused, unless
+  the timeline itself lags the clock and the frame agrees with the clock (a sector whose first frame
+  came from a clock years behind is not blinded by it); one more than ``max_jump_s`` older than the
+  newest is refused too (it could only be dropped as late).
 
 Pure: the clock reading is passed in. The guard's anchor (newest capture time, clock time when it
 was seen) is saved with the sector's state.
@@ -65,6 +67,8 @@ class EventTimeGuard:
             return
         expected = self.newest_ns + max(0, now_ns - self.seen_at_ns)
         if capture_ts_ns - expected > self.max_jump_ns:
+            if abs(capture_ts_ns - now_ns) <= self.max_jump_ns and expected < now_ns - self.max_jump_ns:
+                return  # the sector's timeline lags the clock and this frame agrees with the clock: the clock decides
             raise ImplausibleEventTimeError(
                 f"capture time {describe_time(capture_ts_ns)} jumps {(capture_ts_ns - expected) / NS_PER_S:.1f} s ahead of "
                 f"the sector's event time ({describe_time(self.newest_ns)} plus the clock time since; at most "

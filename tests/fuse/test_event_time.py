@@ -97,3 +97,13 @@ def test_a_restored_sector_with_its_clock_in_2099_is_repaired():
     assert restored.repair_time(now_ns=T0) == (4_083_955_200 * S, -1)
     assert restored.tracker.reorder.newest_ns is None and restored.tracker.reorder.watermark_ns is None
     assert restored.repair_time(now_ns=T0) is None  # nothing left to repair
+
+
+def test_a_sector_anchored_by_a_clock_years_behind_follows_the_clock_again():
+    g = EventTimeGuard(max_ahead_s=60, max_jump_s=300)
+    now = T0 + 3 * YEAR
+    g.seen(T0, now_ns=now)  # the sector's first frame came from a clock three years behind
+    g.check(now + S, now_ns=now + S)  # a frame that agrees with the clock is fused
+    g.seen(now + S, now_ns=now + S)
+    with pytest.raises(ImplausibleEventTimeError, match="older than"):
+        g.check(T0 + 2 * S, now_ns=now + 2 * S)  # and the wrong clock's next frame is refused
