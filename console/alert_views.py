@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select
 
 from alerts.lifecycle import lifecycle_table
+from alerts.outbox import deliveries_table
 from alerts.transitions import status_json
 from console import tables
 from console.auth import Principal
@@ -89,3 +90,24 @@ def alert_view(ctx: ConsoleContext, alert: Alert, with_evidence: bool = False) -
         # keys under the evidence folder, as /api/evidence/<key> serves them
         view["evidence_refs"] = evidence_keys(evidence_refs(ctx.engine, alert.event_ids), ctx.settings.evidence_dir)
     return view
+
+
+def delivery_state(ctx: ConsoleContext, principal: Principal, alert: Alert) -> list[dict[str, Any]]:
+    """Where the alert's newest version stands with each partner on each channel (from the alert
+    service's outbox): status (pending, sending, delivered, dead), attempts, the last error, when it
+    got through. A partner caller sees only its own rows."""
+    d = deliveries_table
+    query = select(d.c.partner_id, d.c.channel, d.c.alert_version, d.c.status, d.c.attempts, d.c.last_error,
+                   d.c.delivered_ns).where(d.c.alert_id == alert.alert_id, d.c.status != "superseded").order_by(d.c.id)
+    if principal.role == Role.PARTNER:
+        query = query.where(d.c.partner_id == (principal.partner_id or ""))
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    with ctx.engine.connect() as conn:
+        for row in conn.execute(query):
+            newest[(row.partner_id, row.channel)] = {
+                "partner_id": row.partner_id, "partner": ctx.partner_name(row.partner_id), "channel": row.channel,
+                "version": row.alert_version, "status": row.status, "attempts": row.attempts,
+                "last_error": row.last_error,
+                "delivered": format_times(row.delivered_ns, ctx.sector_timezone(alert.sector_id))
+                if row.delivered_ns else None}
+    return [newest[k] for k in sorted(newest)]

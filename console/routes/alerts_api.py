@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from alerts.transitions import AlertNotFound, Forbidden, Outcome, TransitionError
 from console import tables
-from console.alert_views import alert_for, alert_view, recent_alerts
+from console.alert_views import alert_for, alert_view, delivery_state, recent_alerts
 from console.auth import ContextDep, Principal, require
 from console.errors import NotFound
 from console.evidence import evidence_file
@@ -41,8 +41,12 @@ def list_alerts(ctx: ContextDep, principal: ReadAlerts) -> list[dict]:
 
 @router.get("/alerts/{alert_id}")
 def get_alert(alert_id: str, ctx: ContextDep, principal: ReadAlerts) -> dict:
-    """One alert with its evidence references; 404 when it does not exist or is not the caller's."""
-    return alert_view(ctx, alert_for(ctx, principal, alert_id), with_evidence=principal.can(Permission.EVIDENCE_VIEW))
+    """One alert with its evidence references and where its newest version stands with each partner
+    on each channel; 404 when it does not exist or is not the caller's."""
+    alert = alert_for(ctx, principal, alert_id)
+    view = alert_view(ctx, alert, with_evidence=principal.can(Permission.EVIDENCE_VIEW))
+    view["deliveries"] = delivery_state(ctx, principal, alert)
+    return view
 
 
 @router.post("/alerts/{alert_id}/{action}")

@@ -63,9 +63,13 @@
     return el("span", { text: String(text) });
   }
 
+  function exerciseBadge(a) {
+    return a.exercise ? [el("span", { "class": "badge exercise", text: "EXERCISE" })] : [];
+  }
+
   function renderItem(a) {
     const li = el("li", { "class": "alert sev-" + a.severity + " state-" + a.state, "data-alert-id": a.alert_id, tabindex: "0" }, [
-      el("div", { "class": "title", text: a.title }),
+      el("div", { "class": "title" }, [...exerciseBadge(a), el("span", { text: a.title })]),
       el("div", { "class": "meta", text: a.sector_id + " · " + a.severity + " · " + a.state +
         (a.escalation_level ? " (level " + a.escalation_level + ")" : "") }),
       el("div", { "class": "time", text: a.created.local + " · " + a.created.utc }),
@@ -90,7 +94,7 @@
       markers.set(a.alert_id, marker);
     }
     marker.setStyle({ color: colour, fillColor: colour, fillOpacity: 0.5 });
-    marker.bindTooltip(mapText(a.title + " (" + a.state + ")"));
+    marker.bindTooltip(mapText((a.exercise ? "EXERCISE · " : "") + a.title + " (" + a.state + ")"));
     renderList();
     if (live && isNew) { beep(); map.setView([a.lat_deg, a.lon_deg], Math.max(map.getZoom(), 13)); }
     if (selected === a.alert_id) select(a.alert_id);
@@ -101,12 +105,18 @@
     for (const li of list.children) li.classList.toggle("selected", li.dataset.alertId === alertId);
     const a = await api("/api/alerts/" + encodeURIComponent(alertId));
     const children = [
-      el("h2", { text: a.title }),
+      el("h2", {}, [...exerciseBadge(a), el("span", { text: a.title })]),
       el("p", { text: a.summary }),
       el("p", { "class": "meta", text: "Raised " + a.created.local + " (" + a.created.utc + ") · sector " + a.sector_id +
         " · " + a.direction + " · state " + a.state + (a.status && a.status.outcome ? " (" + a.status.outcome + ")" : "") }),
       el("p", { "class": "meta", text: "Partners: " + (a.partners.map(p => p.name).join(", ") || "none") }),
     ];
+    if (a.deliveries && a.deliveries.length) {
+      children.push(el("ul", { "class": "deliveries", "aria-label": "deliveries to partners" }, a.deliveries.map(d =>
+        el("li", { "class": "delivery status-" + d.status, text: d.partner + " · " + d.channel + ": " + d.status +
+          (d.delivered ? " " + d.delivered.local : "") + (d.status !== "delivered" && d.last_error ? " (" + d.last_error + ")" : "") +
+          (d.attempts > 1 ? " · " + d.attempts + " attempts" : "") }))));
+    }
     if (a.evidence_refs && a.evidence_refs.length) {
       children.push(el("div", { "class": "evidence" }, a.evidence_refs.map(ref =>
         el("img", { src: "/api/evidence/" + ref, alt: "evidence " + ref, "class": "thumb" }))));
