@@ -35,18 +35,20 @@ import socket
 import ssl
 import threading
 import xml.etree.ElementTree as ET
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
 from alerts.delivery import Outcome, SendResult
-from alerts.formats import xml_safe
+from alerts.formats import alert_version, xml_safe
 from alerts.formats.cot import DEFAULT_STALE_S, cot_event
 from alerts.outbox import DeliveryJob
 from ibet.clock import ns_to_datetime_utc
 from ibet.messages import Alert, AlertState, TrackUpdate
 from ibet.registry import Registry
 
+_MAX_REMEMBERED_SENDS = 10_000
 RESOLVED_STALE_S = 1.0  # a resolved alert's marker goes stale at once (TAK clients then drop it)
 
 CHANNEL = "cot"
@@ -124,6 +126,7 @@ class CotChannel:
         self.stale_s, self.exercise = stale_s, exercise
         self.timeout_s, self.tls_settle_s = timeout_s, tls_settle_s
         self._connections: dict[Endpoint, socket.socket] = {}
+        self._sent: OrderedDict[tuple[Endpoint, str, str], str] = OrderedDict()  # what each TAK server has
         self._lock = threading.Lock()
 
     @classmethod
@@ -158,14 +161,37 @@ class CotChannel:
         return events
 
     def send(self, job: DeliveryJob, now_ns: int) -> SendResult:
-        """Stream ``job``'s alert to its partner's TAK server, one CoT event per track."""
+        """Stream ``job``'s alert to its partner's TAK server, one CoT event per track; once per TAK
+        server and alert version, however many partners share that server."""
         endpoint = self.endpoints.get(job.partner_id)
         if endpoint is None:
             return SendResult(Outcome.DEAD, f"no TAK endpoint configured for partner {job.partner_id!r}")
         if job.alert.kind == "sensor_health":
             return SendResult(Outcome.DEAD, "sensor-health alerts are not sent as CoT: a marker would show a suspect "
                                             "at the camera")
-        events = self.events(job.alert, now_ns)
+        sent_key = (endpoint, job.alert.alert_id, alert_version(job.alert))
+        with self._lock:
+            already = self._sent.get(sent_key)
+        if already is not None:
+            return SendResult(Outcome.DELIVERED, f"already on TAK server {_text(endpoint)} (sent for {already})")
+        result = self._stream(endpoint, job.alert, now_ns)
+        if result.outcome is Outcome.DELIVERED:
+            with self._lock:
+                self._sent[sent_key] = job.partner_id
+                while len(self._sent) > _MAX_REMEMBERED_SENDS:
+                    self._sent.popitem(last=False)
+        return result
+
+    def refresh(self, alert: Alert, now_ns: int) -> list[SendResult]:
+        """Send ``alert``'s markers again to every TAK server of its routed partners (a keep-alive, so
+        an open alert's markers do not go stale on the partners' maps)."""
+        endpoints = dict.fromkeys(self.endpoints[p] for p in alert.routed_partner_ids if p in self.endpoints)
+        if alert.kind == "sensor_health":
+            return []
+        return [self._stream(endpoint, alert, now_ns) for endpoint in endpoints]
+
+    def _stream(self, endpoint: Endpoint, alert: Alert, now_ns: int) -> SendResult:
+        events = self.events(alert, now_ns)
         data = b"".join(events)
         where = _text(endpoint)
         with self._lock:

@@ -128,6 +128,23 @@ class DeliveryWorker(_Worker):
                 return total
 
 
+class CotKeepAliveWorker(_Worker):
+    """Every ``interval_s`` sends the markers of every unresolved alert again to its partners' TAK
+    servers, so they stay on the map while the alert is open (a marker lives ``alerts.cot_stale_s``)."""
+
+    name = "cot-keepalive"
+
+    def __init__(self, outbox: Outbox, channel: CotChannel, interval_s: float, clock: Clock):
+        super().__init__(interval_s)
+        self.outbox, self.channel, self.clock = outbox, channel, clock
+
+    def step(self) -> int:
+        sent = 0
+        for alert in self.outbox.alerts_in([s.value for s in AlertState if s is not AlertState.RESOLVED]):
+            sent += sum(r.outcome.value == "delivered" for r in self.channel.refresh(alert, self.clock.now_ns()))
+        return sent
+
+
 class EscalationWorker(_Worker):
     """Escalates open alerts nobody acknowledged in time (see the module doc)."""
 
@@ -290,6 +307,9 @@ class AlertService:
                              channels=tuple(self.settings.channels), publish=publish, clock=self.clock,
                              interval_s=min(5.0, self.settings.ack_timeout_s / 4), lifecycle=self.lifecycle),
         ]
+        cot = self.channels.get("cot")
+        if isinstance(cot, CotChannel):
+            self.workers.append(CotKeepAliveWorker(self.outbox, cot, self.settings.cot_keepalive_s, self.clock))
         for worker in self.workers:
             worker.start()
         if self.api is not None:

@@ -122,7 +122,8 @@ def test_a_connection_the_server_dropped_is_replaced_without_losing_the_event(ta
         assert channel.send(job(), NOW).outcome is Outcome.DELIVERED
         tak.wait_for(1)
         tak.drop_connections()  # the TAK server restarts its connection handling
-        again = channel.send(job(partner="usbp"), NOW + 1_000_000_000)
+        acked = alert(state=AlertState.ACKNOWLEDGED, updated_ts_ns=T0 + 1)  # a new version: sent again
+        again = channel.send(job(acked, partner="usbp"), NOW + 1_000_000_000)
     assert again.outcome is Outcome.DELIVERED and "new connection" in again.detail, again
     assert len(tak.wait_for(2)) == 2 and tak.connections_accepted == 2
 
@@ -140,7 +141,8 @@ def test_server_down_is_retried_and_gets_the_event_when_it_comes_back():
 def test_tls_with_a_client_certificate(tls_tak, pki):
     context = tak_tls_context(str(pki.client_cert), str(pki.client_key), str(pki.ca))
     with CotChannel({"rcmp": tls_tak.endpoint}, ssl_context=context, track_for=track_17) as channel:
-        results = [channel.send(job(), NOW), channel.send(job(attempt=2), NOW)]
+        acked = alert(state=AlertState.ACKNOWLEDGED, updated_ts_ns=T0 + 1)  # a second version, on the open connection
+        results = [channel.send(job(), NOW), channel.send(job(acked), NOW)]
     assert [r.outcome for r in results] == [Outcome.DELIVERED] * 2, results
     events = tls_tak.wait_for(2)
     assert {e.client_cn for e in events} == {"ibet-test-client"} and {e.cot["uid"] for e in events} == {TRACK_UID}
@@ -209,3 +211,16 @@ def test_from_registry_and_deliver_due_through_the_outbox(tak, tmp_path):
     assert tak.wait_for(1)[0].cot["uid"] == TRACK_UID
     assert {r.partner_id: r.status for r in outbox.deliveries()}["rcmp"] == DELIVERED
     engine.dispose()
+
+
+def test_partners_sharing_a_tak_server_get_each_version_once_and_open_alerts_are_kept_alive(tak):
+    with CotChannel({"rcmp": tak.endpoint, "usbp": tak.endpoint, "cbsa": tak.endpoint}) as channel:
+        first = [channel.send(job(partner=p), NOW) for p in ("rcmp", "usbp")]
+        assert [r.outcome for r in first] == [Outcome.DELIVERED] * 2
+        assert "already on TAK server" in first[1].detail and "(sent for rcmp)" in first[1].detail
+        assert len(tak.wait_for(1)) == 1
+        routed = alert(routed_partner_ids=("rcmp", "usbp", "cbsa"))
+        refreshed = channel.refresh(routed, NOW + 200_000_000_000)  # the keep-alive, one send per server
+        assert [r.outcome for r in refreshed] == [Outcome.DELIVERED]
+        events = tak.wait_for(2)
+    assert events[1].cot["uid"] == events[0].cot["uid"] and events[1].cot["stale"] > events[0].cot["stale"]
