@@ -1,6 +1,6 @@
 """Alert e-mails: plain text + HTML alternative, evidence thumbnail attached, deterministic ids.
 
-- Message-ID ``<dlv-<16 hex>.<alert version>@ibet>``: the delivery key
+- Message-ID ``<dlv-<16 hex>.<alert version>@<the sender's domain>>``: the delivery key
   ``ibet.ids.delivery_key(alert_id, recipients, "email")`` (recipients: the sorted, lower-cased
   To addresses joined by commas) plus :func:`alerts.formats.alert_version`. A retry of the same
   state has the same Message-ID, so mail systems and readers drop the duplicate; each state change
@@ -26,7 +26,7 @@ from ibet.ids import delivery_key
 from ibet.messages import Alert, Direction
 
 CHANNEL = "email"
-MESSAGE_ID_DOMAIN = "ibet"
+MESSAGE_ID_DOMAIN = "ibet.invalid"  # when the sender address has no domain (RFC 6761: never resolves)
 _DIRECTION = {
     Direction.CA_TO_US: "Canada to United States",
     Direction.US_TO_CA: "United States to Canada",
@@ -35,12 +35,12 @@ _DIRECTION = {
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
-def message_id(alert: Alert, to: Sequence[str], version: str | None = None) -> str:
-    """``<dlv-<16 hex>.<version>@ibet>`` for this alert, these recipients and a version
-    (default: the alert's current version)."""
+def message_id(alert: Alert, to: Sequence[str], version: str | None = None, domain: str = MESSAGE_ID_DOMAIN) -> str:
+    """``<dlv-<16 hex>.<version>@<domain>>`` for this alert, these recipients and a version
+    (default: the alert's current version); the domain is the sender's (a fully qualified one)."""
     recipients = ",".join(sorted(address.strip().lower() for address in to))
     key = delivery_key(alert.alert_id, recipients, CHANNEL)
-    return f"<{key}.{version or alert_version(alert)}@{MESSAGE_ID_DOMAIN}>"
+    return f"<{key}.{version or alert_version(alert)}@{domain}>"
 
 
 def alert_email(
@@ -57,8 +57,8 @@ def alert_email(
 ) -> EmailMessage:
     """The e-mail for ``alert`` to ``to`` from ``sender``.
 
-    Subject: ``[EXERCISE] [HIGH] <title> - sector <sector> - <direction>`` (the exercise mark only
-    in exercise mode; the state is appended for updates). ``attachment``: JPEG bytes of the
+    Subject: ``[EXERCISE] [HIGH] ACKNOWLEDGED: <title> - sector <sector>`` (the exercise mark only in
+    exercise mode, the state only for updates). ``attachment``: JPEG bytes of the
     evidence thumbnail, attached as ``attachment_name``. ``timezone``: IANA name of the sector's
     time zone (``Sector.timezone``) for local times; ``sector_name``: shown next to the sector id.
     ``actions``: signed one-click links by action (acknowledge, resolve, escalate), listed in both parts.
@@ -72,16 +72,19 @@ def alert_email(
     direction = _DIRECTION[alert.direction]
     update = is_update(alert)
 
-    subject = f"[{alert.severity.value.upper()}] {alert.title} - sector {sector} - {direction}"
-    subject = ("[EXERCISE] " if exercise else "") + subject + (f" ({alert.state.value})" if update else "")
+    # what a duty desk reads first comes first: exercise, severity, the state of an update; the title
+    # already says what crossed which way (the body spells the direction out)
+    state = f"{alert.state.value.upper()}: " if update else ""
+    subject = f"{'[EXERCISE] ' if exercise else ''}[{alert.severity.value.upper()}] {state}{alert.title} - sector {sector}"
     msg = EmailMessage()
     msg["Subject"] = _one_line(subject)
     msg["From"] = sender
     msg["To"] = ", ".join(to)
     msg["Date"] = format_datetime(_utc(alert.updated_ts_ns))
-    msg["Message-ID"] = message_id(alert, to)
+    domain = sender.rsplit("@", 1)[1].strip(" >") if "@" in sender else MESSAGE_ID_DOMAIN
+    msg["Message-ID"] = message_id(alert, to, domain=domain)
     if update:
-        msg["In-Reply-To"] = msg["References"] = message_id(alert, to, first_version(alert))
+        msg["In-Reply-To"] = msg["References"] = message_id(alert, to, first_version(alert), domain=domain)
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Ibet-Alert-Id"] = alert.alert_id
     msg["X-Ibet-Exercise"] = "yes" if exercise else "no"
