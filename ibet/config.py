@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from ibet.bus.kafka_security import KafkaSecurity, client_security_kwargs
@@ -187,6 +187,13 @@ class AlertSettings(Section):
                                                                 "a resolved alert's marker goes stale at once")
     cot_keepalive_s: float = Field(default=240.0, gt=0, description="an unresolved alert's markers are sent again this "
                                                                     "often (keep it under cot_stale_s)")
+
+    @model_validator(mode="after")
+    def _markers_outlive_their_keepalive(self) -> AlertSettings:
+        if self.cot_keepalive_s >= self.cot_stale_s:
+            raise ValueError(f"cot_keepalive_s ({self.cot_keepalive_s:g} s) must be under cot_stale_s "
+                             f"({self.cot_stale_s:g} s), or open alerts' markers go stale between resends")
+        return self
     cot_tls_cafile: Path | None = Field(default=None, description="CA of the TAK servers (enables TLS)")
     cot_tls_certfile: Path | None = Field(default=None, description="client certificate for the TAK servers")
     cot_tls_keyfile: Path | None = None

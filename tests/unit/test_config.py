@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from ibet.config import load_config
+from ibet.config import AlertSettings, load_config
 from ibet.exceptions import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,3 +66,9 @@ def test_yaml_syntax_error_and_missing_file(tmp_path):
         load_config(write(tmp_path, "bus: [unclosed\n"))
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_tak_keepalive_longer_than_the_markers_life_is_refused():
+    assert AlertSettings().cot_keepalive_s < AlertSettings().cot_stale_s
+    with pytest.raises(ValidationError, match="cot_keepalive_s"):
+        AlertSettings(cot_stale_s=120.0)  # the default keep-alive (240 s) would let markers go stale
