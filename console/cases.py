@@ -4,6 +4,13 @@ involved, notes, an outcome and a timeline; exported as an HTML report, GeoJSON 
 The timeline is assembled, not stored: the audit entries of the case and of each linked alert
 (opened, acknowledged, escalated, resolved, by whom), each alert's creation in event time, and the
 notes, in time order. Every change and every export is audited.
+
+Exercise alerts (``Alert.exercise``: raised by a scenario run, not real) are marked wherever a case
+shows up: :func:`exercise_summary` says whether a case holds any (``contains_exercise``) or only
+(``exercise``) exercise alerts; the case page and the HTML report carry the EXERCISE badge and a
+banner, the GeoJSON an ``exercise`` property on each alert and on the collection, the CSV an
+``exercise`` column (``EXERCISE``, or ``CONTAINS EXERCISE`` on the case row) and ``exercise`` in each
+alert's and the case's detail.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from console.errors import InvalidRequest, NotFound
 from ibet.audit import Actor, audit_entries, record_audit
 
 ITEM_KINDS = ("alert", "track", "detection")
+EXERCISE = "EXERCISE"  # the marking, as the console's badge and the partner channels' "[EXERCISE]" spell it
 
 
 def _utc(ts_ns: int) -> str:
@@ -117,10 +125,32 @@ def close_case(engine: Engine, case_id: str, outcome: str, actor: Actor, now_ns:
                      detail={"outcome": outcome[:4000]}, now_ns=now_ns)
 
 
-def list_cases(engine: Engine) -> list[dict[str, Any]]:
-    """Every case, most recently changed first."""
+def exercise_summary(alerts) -> dict[str, Any]:
+    """Whether a case's ``alerts`` are exercises: ``exercise`` (there are alerts and every one is an
+    exercise), ``contains_exercise`` (at least one is), ``exercise_alert_ids`` (those that are), and
+    ``marking``: ``"EXERCISE"``, ``"CONTAINS EXERCISE"`` or ``""``."""
+    alerts = list(alerts)
+    ids = [a.alert_id for a in alerts if a.exercise]
+    every = bool(alerts) and len(ids) == len(alerts)
+    return {"exercise": every, "contains_exercise": bool(ids), "exercise_alert_ids": ids,
+            "marking": EXERCISE if every else f"CONTAINS {EXERCISE}" if ids else ""}
+
+
+def list_cases(engine: Engine, lifecycle=None) -> list[dict[str, Any]]:
+    """Every case, most recently changed first; with ``lifecycle``, each also carries its
+    :func:`exercise_summary` under ``"exercise"``."""
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(tables.cases).order_by(tables.cases.c.updated_ns.desc()))]
+        cases = [dict(r._mapping) for r in conn.execute(select(tables.cases).order_by(tables.cases.c.updated_ns.desc()))]
+        if lifecycle is None:
+            return cases
+        t = tables.case_items
+        linked: dict[str, list[str]] = {}
+        for row in conn.execute(select(t.c.case_id, t.c.item_id).where(t.c.item_kind == "alert")):
+            linked.setdefault(row.case_id, []).append(row.item_id)
+    for case in cases:
+        alerts = (lifecycle.get(i) for i in linked.get(case["case_id"], []))
+        case["exercise"] = exercise_summary(a for a in alerts if a is not None)
+    return cases
 
 
 def case_file(engine: Engine, lifecycle, case_id: str, partner_name=lambda p: p) -> dict[str, Any]:
@@ -150,20 +180,21 @@ def case_file(engine: Engine, lifecycle, case_id: str, partner_name=lambda p: p)
             .where(d.c.detection_id.in_(ids["detection"])).order_by(d.c.capture_ts_ns, d.c.detection_id))]
     alerts = [a for a in (lifecycle.get(i) for i in ids["alert"]) if a is not None]
     timeline: list[dict[str, Any]] = []
-    for alert in alerts:
+    for alert in alerts:  # an exercise alert's entries say so (``exercise``)
         timeline.append({"ts_ns": alert.created_ts_ns, "what": f"alert raised: {alert.title}", "who": "ibet",
-                         "subject": alert.alert_id})
+                         "subject": alert.alert_id, "exercise": alert.exercise})
         for entry in audit_entries(engine, "alert", alert.alert_id, limit=1000):
             note = entry.detail.get("note") if isinstance(entry.detail, dict) else None
             timeline.append({"ts_ns": entry.ts_ns, "what": entry.action + (f": {note}" if note else ""),
-                             "who": entry.actor.id, "subject": alert.alert_id})
+                             "who": entry.actor.id, "subject": alert.alert_id, "exercise": alert.exercise})
     for entry in audit_entries(engine, "case", case_id, limit=1000):
         what = entry.action
         if entry.action == "case.linked" and isinstance(entry.detail, dict):
             what += f": {entry.detail.get('kind')} {entry.detail.get('id')}"
-        timeline.append({"ts_ns": entry.ts_ns, "what": what, "who": entry.actor.id, "subject": case_id})
+        timeline.append({"ts_ns": entry.ts_ns, "what": what, "who": entry.actor.id, "subject": case_id, "exercise": False})
     for note in notes:
-        timeline.append({"ts_ns": note["at_ns"], "what": f"note: {note['text']}", "who": note["author_id"], "subject": case_id})
+        timeline.append({"ts_ns": note["at_ns"], "what": f"note: {note['text']}", "who": note["author_id"],
+                         "subject": case_id, "exercise": False})
     timeline.sort(key=lambda e: (e["ts_ns"], e["what"]))
     with engine.connect() as conn:  # show people by username, not by internal id
         names = dict(conn.execute(select(tables.users.c.user_id, tables.users.c.username)).all())
@@ -174,7 +205,8 @@ def case_file(engine: Engine, lifecycle, case_id: str, partner_name=lambda p: p)
     for note in notes:
         note["author_id"] = names.get(note["author_id"], note["author_id"])
     return {"case": case, "alerts": alerts, "tracks": tracks, "detections": detections,
-            "partners": [{"id": p, "name": partner_name(p)} for p in partners], "notes": notes, "timeline": timeline}
+            "partners": [{"id": p, "name": partner_name(p)} for p in partners], "notes": notes, "timeline": timeline,
+            "exercise": exercise_summary(alerts)}
 
 
 def case_geojson(file: dict[str, Any]) -> dict[str, Any]:
@@ -182,7 +214,8 @@ def case_geojson(file: dict[str, Any]) -> dict[str, Any]:
     features = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [a.lon_deg, a.lat_deg]},
                  "properties": {"kind": "alert", "alert_id": a.alert_id, "title": a.title, "state": a.state.value,
                                 "severity": a.severity.value, "created_utc": _utc(a.created_ts_ns),
-                                "routed_partner_ids": list(a.routed_partner_ids)}} for a in file["alerts"]]
+                                "routed_partner_ids": list(a.routed_partner_ids), "exercise": a.exercise}}
+                for a in file["alerts"]]
     for track in file["tracks"]:
         coords = [[lon, lat] for lon, lat, _ in track["points"]]
         if not coords:
@@ -190,35 +223,41 @@ def case_geojson(file: dict[str, Any]) -> dict[str, Any]:
         geometry = {"type": "LineString", "coordinates": coords} if len(coords) > 1 else {"type": "Point", "coordinates": coords[0]}
         features.append({"type": "Feature", "geometry": geometry,
                          "properties": {"kind": "track", "track_id": track["track_id"], "class_name": track["class_name"]}})
-    case = file["case"]
+    case, exercise = file["case"], file["exercise"]
     return {"type": "FeatureCollection", "features": features,
             "properties": {"case_id": case["case_id"], "title": case["title"], "status": case["status"],
-                           "partners": [p["id"] for p in file["partners"]]}}
+                           "partners": [p["id"] for p in file["partners"]], "exercise": exercise["exercise"],
+                           "contains_exercise": exercise["contains_exercise"],
+                           "exercise_alert_ids": exercise["exercise_alert_ids"]}}
 
 
 def case_csv(file: dict[str, Any]) -> str:
     """The case as CSV: one row per alert, partner, linked track and detection, and timeline entry
-    (``section`` says which)."""
+    (``section`` says which). The last column, ``exercise``, is ``EXERCISE`` on an exercise alert's
+    rows (the alert and its timeline entries) and, on the case row, ``EXERCISE`` (every alert is one)
+    or ``CONTAINS EXERCISE``; empty otherwise."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["section", "time_utc", "id", "what", "who", "detail"])
-    case = file["case"]
+    writer.writerow(["section", "time_utc", "id", "what", "who", "detail", "exercise"])
+    case, exercise = file["case"], file["exercise"]
     writer.writerow(["case", _utc(case["created_ns"]), case["case_id"], case["title"], case["created_by"],
-                     json.dumps({"status": case["status"], "outcome": case["outcome"]})])
+                     json.dumps({"status": case["status"], "outcome": case["outcome"], "exercise": exercise["exercise"],
+                                 "contains_exercise": exercise["contains_exercise"],
+                                 "exercise_alert_ids": exercise["exercise_alert_ids"]}), exercise["marking"]])
     for a in file["alerts"]:
         writer.writerow(["alert", _utc(a.created_ts_ns), a.alert_id, a.title, a.lead_partner_id or "",
                          json.dumps({"state": a.state.value, "severity": a.severity.value, "sector_id": a.sector_id,
                                      "routed_partner_ids": list(a.routed_partner_ids), "lat_deg": a.lat_deg,
-                                     "lon_deg": a.lon_deg})])
+                                     "lon_deg": a.lon_deg, "exercise": a.exercise}), EXERCISE if a.exercise else ""])
     for p in file["partners"]:
-        writer.writerow(["partner", "", p["id"], p["name"], "", ""])
+        writer.writerow(["partner", "", p["id"], p["name"], "", "", ""])
     for t in file["tracks"]:
         first = _utc(t["points"][0][2]) if t["points"] else ""
         writer.writerow(["track", first, t["track_id"], t["class_name"] or "", "",
-                         json.dumps({"points": len(t["points"]), "verdict": t["verdict"], "reason": t["reason"]})])
+                         json.dumps({"points": len(t["points"]), "verdict": t["verdict"], "reason": t["reason"]}), ""])
     for d in file["detections"]:
         writer.writerow(["detection", _utc(d["capture_ts_ns"]), d["detection_id"], d["class_name"], d["sensor_id"],
-                         json.dumps({"score": round(d["score"], 3), "verdict": d["verdict"], "reason": d["reason"]})])
+                         json.dumps({"score": round(d["score"], 3), "verdict": d["verdict"], "reason": d["reason"]}), ""])
     for e in file["timeline"]:
-        writer.writerow(["timeline", e["utc"], e["subject"], e["what"], e["who"], ""])
+        writer.writerow(["timeline", e["utc"], e["subject"], e["what"], e["who"], "", EXERCISE if e["exercise"] else ""])
     return out.getvalue()

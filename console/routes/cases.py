@@ -1,4 +1,6 @@
-"""Joint operations: list, create from alerts, notes, outcome, and the exports (HTML, GeoJSON, CSV)."""
+"""Joint operations: list, create from alerts, notes, outcome, and the exports (HTML, GeoJSON, CSV).
+
+Exercise alerts are marked on every one of them (see :mod:`console.cases`)."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def cases_page(request: Request, ctx: ContextDep, principal: CaseWorker) -> Resp
     """Every joint operation, and a form to open one from alerts."""
     from console.alert_views import recent_alerts
 
-    return render(request, "cases.html", principal, cases=list_cases(ctx.engine),
+    return render(request, "cases.html", principal, cases=list_cases(ctx.engine, ctx.lifecycle),
                   alerts=recent_alerts(ctx, principal, ctx.settings.alert_list_limit))
 
 
