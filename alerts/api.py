@@ -12,8 +12,10 @@ With ``Authorization: Bearer <contact token>`` (:class:`alerts.identity.ContactT
 and without a token, the signed link an e-mail or webhook body carries
 (:class:`alerts.identity.LinkSigner`)::
 
-    GET  /a/{link}    a confirmation page; changes nothing (mail scanners fetch links)
+    GET  /a/{link}    a confirmation page; changes nothing (mail scanners fetch links); for a
+                      view link, the alert's page with its snapshot
     POST /a/{link}    form fields action (as signed), outcome (resolve), note: performs it
+    GET  /e/{link}    the alert's snapshot (a crop or frame link): image/jpeg, audited per fetch
 
 Answers: 200 with ``{"alert": ..., "status": ...}``; 401 missing/bad token (``WWW-Authenticate:
 Bearer``); 403 an alert not routed to the contact's partner, or a reopen by a non-supervisor, or
@@ -27,14 +29,16 @@ is audited with the contact and the client address (``request.client``: run uvic
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Form, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.identity import (
+    LINK_ACTIONS,
     ContactTokens,
     IdentityError,
     InvalidToken,
@@ -57,16 +61,22 @@ from alerts.transitions import (
     status_json,
 )
 from ibet.api_errors import ErrorBody, error_json, error_responses, install_error_handlers
-from ibet.audit import Actor, AuditEntry
+from ibet.audit import Actor, AuditEntry, record_audit
 from ibet.clock import Clock, ns_to_datetime_utc
+from ibet.evidence_refs import evidence_file
 from ibet.messages import Alert
 
 _PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",  # the link is a credential: never leak it in a Referer
     "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'",
 }
+_IMAGE_HEADERS = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer",
+                  "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'"}
+SNAPSHOT = ("crop", "frame")
+"""The alert's evidence_refs by position: the object's crop, then its frame."""
 _LINK_STATUS: dict[type[LinkError], int] = {LinkExpired: 410, LinkTampered: 403, LinkWrongAction: 400}
 _VERB = {"acknowledge": "Acknowledge", "escalate": "Escalate", "resolve": "Resolve"}
 _DONE = {"acknowledge": "acknowledged", "escalate": "escalated", "resolve": "resolved"}
@@ -125,9 +135,11 @@ CurrentContact = Annotated[Actor, Depends(_current_contact)]
 
 
 def create_app(lifecycle: AlertLifecycle, identity: ContactTokens, *, link_secret: str | bytes,
-               clock: Clock | None = None) -> FastAPI:
+               clock: Clock | None = None, evidence_root: Path | None = None) -> FastAPI:
     """The API over ``lifecycle`` and ``identity``; links are checked with ``link_secret`` against
-    ``clock`` (default: the lifecycle's). ValueError for a link secret under 32 bytes."""
+    ``clock`` (default: the lifecycle's). Snapshot links read files under ``evidence_root`` (the
+    folder detect writes evidence to; none served without it). ValueError for a link secret under
+    32 bytes."""
     signer = LinkSigner(link_secret, clock or lifecycle.clock)
     app = FastAPI(title="ibet alert actions", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.identity = identity
@@ -187,13 +199,54 @@ def create_app(lifecycle: AlertLifecycle, identity: ContactTokens, *, link_secre
         """What the link will do, with a button to do it; fetching it changes nothing."""
         try:
             signed = signer.verify(link)
+            if signed.action in SNAPSHOT:
+                return _page(400, "Not a page link", "<p>This link is to an image of the alert, under /e/.</p>")
             alert = lifecycle.get(signed.alert_id)
             if alert is None:
                 raise AlertNotFound(f"no alert {signed.alert_id!r}")
-            authorize(signed.actor(), alert, signed.action)
+            authorize(signed.actor(), alert, Action.VIEW if signed.action == "view" else signed.action)
         except (LinkError, AlertNotFound, Forbidden, LifecycleError) as exc:
             return _error_page(exc)
+        if signed.action == "view":
+            images = "".join(
+                f'<p><img src="../e/{signer.sign(alert.alert_id, which, signed.partner_id, signed.contact_id, expires_ns=signed.expires_ns)}"'
+                f' alt="{which} of the object" style="max-width:100%"></p>'
+                for which, _ref in zip(SNAPSHOT, alert.evidence_refs, strict=False))
+            return _page(200, alert.title, _alert_html(alert) + images)
         return _page(200, f"{_VERB[signed.action]} alert?", _alert_html(alert) + _form_html(signed.action))
+
+    @app.get("/e/{link}", response_class=Response, responses={
+        200: {"description": "the JPEG", "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+        **error_responses({400: "not a snapshot link (invalid_request)", 403: "tampered, or no longer the partner's alert",
+                           404: "unknown alert, or no such image (never taken, or purged)", 410: "the link has expired",
+                           503: "the database is unavailable: retry (service_unavailable)"})})
+    def snapshot(link: str, request: Request) -> Response:
+        """The alert's crop or frame, for the partner the link was signed for; every fetch is audited."""
+        try:
+            signed = signer.verify(link)
+        except LinkError as exc:
+            return error_json(_LINK_STATUS.get(type(exc), 400), str(exc))
+        if signed.action not in SNAPSHOT:
+            return error_json(400, f"this link is for '{signed.action}', not an image")
+        alert = lifecycle.get(signed.alert_id)
+        if alert is None:
+            raise AlertNotFound(f"no alert {signed.alert_id!r}")
+        actor = signed.actor(_address(request))
+        authorize(actor, alert, Action.VIEW)
+        index = SNAPSHOT.index(signed.action)
+        ref = alert.evidence_refs[index] if index < len(alert.evidence_refs) else None
+        path = evidence_file(ref, evidence_root) if ref and evidence_root is not None else None
+        if path is None:
+            return error_json(404, f"alert {alert.alert_id} has no {signed.action} image here (never taken, or purged)")
+        data = path.read_bytes()
+        try:
+            record_audit(lifecycle.engine, actor=actor, action="evidence.fetched", subject_kind="alert",
+                         subject_id=alert.alert_id, detail={"image": signed.action, "bytes": len(data),
+                                                            "key": path.relative_to(evidence_root.resolve()).as_posix()},
+                         now_ns=signer.clock.now_ns())
+        except Exception as exc:  # noqa: BLE001 - unaudited evidence is not handed out
+            raise LifecycleError(f"cannot audit the fetch, image withheld: {exc}") from exc
+        return Response(data, media_type="image/jpeg", headers=_IMAGE_HEADERS)
 
     @app.post("/a/{link}", response_class=HTMLResponse, responses=_LINK_PAGES)
     def perform(link: str, request: Request, action: Annotated[str, Form(max_length=32)],
@@ -202,6 +255,8 @@ def create_app(lifecycle: AlertLifecycle, identity: ContactTokens, *, link_secre
         """Do what the link allows, as its contact, from the client's address."""
         try:
             signed = signer.verify(link, action)
+            if signed.action not in LINK_ACTIONS:
+                raise LinkWrongAction(f"this link is for '{signed.action}': it changes nothing")
             actor = signed.actor(_address(request))
             if signed.action == "acknowledge":
                 alert = lifecycle.acknowledge(signed.alert_id, actor, note)

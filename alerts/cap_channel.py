@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from alerts.delivery import Outcome, SendResult
+from alerts.delivery import LinksFor, Outcome, SendResult
 from alerts.formats import alert_version, is_update
 from alerts.formats.cap import DEFAULT_EXPIRES_S, MsgType, area_radius_m, cap_alert, cap_identifier
 from alerts.formats.cot import circular_error_m
@@ -93,7 +93,7 @@ class CapChannel:
 
     def __init__(self, client: httpx.Client, endpoints: Mapping[str, tuple[str, bytes | str]], sender: str, *,
                  context_for: AlertContext | None = None, exercise: bool = False,
-                 expires_s: float = DEFAULT_EXPIRES_S):
+                 expires_s: float = DEFAULT_EXPIRES_S, read_links_for: LinksFor | None = None):
         self.client = client
         self.endpoints: dict[str, tuple[str, bytes]] = {}
         for partner, (url, secret) in endpoints.items():
@@ -108,6 +108,7 @@ class CapChannel:
         self.sender = sender
         self.context_for = context_for
         self.exercise, self.expires_s = exercise, expires_s
+        self.read_links_for = read_links_for
 
     @classmethod
     def from_registry(cls, registry: Registry, client: httpx.Client, secrets: Mapping[str, bytes | str], sender: str,
@@ -125,8 +126,9 @@ class CapChannel:
         """Headers and CAP body of the POST delivering ``alert`` to ``partner_id``, signed at ``timestamp_s``."""
         track, event = self.context_for(alert) if self.context_for is not None else (None, None)
         radius_m = circular_error_m(track.position_cov_m2, 0.95) if track is not None else area_radius_m(alert)
+        links = self.read_links_for(alert, partner_id) if self.read_links_for is not None else None
         body = cap_alert(alert, self.sender, self.exercise or alert.exercise, cap_msg_type(alert), event=event,
-                         radius_m=radius_m, expires_s=self.expires_s)
+                         radius_m=radius_m, expires_s=self.expires_s, links=links)
         headers = {
             "Content-Type": CONTENT_TYPE,
             IDEMPOTENCY_HEADER: f'"{cap_idempotency_key(alert, partner_id)}"',

@@ -84,9 +84,10 @@ def new_alert(event: BorderEvent, routing: Routing, registry: Registry, *, exerc
 
 
 def event_fields(event: BorderEvent) -> dict:
-    """What an alert carries of its (most severe) event: type, time, confidence and the track at it."""
+    """What an alert carries of its (most severe) event: type, time, confidence, the track at it and
+    its snapshot (the first sensor track's crop and frame)."""
     return dict(event_type=event.event_type, event_ts_ns=event.event_ts_ns, confidence=event.confidence,
-                track=event.track)
+                track=event.track, evidence_refs=event.evidence_refs[:2])
 
 
 def updated_alert(current: Alert, event: BorderEvent, routing: Routing, registry: Registry) -> Alert:
@@ -112,6 +113,8 @@ def updated_alert(current: Alert, event: BorderEvent, routing: Routing, registry
                       summary=summary_of(event, routing, registry, current.exercise),
                       direction=event.direction, lat_deg=event.lat_deg, lon_deg=event.lon_deg,
                       lead_partner_id=current.lead_partner_id or routing.lead_partner_id, **event_fields(event))
+    if not fields.get("evidence_refs"):  # a snapshot once taken stays until a worse event brings its own
+        fields["evidence_refs"] = current.evidence_refs or event.evidence_refs[:2]
     return current.model_copy(update=fields)
 
 

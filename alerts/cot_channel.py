@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping
 from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
-from alerts.delivery import Outcome, SendResult
+from alerts.delivery import LinksFor, Outcome, SendResult
 from alerts.formats import alert_version, xml_safe
 from alerts.formats.cot import DEFAULT_STALE_S, cot_event
 from alerts.outbox import DeliveryJob
@@ -109,6 +109,7 @@ class CotChannel:
         exercise: bool = False,
         timeout_s: float = 10.0,
         tls_settle_s: float = 0.5,
+        read_links_for: LinksFor | None = None,
     ):
         self.endpoints: dict[str, Endpoint] = {}
         for partner, text in endpoints.items():
@@ -125,6 +126,7 @@ class CotChannel:
         self.zones = dict(zones or {})
         self.stale_s, self.exercise = stale_s, exercise
         self.timeout_s, self.tls_settle_s = timeout_s, tls_settle_s
+        self.read_links_for = read_links_for
         self._connections: dict[Endpoint, socket.socket] = {}
         self._sent: OrderedDict[tuple[Endpoint, str, str], str] = OrderedDict()  # what each TAK server has
         self._lock = threading.Lock()
@@ -139,14 +141,16 @@ class CotChannel:
         return cls(endpoints, ground_hae_m=options.pop("ground_hae_m", ground), zones=options.pop("zones", zones),
                    **options)
 
-    def events(self, alert: Alert, now_ns: int) -> list[bytes]:
+    def events(self, alert: Alert, now_ns: int, partner_id: str | None = None) -> list[bytes]:
         """The CoT events for ``alert`` sent at ``now_ns`` (ns since the epoch): one per track. The
         track's state is the one the alert carries (or ``track_for``'s); a resolved alert's markers
-        go stale at once."""
+        go stale at once. With ``partner_id`` (and ``read_links_for``), that partner's signed links
+        to the alert's page and snapshot."""
         now = ns_to_datetime_utc(now_ns)
         stale_s = RESOLVED_STALE_S if alert.state is AlertState.RESOLVED else self.stale_s
+        links = self.read_links_for(alert, partner_id) if self.read_links_for is not None and partner_id else None
         options = dict(ground_hae_m=self.ground_hae_m.get(alert.sector_id), exercise=self.exercise or alert.exercise,
-                       zone=self.zones.get(alert.sector_id))
+                       zone=self.zones.get(alert.sector_id), links=links)
         if not alert.track_ids:
             return [cot_event(now, stale_s, alert=alert, **options)]
         events = []
@@ -174,7 +178,7 @@ class CotChannel:
             already = self._sent.get(sent_key)
         if already is not None:
             return SendResult(Outcome.DELIVERED, f"already on TAK server {_text(endpoint)} (sent for {already})")
-        result = self._stream(endpoint, job.alert, now_ns)
+        result = self._stream(endpoint, job.alert, now_ns, job.partner_id)
         if result.outcome is Outcome.DELIVERED:
             with self._lock:
                 self._sent[sent_key] = job.partner_id
@@ -185,13 +189,16 @@ class CotChannel:
     def refresh(self, alert: Alert, now_ns: int) -> list[SendResult]:
         """Send ``alert``'s markers again to every TAK server of its routed partners (a keep-alive, so
         an open alert's markers do not go stale on the partners' maps)."""
-        endpoints = dict.fromkeys(self.endpoints[p] for p in alert.routed_partner_ids if p in self.endpoints)
         if alert.kind == "sensor_health":
             return []
-        return [self._stream(endpoint, alert, now_ns) for endpoint in endpoints]
+        endpoints: dict[Endpoint, str] = {}  # each TAK server, with the first routed partner on it (its links)
+        for partner in alert.routed_partner_ids:
+            if partner in self.endpoints:
+                endpoints.setdefault(self.endpoints[partner], partner)
+        return [self._stream(endpoint, alert, now_ns, partner) for endpoint, partner in endpoints.items()]
 
-    def _stream(self, endpoint: Endpoint, alert: Alert, now_ns: int) -> SendResult:
-        events = self.events(alert, now_ns)
+    def _stream(self, endpoint: Endpoint, alert: Alert, now_ns: int, partner_id: str | None = None) -> SendResult:
+        events = self.events(alert, now_ns, partner_id)
         data = b"".join(events)
         where = _text(endpoint)
         with self._lock:

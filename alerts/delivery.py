@@ -41,6 +41,9 @@ LAST_SUCCESS_TIMESTAMP = Gauge("ibet_alert_delivery_last_success_timestamp_secon
 _RETRYABLE_4XX = frozenset({408, 425, 429})  # timeout, too early, rate limited: the partner asks to come back
 _MAX_DETAIL_CHARS = 300
 
+LinksFor = Callable[[Alert, str], Mapping[str, str]]
+"""Signed links for a partner's copy of an alert, by name (see ``alerts.service.action_links``)."""
+
 
 class Outcome(StrEnum):
     """What became of one attempt."""
@@ -77,12 +80,12 @@ class WebhookChannel:
     name = WEBHOOK
 
     def __init__(self, client: httpx.Client, endpoints: Mapping[str, tuple[str, bytes | str]], *,
-                 exercise: bool = False, links_for: Callable[[Alert, str], Mapping[str, str]] | None = None):
+                 exercise: bool = False, links_for: LinksFor | None = None, read_links_for: LinksFor | None = None):
         self.client = client
         self.endpoints = {partner: (url, secret.encode("utf-8") if isinstance(secret, str) else bytes(secret))
                           for partner, (url, secret) in endpoints.items()}
         self.exercise = exercise
-        self.links_for = links_for
+        self.links_for, self.read_links_for = links_for, read_links_for
 
     def send(self, job: DeliveryJob, now_ns: int) -> SendResult:
         """POST ``job``'s alert to its partner, signed at ``now_ns``, and classify the answer."""
@@ -91,8 +94,9 @@ class WebhookChannel:
             return SendResult(Outcome.DEAD, f"no webhook endpoint configured for partner {job.partner_id!r}")
         url, secret = endpoint
         actions = self.links_for(job.alert, job.partner_id) if self.links_for else None
+        links = self.read_links_for(job.alert, job.partner_id) if self.read_links_for else None
         headers, body = webhook_request(job.alert, job.partner_id, secret, now_ns // 1_000_000_000,
-                                        self.exercise or job.alert.exercise, actions)
+                                        self.exercise or job.alert.exercise, actions, links)
         try:
             response = self.client.post(url, content=body, headers=headers)
         except httpx.TimeoutException as exc:

@@ -80,6 +80,7 @@ class EmailChannel:
         exercise: bool = False,
         timeout_s: float = 30.0,
         links_for: Callable[[Alert, str], Mapping[str, str]] | None = None,
+        read_links_for: Callable[[Alert, str], Mapping[str, str]] | None = None,
     ):
         if not host:
             raise ValueError("the SMTP host must not be empty")
@@ -101,7 +102,7 @@ class EmailChannel:
         self.sectors = dict(sectors or {})
         self.exercise = exercise
         self.timeout_s = timeout_s
-        self.links_for = links_for
+        self.links_for, self.read_links_for = links_for, read_links_for
 
     @classmethod
     def from_registry(cls, registry: Registry, host: str, port: int, sender: str, **options) -> EmailChannel:
@@ -113,7 +114,8 @@ class EmailChannel:
 
     def message(self, alert: Alert, to: Sequence[str], partner_id: str | None = None) -> EmailMessage:
         """The e-mail for ``alert`` to ``to``, with the alert's evidence attached when it has any and
-        (with ``links_for`` and a partner) signed one-click action links for that partner."""
+        (with ``links_for`` / ``read_links_for`` and a partner) that partner's signed action links and
+        links to the alert's page and snapshot."""
         sector = self.sectors.get(alert.sector_id)
         zone, sector_name = (sector.timezone, sector.name) if sector is not None else (None, None)
         attachment = self._attachment(alert)
@@ -122,7 +124,8 @@ class EmailChannel:
                           attachment=attachment[0] if jpeg else None,
                           attachment_name=attachment[2] if jpeg else "evidence.jpg",
                           timezone=zone, sector_name=sector_name,
-                          actions=self.links_for(alert, partner_id) if self.links_for and partner_id else None)
+                          actions=self.links_for(alert, partner_id) if self.links_for and partner_id else None,
+                          read_links=self.read_links_for(alert, partner_id) if self.read_links_for and partner_id else None)
         if attachment is not None and not jpeg:
             content, mime, filename = attachment
             maintype, subtype = mime.split("/")

@@ -7,7 +7,8 @@ digest is an indexed lookup, so each API call costs microseconds and needs no ca
 (argon2 is slow on purpose to protect low-entropy passwords: that is what the console's human
 accounts use). The ``<id>`` part names the token in lists and audit entries and revokes it.
 
-**Action links** (``/a/<link>`` in e-mails and webhook bodies): ``<payload>.<mac>``, both URL-safe
+**Action links** (``/a/<link>`` in e-mails and webhook bodies) and **read links** (the alert's page,
+``/a/<link>``, and its snapshot, ``/e/<link>``, in every channel): ``<payload>.<mac>``, both URL-safe
 base64 without padding; the payload is the JSON array ``[1, alert_id, action, partner_id,
 contact_id, expires_ns]`` and the mac HMAC-SHA256 over a domain tag and the payload, compared in
 constant time. A link carries its own expiry, so none are stored; verification tells a malformed
@@ -54,6 +55,9 @@ from ibet.exceptions import IbetError
 TOKEN_PREFIX = "ibetc_"
 _TOKEN = re.compile(r"^ibetc_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 LINK_ACTIONS = ("acknowledge", "resolve", "escalate")
+"""What a link can do to an alert (``POST /a/<link>``)."""
+READ_LINKS = ("view", "crop", "frame")
+"""What a link can only read: the alert's page (``GET /a/<link>``) and its snapshot (``GET /e/<link>``)."""
 MIN_SECRET_BYTES = 32
 _LINK_TAG = b"ibet.action-link.v1\x00"
 
@@ -277,10 +281,10 @@ class LinkSigner:
 
     def sign(self, alert_id: str, action: str, partner_id: str, contact_id: str, *, ttl_s: float | None = None,
              expires_ns: int | None = None) -> str:
-        """A URL-safe link token allowing ``action`` (one of :data:`LINK_ACTIONS`) until ``expires_ns``
-        or ``ttl_s`` seconds from now (exactly one of the two)."""
-        if action not in LINK_ACTIONS:
-            raise ValueError(f"action must be one of {', '.join(LINK_ACTIONS)}, got {action!r}")
+        """A URL-safe link token allowing ``action`` (one of :data:`LINK_ACTIONS` or :data:`READ_LINKS`)
+        until ``expires_ns`` or ``ttl_s`` seconds from now (exactly one of the two)."""
+        if action not in LINK_ACTIONS + READ_LINKS:
+            raise ValueError(f"action must be one of {', '.join(LINK_ACTIONS + READ_LINKS)}, got {action!r}")
         if (ttl_s is None) == (expires_ns is None):
             raise ValueError("give exactly one of ttl_s and expires_ns")
         if expires_ns is None:

@@ -30,11 +30,11 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import Counter
 
-from alerts.api import create_app
+from alerts.api import SNAPSHOT, create_app
 from alerts.cap_channel import CapChannel
 from alerts.compose import deliveries_for, escalated_alert
 from alerts.cot_channel import CotChannel, tak_tls_context
-from alerts.delivery import Channel, DeliveryStats, WebhookChannel, deliver_due, publish_delivery_health
+from alerts.delivery import Channel, DeliveryStats, LinksFor, WebhookChannel, deliver_due, publish_delivery_health
 from alerts.email_channel import EmailChannel
 from alerts.identity import LINK_ACTIONS, ContactTokens, LinkSigner
 from alerts.lifecycle import AlertLifecycle
@@ -206,8 +206,14 @@ def version_recorder(outbox: Outbox, registry: Registry, channels: Collection[st
     return record
 
 
+def _contact_on_duty(roster: Roster, alert: Alert, partner_id: str, now_ns: int) -> str:
+    """The partner's contact on duty in the alert's sector now (lowest level first), else its desk."""
+    duties = [d for d in on_duty(roster, alert.sector_id, instant_of(now_ns)) if d.partner_id == partner_id]
+    return next((c for d in sorted(duties, key=lambda d: d.level) for c in d.contacts), f"{partner_id}-desk")
+
+
 def action_links(signer: LinkSigner, public_url: Callable[[], str | None], roster: Roster, ttl_s: float,
-                 clock: Clock | None = None) -> Callable[[Alert, str], dict[str, str]]:
+                 clock: Clock | None = None) -> LinksFor:
     """Signed one-click links (acknowledge, resolve, escalate) for a partner's copy of an alert, valid
     ``ttl_s`` from the send. Each link names the partner's contact on duty in the alert's sector now
     (the audit says who acted), or the partner's desk when its roster has nobody there."""
@@ -217,17 +223,38 @@ def action_links(signer: LinkSigner, public_url: Callable[[], str | None], roste
         base = (public_url() or "").rstrip("/")
         if alert.state is AlertState.RESOLVED or not base:
             return {}
-        duties = [d for d in on_duty(roster, alert.sector_id, instant_of(clock.now_ns())) if d.partner_id == partner_id]
-        contact = next((c for d in sorted(duties, key=lambda d: d.level) for c in d.contacts), f"{partner_id}-desk")
+        contact = _contact_on_duty(roster, alert, partner_id, clock.now_ns())
         return {action: f"{base}/a/{signer.sign(alert.alert_id, action, partner_id, contact, ttl_s=ttl_s)}"
                 for action in LINK_ACTIONS}
     return links
 
 
+def read_links(signer: LinkSigner, public_url: Callable[[], str | None], roster: Roster, ttl_s: float,
+               clock: Clock | None = None) -> LinksFor:
+    """Signed read-only links for a partner's copy of an alert, valid ``ttl_s`` from the send:
+    ``alert`` (its page, with the snapshot), and ``crop`` and ``frame`` (the JPEGs, when the alert
+    has them). Scoped to the partner and named for its contact on duty, like the action links;
+    every image fetched is audited. In every channel, resolved alerts included."""
+    clock = clock or SystemClock()
+
+    def links(alert: Alert, partner_id: str) -> dict[str, str]:
+        base = (public_url() or "").rstrip("/")
+        if not base or alert.kind != "border":
+            return {}
+        contact = _contact_on_duty(roster, alert, partner_id, clock.now_ns())
+        expires_ns = clock.now_ns() + int(ttl_s * 1e9)
+        out = {"alert": f"{base}/a/{signer.sign(alert.alert_id, 'view', partner_id, contact, expires_ns=expires_ns)}"}
+        for which, _ref in zip(SNAPSHOT, alert.evidence_refs, strict=False):
+            out[which] = f"{base}/e/{signer.sign(alert.alert_id, which, partner_id, contact, expires_ns=expires_ns)}"
+        return out
+    return links
+
+
 def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Client | None = None,
-                  links_for: Callable[[Alert, str], Mapping[str, str]] | None = None) -> dict[str, Channel]:
+                  links_for: LinksFor | None = None, read_links_for: LinksFor | None = None) -> dict[str, Channel]:
     """The enabled channels that can be built from the settings and the registry's partner contacts;
-    ``links_for`` puts signed action links into webhook bodies and e-mails."""
+    ``links_for`` puts signed action links into webhook bodies and e-mails, ``read_links_for`` the
+    links to the alert's page and snapshot into every channel (CAP web and resources, CoT links)."""
     client = client or httpx.Client(timeout=settings.http_timeout_s)
     channels: dict[str, Channel] = {}
     partner_secrets = {p: v.get_secret_value() for p, v in settings.webhook_secrets.items()}
@@ -236,7 +263,7 @@ def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Cli
         channels["email"] = EmailChannel.from_registry(
             registry, smtp.host, smtp.port, smtp.sender, security=smtp.security, username=smtp.username,
             password=smtp.password.get_secret_value() if smtp.password else None, timeout_s=smtp.timeout_s,
-            exercise=settings.exercise, links_for=links_for)
+            exercise=settings.exercise, links_for=links_for, read_links_for=read_links_for)
     if "cot" in settings.channels:
         context = None
         if settings.cot_tls_certfile:
@@ -246,7 +273,7 @@ def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Cli
         elif settings.cot_tls_cafile:
             context = ssl.create_default_context(cafile=str(settings.cot_tls_cafile))
         channels["cot"] = CotChannel.from_registry(registry, ssl_context=context, exercise=settings.exercise,
-                                                   stale_s=settings.cot_stale_s)
+                                                   stale_s=settings.cot_stale_s, read_links_for=read_links_for)
     if "cap" in settings.channels:
         endpoints = {p.id: (p.contacts.cap_url, partner_secrets[p.id]) for p in registry.partners
                      if p.contacts.cap_url and p.id in partner_secrets}
@@ -255,7 +282,7 @@ def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Cli
             log.warning("no secret for the CAP endpoints of %s: their CAP deliveries will be dead until one is "
                         "configured (alerts.webhook_secrets)", ", ".join(missing))
         channels["cap"] = CapChannel(client, endpoints, settings.cap_sender, exercise=settings.exercise,
-                                     expires_s=settings.cap_expires_s)
+                                     expires_s=settings.cap_expires_s, read_links_for=read_links_for)
     if "webhook" in settings.channels:
         endpoints = {p.id: (p.contacts.webhook_url, settings.webhook_secrets[p.id].get_secret_value())
                      for p in registry.partners if p.contacts.webhook_url and p.id in settings.webhook_secrets}
@@ -263,7 +290,8 @@ def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Cli
         if missing:
             log.warning("no webhook secret for %s: their webhook deliveries will be dead until one is configured "
                         "(alerts.webhook_secrets)", ", ".join(missing))
-        channels["webhook"] = WebhookChannel(client, endpoints, exercise=settings.exercise, links_for=links_for)
+        channels["webhook"] = WebhookChannel(client, endpoints, exercise=settings.exercise, links_for=links_for,
+                                             read_links_for=read_links_for)
     return channels
 
 
@@ -369,13 +397,16 @@ def build_service(config: IbetConfig, registry: Registry, *, clock: Clock | None
         secret = secrets.token_urlsafe(32)
         log.warning("alerts.link_secret is not set: signed links in alerts stop working when this process restarts "
                     "(set IBET_ALERTS__LINK_SECRET, 32 bytes or more)")
-    api = create_app(lifecycle, ContactTokens(engine, clock), link_secret=secret, clock=clock) if with_api else None
+    evidence_root = settings.evidence_dir or config.console.evidence_dir
+    api = create_app(lifecycle, ContactTokens(engine, clock), link_secret=secret, clock=clock,
+                     evidence_root=evidence_root) if with_api else None
     service = AlertService(stage, outbox, registry, roster, settings, {}, clock, lifecycle=lifecycle, api=api,
                            http=config.http)
     if channels is None:
-        links = action_links(LinkSigner(secret, clock), lambda: settings.public_url or service.api_url, roster,
-                             settings.link_ttl_s, clock)
-        channels = make_channels(settings, registry, links_for=links)
+        signer, base = LinkSigner(secret, clock), (lambda: settings.public_url or service.api_url)
+        channels = make_channels(settings, registry,
+                                 links_for=action_links(signer, base, roster, settings.link_ttl_s, clock),
+                                 read_links_for=read_links(signer, base, roster, settings.link_ttl_s, clock))
     service.channels = channels
     stage.on_recorded = service.recorded
     stage.service = service  # the runner starts and stops the workers through the stage

@@ -23,8 +23,8 @@ from console import tables
 from console.auth import Principal
 from console.context import ConsoleContext
 from console.errors import NotFound
-from console.evidence import evidence_keys
 from console.roles import Role
+from ibet.evidence_refs import evidence_keys
 from ibet.messages import Alert
 
 

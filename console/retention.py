@@ -15,9 +15,9 @@ from sqlalchemy import Column, Connection, Engine, delete, select
 
 from alerts.lifecycle import lifecycle_table
 from console import tables
-from console.evidence import evidence_file
 from ibet.audit import Actor, record_audit
 from ibet.clock import ns_from_seconds
+from ibet.evidence_refs import evidence_file
 from ibet.messages import Alert
 
 

@@ -24,8 +24,8 @@ from sqlalchemy import Engine, and_, func, insert, select, update
 
 from console import tables
 from console.errors import InvalidRequest, NotFound
-from console.evidence import evidence_file, evidence_key
 from ibet.audit import Actor, record_audit
+from ibet.evidence_refs import evidence_file, evidence_key
 
 VERDICTS = ("confirmed", "dismissed", "false_alarm")
 

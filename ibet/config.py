@@ -213,7 +213,10 @@ class AlertSettings(Section):
     public_url: str | None = Field(default=None, description="base of the signed links in e-mails and webhooks, as "
                                    "partners reach the API (its Ingress); default: the address the API listens on")
     link_secret: SecretStr | None = Field(default=None, description="HMAC key of signed links (IBET_ALERTS__LINK_SECRET)")
-    link_ttl_s: float = Field(default=86_400.0, gt=0, description="a signed action link expires after this")
+    link_ttl_s: float = Field(default=86_400.0, gt=0, description="a signed link (action, alert page, snapshot) "
+                              "expires after this")
+    evidence_dir: Path | None = Field(default=None, description="where the snapshots behind partners' signed links "
+                                      "are read (detect's evidence folder); default: console.evidence_dir")
 
 
 class ConsoleSettings(Section):

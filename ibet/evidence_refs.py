@@ -1,8 +1,9 @@
-"""Evidence references as the console reads them.
+"""Evidence references as the console and the alert service read them.
 
 The detect stage's filesystem store names evidence with ``file://`` URIs (absolute paths, see
 :class:`detect.evidence.FilesystemEvidenceStore`); the console serves, exports and purges files
-under ``console.evidence_dir``. A reference is accepted either as a ``file://`` URI inside that
+under ``console.evidence_dir``, and the alert service serves a partner's signed evidence links from
+the same folder. A reference is accepted either as a ``file://`` URI inside that
 folder or as a path relative to it. Pages and the API hand the browser the relative *key*
 (``/api/evidence/<key>``), never an absolute path. Anything else (another scheme, a path that
 leaves the folder) is not the console's to read: it has no key and no file.

@@ -434,6 +434,9 @@ class Alert(WireMessage):
     event_ts_ns: TimestampNs | None = Field(None, description="... its event time")
     confidence: Probability | None = Field(None, description="... its confidence")
     track: TrackSnapshot | None = Field(None, description="... and the fused track at it: every channel composes from it")
+    evidence_refs: tuple[Annotated[str, Field(max_length=2048)], ...] = Field(
+        (), max_length=2, description="the alert's snapshot: the object's crop, then its frame (detect's evidence "
+                                      "references); partners get signed links to them")
 
     @field_validator("updated_ts_ns")
     @classmethod

@@ -25,6 +25,12 @@ Mappings (an alert is about a *possible* crossing seen by machines; humans confi
 - a resolved alert says how it ended: parameter ``ibetOutcome`` (confirmed_crossing, false_alarm,
   lawful, unresolved) on its Update or Cancel.
 - responseType Assess (AllClear for a Cancel or a resolved alert).
+- two ``<info>`` blocks, ``en-CA`` and ``fr-CA`` (RCMP and CBSA are federal institutions under
+  the Official Languages Act), with the same codes, area and parameters. The French headline and
+  description are composed from the alert's fields with fixed wording (:data:`FRENCH`), never
+  machine-translated from the English text.
+- the partner's signed links (when given): ``<web>`` the alert's page; one ``<resource>`` per
+  snapshot image (crop, frame; ``image/jpeg``).
 - area: a circle around the alert's position, radius ``radius_m`` (pass the track's 95 %
   radius, ``cot.circular_error_m(track.position_cov_m2, 0.95)``; :func:`area_radius_m` takes it
   from the track the alert carries), at least 10 m.
@@ -34,13 +40,14 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from alerts.formats import FormatError, alert_version, first_version, parse_untrusted_xml, xml_safe
 from alerts.formats.cot import circular_error_m
-from ibet.messages import Alert, AlertState, BorderEvent, BorderEventType, Severity
+from ibet.messages import Alert, AlertState, BorderEvent, BorderEventType, Direction, Severity, TrackClass
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 MsgType = Literal["Alert", "Update", "Cancel"]
@@ -58,6 +65,72 @@ _EVENT = {
     BorderEventType.LOITERING: "Loitering near the border",
     BorderEventType.LOST_NEAR_BORDER: "Track lost near the border",
 }
+
+
+@dataclass(frozen=True)
+class Wording:
+    """What an ``<info>`` block says in one language; the codes (urgency, severity, ...) stay CAP's."""
+
+    language: str
+    event: Mapping[BorderEventType | None, str]
+    sender_name: str
+    what: Mapping[BorderEventType, str]
+    direction: Mapping[Direction, str]
+    classes: Mapping[TrackClass, str]
+    states: Mapping[AlertState, str]
+    exercise: str
+    exercise_note: str
+    area: str  # format with sector, lat, lon
+    labels: tuple[str, str, str, str, str]  # sector, direction, position, state, confidence
+    resources: Mapping[str, str]
+    decimal: str
+
+
+ENGLISH = Wording(
+    language="en-CA",
+    event={**_EVENT, None: "Border alert"},
+    sender_name="IBET sensor-fusion pipeline",
+    what={BorderEventType.CROSSING: "Crossing", BorderEventType.APPROACH: "Approach",
+          BorderEventType.LOITERING: "Loitering", BorderEventType.LOST_NEAR_BORDER: "Lost near the border"},
+    direction={Direction.CA_TO_US: "from Canada into the United States",
+               Direction.US_TO_CA: "from the United States into Canada", Direction.NONE: "none"},
+    classes={c: c.value for c in TrackClass},
+    states={s: s.value for s in AlertState},
+    exercise="EXERCISE",
+    exercise_note="EXERCISE - an IBET scenario run, not a real event.",
+    area="IBET sector {sector}, around {lat:.5f}, {lon:.5f}",
+    labels=("Sector", "Direction", "Position", "State", "Confidence"),
+    resources={"crop": "Snapshot: the object (crop)", "frame": "Snapshot: the whole frame"},
+    decimal=".",
+)
+"""The English block: headline and description are the alert's own title and summary."""
+
+FRENCH = Wording(
+    language="fr-CA",
+    event={BorderEventType.CROSSING: "Franchissement possible de la frontière",
+           BorderEventType.APPROACH: "Approche de la frontière",
+           BorderEventType.LOITERING: "Présence prolongée près de la frontière",
+           BorderEventType.LOST_NEAR_BORDER: "Piste perdue près de la frontière",
+           None: "Alerte frontalière"},
+    sender_name="Chaîne de fusion de capteurs des EIPF",
+    what={BorderEventType.CROSSING: "Franchissement", BorderEventType.APPROACH: "Approche",
+          BorderEventType.LOITERING: "Présence prolongée", BorderEventType.LOST_NEAR_BORDER: "Piste perdue"},
+    direction={Direction.CA_TO_US: "du Canada vers les États-Unis",
+               Direction.US_TO_CA: "des États-Unis vers le Canada", Direction.NONE: "aucune"},
+    classes={TrackClass.PERSON: "personne", TrackClass.VEHICLE: "véhicule", TrackClass.BOAT: "embarcation",
+             TrackClass.ANIMAL: "animal", TrackClass.UNKNOWN: "objet non identifié"},
+    states={AlertState.OPEN: "ouverte", AlertState.ACKNOWLEDGED: "prise en charge",
+            AlertState.ESCALATED: "transmise au niveau supérieur", AlertState.RESOLVED: "close"},
+    exercise="EXERCICE",
+    exercise_note="EXERCICE - un scénario des EIPF, pas un événement réel.",
+    area="Secteur EIPF {sector}, aux environs de {lat:.5f}, {lon:.5f}",
+    labels=("Secteur", "Direction", "Position", "État", "Confiance"),
+    resources={"crop": "Image : l'objet (recadrage)", "frame": "Image : le cadre complet"},
+    decimal=",",
+)
+"""The French block (Official Languages Act): composed from the alert's fields, not translated text.
+EIPF: Équipes intégrées de la police des frontières, the French name of the IBETs."""
+
 _CODES = {
     "status": {"Actual", "Exercise", "System", "Test", "Draft"},
     "msgType": {"Alert", "Update", "Cancel", "Ack", "Error"},
@@ -97,13 +170,16 @@ def cap_alert(
     event: BorderEvent | None = None,
     radius_m: float = DEFAULT_RADIUS_M,
     expires_s: float = DEFAULT_EXPIRES_S,
+    links: Mapping[str, str] | None = None,
 ) -> bytes:
     """CAP 1.2 XML (UTF-8) for an alert, or an Update/Cancel of it.
 
     ``sender``: the sender id agreed with the partner (no spaces or commas). ``references``:
     the earlier messages an Update or Cancel refers to; by default the alert's first message
     (:func:`first_reference`). ``event``: the border event, for the event name and certainty.
-    ``radius_m``: radius of the area circle in m. Mappings: see the module docstring.
+    ``radius_m``: radius of the area circle in m. ``links``: the partner's signed read links
+    (``alert`` becomes ``<web>``, ``crop`` and ``frame`` become ``<resource>``s). One ``<info>`` in
+    English (en-CA) and one in French (fr-CA). Mappings: see the module docstring.
     """
     if msg_type not in ("Alert", "Update", "Cancel"):
         raise ValueError(f"msg_type must be Alert, Update or Cancel, got {msg_type!r}")
@@ -131,12 +207,20 @@ def cap_alert(
         _add(root, "references", " ".join(",".join(ref) for ref in references))
     _add(root, "incidents", alert.alert_id)
 
-    info = ET.SubElement(root, _q("info"))
-    _add(info, "language", "en")
-    _add(info, "category", "Security")
     event_type = event.event_type if event is not None else alert.event_type
     confidence = event.confidence if event is not None else alert.confidence
-    _add(info, "event", _EVENT[event_type] if event_type else "Border alert")
+    for wording in (ENGLISH, FRENCH):
+        _info_block(root, wording, alert, over, event_type, confidence, radius_m, expires_s, links or {}, exercise)
+    return ET.tostring(root, encoding="UTF-8", xml_declaration=True, default_namespace=CAP_NS)
+
+
+def _info_block(root: ET.Element, wording: Wording, alert: Alert, over: bool, event_type: BorderEventType | None,
+                confidence: float | None, radius_m: float, expires_s: float, links: Mapping[str, str],
+                exercise: bool) -> None:
+    info = ET.SubElement(root, _q("info"))
+    _add(info, "language", wording.language)
+    _add(info, "category", "Security")
+    _add(info, "event", wording.event[event_type])
     _add(info, "responseType", "AllClear" if over else "Assess")
     crossing = event_type is BorderEventType.CROSSING
     _add(info, "urgency", "Past" if over else "Immediate" if crossing else _URGENCY[alert.severity])
@@ -145,9 +229,13 @@ def cap_alert(
     _add(info, "effective", cap_time(alert.updated_ts_ns))
     _add(info, "onset", cap_time(alert.event_ts_ns or alert.created_ts_ns))
     _add(info, "expires", cap_time(alert.updated_ts_ns + int(expires_s * 1e9)))
-    _add(info, "senderName", "IBET sensor-fusion pipeline")
-    _add(info, "headline", alert.title if len(alert.title) <= 160 else alert.title[:159] + "\u2026")
-    _add(info, "description", _description(alert))
+    _add(info, "senderName", wording.sender_name)
+    headline, description = (alert.title, _description(alert)) if wording is ENGLISH else \
+        _composed(wording, alert, event_type, confidence, exercise)
+    _add(info, "headline", headline if len(headline) <= 160 else headline[:159] + "\u2026")
+    _add(info, "description", description)
+    if links.get("alert"):
+        _add(info, "web", links["alert"])
     for name, value in (
         ("ibetAlertId", alert.alert_id),
         ("ibetAlertState", alert.state.value),
@@ -160,10 +248,38 @@ def cap_alert(
         parameter = ET.SubElement(info, _q("parameter"))
         _add(parameter, "valueName", name)
         _add(parameter, "value", value)
+    for which in ("crop", "frame"):
+        if links.get(which):
+            resource = ET.SubElement(info, _q("resource"))
+            _add(resource, "resourceDesc", wording.resources[which])
+            _add(resource, "mimeType", "image/jpeg")
+            _add(resource, "uri", links[which])
     area = ET.SubElement(info, _q("area"))
-    _add(area, "areaDesc", f"IBET sector {alert.sector_id}, around {alert.lat_deg:.5f}, {alert.lon_deg:.5f}")
+    _add(area, "areaDesc", wording.area.format(sector=alert.sector_id, lat=alert.lat_deg, lon=alert.lon_deg))
     _add(area, "circle", f"{alert.lat_deg:.6f},{alert.lon_deg:.6f} {max(radius_m, MIN_RADIUS_M) / 1000:.3f}")
-    return ET.tostring(root, encoding="UTF-8", xml_declaration=True, default_namespace=CAP_NS)
+
+
+def _composed(wording: Wording, alert: Alert, event_type: BorderEventType | None, confidence: float | None,
+              exercise: bool) -> tuple[str, str]:
+    """Headline and description in ``wording``'s language, from the alert's fields (times in UTC)."""
+    arrow = {Direction.CA_TO_US: " CA→US", Direction.US_TO_CA: " US→CA"}.get(alert.direction, "")
+    what = wording.what[event_type] if event_type is not None else wording.event[None]
+    thing = wording.classes[alert.track.class_name if alert.track is not None else TrackClass.UNKNOWN]
+    headline = f"{'[' + wording.exercise + '] ' if exercise else ''}{what}{arrow} : {thing}, {alert.sector_id}"
+    when = datetime.fromtimestamp((alert.event_ts_ns or alert.created_ts_ns) / 1e9, tz=UTC)
+    sector, direction, position, state, sure = wording.labels
+    lines = [
+        f"{what} ({thing}), {when:%Y-%m-%d %H:%M:%S} UTC.",
+        f"{sector} : {alert.sector_id}",
+        f"{direction} : {wording.direction[alert.direction]}",
+        f"{position} : {alert.lat_deg:.6f}, {alert.lon_deg:.6f} (WGS-84)",
+        f"{state} : {wording.states[alert.state]}",
+    ]
+    if confidence is not None:
+        lines.append(f"{sure} : {confidence:.2f}".replace(".", wording.decimal))
+    if exercise:
+        lines.insert(0, wording.exercise_note)
+    return headline, "\n".join(lines)
 
 
 def area_radius_m(alert: Alert, probability: float = 0.95) -> float:
@@ -177,9 +293,9 @@ def parse_cap(data: bytes) -> dict[str, Any]:
 
     Returns identifier, sender, sent, status, msg_type, scope, restriction, note, incidents,
     references (list of (sender, identifier, sent)), reference (this message's own triple) and
-    info: a list of dicts with category (list), event, urgency, severity, certainty,
-    response_types, headline, description, parameters (dict) and areas (area_desc, circles as
-    (lat_deg, lon_deg, radius_km)).
+    info: a list of dicts with language, category (list), event, urgency, severity, certainty,
+    response_types, headline, description, web, parameters (dict), resources (desc, mime_type,
+    uri) and areas (area_desc, circles as (lat_deg, lon_deg, radius_km)).
     """
     root = parse_untrusted_xml(data, "CAP")
     if root.tag != _q("alert"):
@@ -215,7 +331,11 @@ def _info(info: ET.Element) -> dict[str, Any]:
     for name in ("urgency", "severity", "certainty"):
         _check_code(name, out[name])
     out["response_types"] = [r.text for r in info.findall(_q("responseType"))]
+    out["language"] = _text(info, "language") or "en-US"  # CAP's default
     out["headline"], out["description"] = _text(info, "headline"), _text(info, "description")
+    out["web"] = _text(info, "web")
+    out["resources"] = [{"desc": _required(r, "resourceDesc"), "mime_type": _required(r, "mimeType"),
+                         "uri": _text(r, "uri")} for r in info.findall(_q("resource"))]
     out["parameters"] = {_required(p, "valueName"): _required(p, "value") for p in info.findall(_q("parameter"))}
     out["areas"] = []
     for area in info.findall(_q("area")):

@@ -25,6 +25,8 @@ Choices (see the schema's attribute documentation):
 - callsign what a TAK user reads: ``Person CA→US 14:02`` (class, direction, the event's time in
   the sector's zone when given), ``EX`` before it in an exercise; without an alert, class and track.
 - opex ``e`` (exercise) or ``o`` (operations), and ``[EXERCISE]`` at the start of the remarks.
+- ``<link url relation="r-u" mime remarks>`` for each of the partner's signed read links: the
+  alert's page (``text/html``) and its snapshot (``image/jpeg``), so a TAK user can open them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -53,6 +55,8 @@ UNKNOWN = 9999999.0
 """CoT's value for an unknown hae, ce or le, in metres."""
 DEFAULT_STALE_S = 120.0
 
+_LINKS = {"alert": ("text/html", "IBET alert"), "crop": ("image/jpeg", "Snapshot: the object"),
+          "frame": ("image/jpeg", "Snapshot: the whole frame")}
 _TYPE = re.compile(r"\w+(-\w+)*(;[^;]*)?")  # the schema's patterns
 _HOW = re.compile(r"\w(-\w+)*")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
@@ -117,6 +121,7 @@ def cot_event(
     ground_hae_m: float | None = None,
     exercise: bool = False,
     zone: tzinfo | None = None,
+    links: Mapping[str, str] | None = None,
 ) -> bytes:
     """A CoT event (UTF-8 XML) for a track, a border event of it, and/or the alert about it.
 
@@ -124,7 +129,9 @@ def cot_event(
     Position and ce come from ``track`` when given, else from ``event``, else from ``alert``
     (ce unknown without a covariance). The remarks hold the alert's title and summary.
     ``ground_hae_m``: ground height above the WGS-84 ellipsoid (``Sector.ground_elev_m``).
-    ``zone``: the sector's time zone, for the callsign's time (UTC when None).
+    ``zone``: the sector's time zone, for the callsign's time (UTC when None). ``links``: signed
+    read links (``alert``: its page, ``crop``/``frame``: its snapshot), each a ``<link>`` with
+    relation ``r-u`` (a related URL), its MIME type and remarks naming it.
     """
     if track is None and event is None and alert is None:
         raise ValueError("cot_event needs a track, an event or an alert")
@@ -175,6 +182,9 @@ def cot_event(
         course_deg = math.degrees(math.atan2(track.velocity_east_mps, track.velocity_north_mps)) % 360.0
         speed_mps = math.hypot(track.velocity_east_mps, track.velocity_north_mps)
         ET.SubElement(detail, "track", {"course": f"{course_deg:.1f}", "speed": f"{speed_mps:.2f}"})
+    for name, url in (links or {}).items():
+        mime, what = _LINKS.get(name, ("text/html", name))
+        ET.SubElement(detail, "link", {"url": xml_safe(url), "relation": "r-u", "mime": mime, "remarks": what})
     remarks = ET.SubElement(detail, "remarks", {"source": "ibet", "time": _cot_time(now)})
     remarks.text = xml_safe(("[EXERCISE] " if exercise else "") + _remarks(track, event, alert))
     return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
@@ -185,7 +195,8 @@ def parse_cot(data: bytes) -> dict[str, Any]:
 
     Returns uid, type, how, opex (or None), version (float), time/start/stale (aware UTC
     datetimes), lat/lon (deg), hae/ce/le (m, 9999999 = unknown), and from the detail
-    callsign, course_deg, speed_mps and remarks (None when absent).
+    callsign, course_deg, speed_mps and remarks (None when absent), and links (url, relation,
+    mime, remarks of each ``<link>``).
     """
     root = parse_untrusted_xml(data, "CoT")
     if root.tag != "event":
@@ -217,6 +228,7 @@ def parse_cot(data: bytes) -> dict[str, Any]:
     out["course_deg"] = _number(track, "course", "track") if track is not None else None
     out["speed_mps"] = _number(track, "speed", "track") if track is not None else None
     out["remarks"] = (remarks.text or "") if remarks is not None else None
+    out["links"] = [{k: link.get(k) for k in ("url", "relation", "mime", "remarks")} for link in root.findall("detail/link")]
     return out
 
 

@@ -33,6 +33,7 @@ _DIRECTION = {
     Direction.NONE: "no crossing direction",
 }
 _JPEG_MAGIC = b"\xff\xd8\xff"
+_READ_LINK_NAMES = {"alert": "Alert page", "crop": "Snapshot (the object)", "frame": "Snapshot (the whole frame)"}
 
 
 def message_id(alert: Alert, to: Sequence[str], version: str | None = None, domain: str = MESSAGE_ID_DOMAIN) -> str:
@@ -54,6 +55,7 @@ def alert_email(
     timezone: str | None = None,
     sector_name: str | None = None,
     actions: Mapping[str, str] | None = None,
+    read_links: Mapping[str, str] | None = None,
 ) -> EmailMessage:
     """The e-mail for ``alert`` to ``to`` from ``sender``.
 
@@ -62,6 +64,7 @@ def alert_email(
     evidence thumbnail, attached as ``attachment_name``. ``timezone``: IANA name of the sector's
     time zone (``Sector.timezone``) for local times; ``sector_name``: shown next to the sector id.
     ``actions``: signed one-click links by action (acknowledge, resolve, escalate), listed in both parts.
+    ``read_links``: signed read-only links (``alert``: its page; ``crop``, ``frame``: its snapshot).
     """
     if not to:
         raise ValueError("an alert e-mail needs at least one recipient")
@@ -105,7 +108,11 @@ def alert_email(
     lines = [banner] if banner else []
     links = [(name.capitalize(), url) for name, url in (actions or {}).items()]
     link_lines = ["Act on this alert (links expire):", *(f"{name}: {url}" for name, url in links), ""] if links else []
-    text = "\n".join([*lines, alert.title, "", *(f"{k}: {v}" for k, v in rows), "", alert.summary, "", *link_lines])
+    views = [(_READ_LINK_NAMES.get(name, name), url) for name, url in (read_links or {}).items()]
+    view_lines = ["See it (links expire):", *(f"{name}: {url}" for name, url in views), ""] if views else []
+    links += views
+    text = "\n".join([*lines, alert.title, "", *(f"{k}: {v}" for k, v in rows), "", alert.summary, "", *link_lines,
+                      *view_lines])
     msg.set_content(text)
     cells = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     marked = f"<p><strong>{html.escape(banner)}</strong></p>" if banner else ""

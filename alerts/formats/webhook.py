@@ -47,7 +47,7 @@ def sign(secret: bytes, timestamp_s: int, body: bytes) -> str:
 
 def webhook_request(
     alert: Alert, partner_id: str, secret: bytes, timestamp_s: int, exercise: bool = False,
-    actions: Mapping[str, str] | None = None,
+    actions: Mapping[str, str] | None = None, links: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], bytes]:
     """Headers and body of the POST that delivers ``alert`` to ``partner_id``.
 
@@ -56,7 +56,9 @@ def webhook_request(
     ``ibet.alerts.v1``; ``version_order`` (an integer, the alert's ``updated_ts_ns``) grows with
     every version of one alert, so a receiver keeps the document with the highest;
     ``actions`` (when given): signed, expiring one-click links by action (``acknowledge``,
-    ``resolve``, ``escalate``). Without actions the same alert always gives the same body.
+    ``resolve``, ``escalate``); ``links`` (when given): signed, expiring read-only links, ``alert``
+    (its page) and ``crop`` and ``frame`` (its snapshot, image/jpeg). Without actions and links the
+    same alert always gives the same body.
     ``timestamp_s``: signing time, s since the epoch (injected clock).
     """
     if isinstance(timestamp_s, bool) or not isinstance(timestamp_s, int) or timestamp_s < 0:
@@ -74,6 +76,8 @@ def webhook_request(
     }
     if actions:
         document["actions"] = dict(actions)
+    if links:
+        document["links"] = dict(links)
     body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     headers = {
         "Content-Type": "application/json",

@@ -15,10 +15,10 @@ from console import tables
 from console.alert_views import alert_for, alert_view, delivery_state, recent_alerts
 from console.auth import ContextDep, Principal, require
 from console.errors import NotFound
-from console.evidence import evidence_file
 from console.live import health_view, stream, track_view
 from console.roles import Permission
 from ibet.audit import record_audit
+from ibet.evidence_refs import evidence_file
 
 router = APIRouter(prefix="/api")
 ReadAlerts = Annotated[Principal, Depends(require(Permission.ALERTS_READ))]

@@ -11,12 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from console.auth import ContextDep, Principal, require
 from console.errors import InvalidRequest
-from console.evidence import evidence_key, evidence_keys
 from console.rendering import render
 from console.reports import report
 from console.review import QueueFilter, list_detections, list_tracks, review_detection, review_track, yolo_dataset
 from console.roles import Permission
 from ibet.audit import record_audit
+from ibet.evidence_refs import evidence_key, evidence_keys
 
 router = APIRouter()
 Reviewer = Annotated[Principal, Depends(require(Permission.DETECTIONS_REVIEW))]

@@ -52,8 +52,13 @@ def test_cap_says_what_happened_how_sure_and_where_from_the_alert_alone(crossing
         pytest.skip("no partner of the shipped registry has a CAP URL")
     _headers, body = channel.request(alert, partner, b"secret", 1_800_000_000)
     cap = parse_cap(body)
-    [info] = cap["info"]
+    info, french = cap["info"]
+    assert (info["language"], french["language"]) == ("en-CA", "fr-CA")
     assert info["event"] == "Possible border crossing"
+    assert french["event"] == "Franchissement possible de la frontière" and french["headline"].startswith("Franchissement")
+    for same in ("certainty", "urgency", "severity", "parameters"):
+        assert french[same] == info[same], same
+    assert french["areas"][0]["circles"] == info["areas"][0]["circles"]
     assert info["certainty"] == ("Likely" if alert.confidence >= 0.5 else "Possible")
     [circle] = info["areas"][0]["circles"]
     radius_m = circular_error_m(alert.track.position_cov_m2, 0.95)

@@ -14,13 +14,13 @@ import pytest
 from console_samples import login, make_alert
 from wire_samples import DETECTIONS, batch, event, track
 
-from console.evidence import evidence_file, evidence_key, evidence_keys
 from console.retention import purge
 from console.review import review_detection
 from console.store import ConsoleStore, detection_id
 from detect.evidence import FilesystemEvidenceStore
 from ibet.audit import Actor
 from ibet.clock import ManualClock
+from ibet.evidence_refs import evidence_file, evidence_key, evidence_keys
 
 
 def _jpeg(seed: int) -> bytes:
