@@ -156,7 +156,7 @@ def create_app(lifecycle: AlertLifecycle, identity: ContactTokens, *, link_secre
         if alert is None or status is None:
             raise AlertNotFound(f"no alert {alert_id!r}")
         authorize(actor, alert, Action.VIEW)
-        return {"alert": alert.model_dump(mode="json", exclude_none=True), "status": status_json(status)}
+        return {"alert": alert.model_dump(mode="json", exclude_none=True, exclude={"evidence_refs"}), "status": status_json(status)}
 
     @app.get("/alerts/{alert_id}", responses=_JSON_ERRORS)
     def get_alert(alert_id: str, actor: CurrentContact) -> dict[str, Any]:

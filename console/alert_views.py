@@ -79,7 +79,7 @@ def alert_view(ctx: ConsoleContext, alert: Alert, with_evidence: bool = False) -
     """An alert as the pages' JavaScript and the API return it: its fields plus display times, names
     and, from the lifecycle, the outcome and who acknowledged and resolved it."""
     timezone = ctx.sector_timezone(alert.sector_id)
-    view = json.loads(alert.model_dump_json())
+    view = json.loads(alert.model_dump_json(exclude={"evidence_refs"}))  # server paths: the browser gets keys
     status = ctx.lifecycle.status(alert.alert_id)
     if status is not None:
         view["status"] = status_json(status)

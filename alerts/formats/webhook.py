@@ -53,7 +53,8 @@ def webhook_request(
 
     Body: compact UTF-8 JSON ``{"alert": {...}, "partner_id": ..., "exercise": ...,
     "idempotency_key": ..., "version": ..., "version_order": ..., "actions": {...}}``, the alert as on
-    ``ibet.alerts.v1``; ``version_order`` (an integer, the alert's ``updated_ts_ns``) grows with
+    ``ibet.alerts.v1`` less its evidence references (paths on ibet's servers: ``links`` carries the
+    partner's links to them); ``version_order`` (an integer, the alert's ``updated_ts_ns``) grows with
     every version of one alert, so a receiver keeps the document with the highest;
     ``actions`` (when given): signed, expiring one-click links by action (``acknowledge``,
     ``resolve``, ``escalate``); ``links`` (when given): signed, expiring read-only links, ``alert``
@@ -67,7 +68,7 @@ def webhook_request(
         raise ValueError("the webhook secret must not be empty")
     key = idempotency_key(alert, partner_id)
     document = {
-        "alert": alert.model_dump(mode="json", exclude_none=True),
+        "alert": alert.model_dump(mode="json", exclude_none=True, exclude={"evidence_refs"}),  # ``links`` instead
         "partner_id": partner_id,
         "exercise": exercise,
         "idempotency_key": key,

@@ -95,7 +95,8 @@ def test_each_partner_gets_signed_links_to_the_snapshot_and_fetching_one_is_audi
     links = document["links"]
     assert set(links) == {"alert", "crop", "frame"}
     assert links["crop"].startswith(service.api_url + "/e/") and links["alert"].startswith(service.api_url + "/a/")
-    assert document["alert"]["evidence_refs"]  # the alert carries its snapshot (its references, not the bytes)
+    assert "evidence_refs" not in document["alert"]  # paths on ibet's servers stay there: the links go instead
+    assert service.lifecycle.get(the_alert).evidence_refs  # the alert carries its snapshot's references
     mail = next(m for m in inbox.messages if m["To"] == "desk@usbp.example.org")
     text = mail.get_body(preferencelist=("plain",)).get_content()
     assert service.api_url + "/e/" in text and "Snapshot (the object)" in text
