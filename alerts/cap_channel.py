@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from alerts.delivery import LinksFor, Outcome, SendResult
+from alerts.delivery import LinksFor, Outcome, SendResult, post_bounded
 from alerts.formats import alert_version, is_update
 from alerts.formats.cap import DEFAULT_EXPIRES_S, MsgType, area_radius_m, cap_alert, cap_identifier
 from alerts.formats.cot import circular_error_m
@@ -145,10 +145,10 @@ class CapChannel:
         url, secret = endpoint
         headers, body = self.request(job.alert, job.partner_id, secret, now_ns // 1_000_000_000)
         try:
-            response = self.client.post(url, content=body, headers=headers)
+            status, text = post_bounded(self.client, url, body, headers)
         except httpx.HTTPError as exc:
             return classify_http_error(exc, url)
-        result = classify_http_response(response.status_code, url, response.text)
+        result = classify_http_response(status, url, text)
         if result.outcome is Outcome.DELIVERED:
             identifier = cap_identifier(job.alert, cap_msg_type(job.alert))
             return SendResult(Outcome.DELIVERED, f"{identifier}: {result.detail}"[:_MAX_DETAIL_CHARS])

@@ -49,6 +49,7 @@ from ibet.messages import Alert, AlertState, TrackUpdate
 from ibet.registry import Registry
 
 _MAX_REMEMBERED_SENDS = 10_000
+_SEND_BUFFER_BYTES = 64 * 1024
 RESOLVED_STALE_S = 1.0  # a resolved alert's marker goes stale at once (TAK clients then drop it)
 
 CHANNEL = "cot"
@@ -130,6 +131,7 @@ class CotChannel:
         self._connections: dict[Endpoint, socket.socket] = {}
         self._sent: OrderedDict[tuple[Endpoint, str, str], str] = OrderedDict()  # what each TAK server has
         self._lock = threading.Lock()
+        self._endpoint_locks: dict[Endpoint, threading.Lock] = {}
 
     @classmethod
     def from_registry(cls, registry: Registry, **options) -> CotChannel:
@@ -201,14 +203,27 @@ class CotChannel:
         events = self.events(alert, now_ns, partner_id)
         data = b"".join(events)
         where = _text(endpoint)
-        with self._lock:
+        with self._lane_lock(endpoint):  # one send at a time per TAK server; other servers go on meanwhile
             try:
                 reused = self._send(endpoint, data)
-            except OSError as exc:  # refused, reset, timed out, TLS refused (ssl.SSLError is an OSError)
+            except TimeoutError:
+                self._drop(endpoint)
+                return SendResult(Outcome.RETRY, f"TAK server {where} did not take {len(data)} bytes in "
+                                                 f"{self.timeout_s:g} s (timed out: not reading, or unreachable)")
+            except OSError as exc:  # refused, reset, TLS refused (ssl.SSLError is an OSError)
                 self._drop(endpoint)
                 return SendResult(Outcome.RETRY, f"cannot send to TAK server {where}: {type(exc).__name__}: {exc}")
         return SendResult(Outcome.DELIVERED, f"{len(events)} event(s), {len(data)} bytes to {where} "
                                                 f"({'open' if reused else 'new'} connection)")
+
+    def lane(self, job: DeliveryJob) -> Endpoint | str:
+        """Deliveries to one TAK server go one after another (see ``alerts.delivery.lane_of``), so
+        partners sharing it get each version once and a server that hangs holds up only itself."""
+        return self.endpoints.get(job.partner_id) or job.partner_id
+
+    def _lane_lock(self, endpoint: Endpoint) -> threading.Lock:
+        with self._lock:
+            return self._endpoint_locks.setdefault(endpoint, threading.Lock())
 
     def close(self) -> None:
         """Close every connection (the next send opens a new one)."""
@@ -232,6 +247,9 @@ class CotChannel:
                 try:
                     sock.sendall(data)
                     return True
+                except TimeoutError:
+                    self._drop(endpoint)  # open, but not taking data: it is not reading (no fresh try:
+                    raise  # a new connection would only park more markers in its buffers)
                 except OSError:
                     self._drop(endpoint)  # it died since the check: one more try on a fresh connection
         sock = self._connect(endpoint)
@@ -243,6 +261,9 @@ class CotChannel:
         sock = socket.create_connection((host, port), timeout=self.timeout_s)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # a bounded send buffer: a server that stops reading makes sends time out (retry) soon,
+            # instead of ibet counting megabytes parked in its own kernel as delivered
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER_BYTES)
             if self.ssl_context is not None:
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=host)
                 if sock.version() == "TLSv1.3":  # before 1.3 the handshake itself includes the server's verdict

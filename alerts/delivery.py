@@ -15,7 +15,8 @@ the repeat.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple, Protocol
@@ -40,6 +41,10 @@ LAST_SUCCESS_TIMESTAMP = Gauge("ibet_alert_delivery_last_success_timestamp_secon
 
 _RETRYABLE_4XX = frozenset({408, 425, 429})  # timeout, too early, rate limited: the partner asks to come back
 _MAX_DETAIL_CHARS = 300
+
+MAX_ANSWER_BYTES = 64 * 1024
+"""Of a partner's answer, ibet reads at most this much (the status is what counts; the start of the
+body goes into the delivery's error): a 10 MB or endless body costs nothing more."""
 
 LinksFor = Callable[[Alert, str], Mapping[str, str]]
 """Signed links for a partner's copy of an alert, by name (see ``alerts.service.action_links``)."""
@@ -98,18 +103,34 @@ class WebhookChannel:
         headers, body = webhook_request(job.alert, job.partner_id, secret, now_ns // 1_000_000_000,
                                         self.exercise or job.alert.exercise, actions, links)
         try:
-            response = self.client.post(url, content=body, headers=headers)
+            status, text = post_bounded(self.client, url, body, headers)
         except httpx.TimeoutException as exc:
             return SendResult(Outcome.RETRY, f"timeout posting to {url}: {type(exc).__name__}")
         except httpx.TransportError as exc:
             return SendResult(Outcome.RETRY, f"cannot reach {url}: {type(exc).__name__}: {exc}")
-        status = response.status_code
-        detail = f"HTTP {status} from {url}: {response.text[:_MAX_DETAIL_CHARS]}".rstrip(": ")
+        detail = f"HTTP {status} from {url}: {text[:_MAX_DETAIL_CHARS]}".rstrip(": ")
         if 200 <= status < 300 or status == 409:
             return SendResult(Outcome.DELIVERED, detail)
         if status >= 500 or status in _RETRYABLE_4XX:
             return SendResult(Outcome.RETRY, detail)
         return SendResult(Outcome.DEAD, detail)
+
+
+def post_bounded(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str],
+                 max_bytes: int = MAX_ANSWER_BYTES) -> tuple[int, str]:
+    """POST ``body`` and return the answer's status and the first ``max_bytes`` of its body (as
+    text); the rest is never read. Redirects are not followed (a 3xx is the answer). Raises what
+    httpx raises for timeouts and transport errors."""
+    with client.stream("POST", url, content=body, headers=headers, follow_redirects=False) as response:
+        head = bytearray()
+        try:
+            for chunk in response.iter_raw():  # as sent: no decompression (a gzip bomb stays small)
+                head += chunk
+                if len(head) >= max_bytes:
+                    break
+        except httpx.StreamConsumed:  # a transport that read the body already (httpx.MockTransport)
+            head = bytearray(response.content[:max_bytes])
+        return response.status_code, bytes(head[:max_bytes]).decode(response.encoding or "utf-8", "replace")
 
 
 @dataclass
@@ -122,33 +143,69 @@ class DeliveryStats:
     dead: int = 0
 
 
+def lane_of(channel: Channel, job: DeliveryJob) -> Hashable:
+    """Where a delivery goes: deliveries in one lane are sent one after another, in order; lanes are
+    sent side by side. A channel names its lanes with ``lane(job)`` (the TAK server a CoT delivery
+    goes to); by default, one lane per partner and channel."""
+    lane = getattr(channel, "lane", None)
+    return (job.channel, lane(job) if lane is not None else job.partner_id)
+
+
 def deliver_due(outbox: Outbox, channels: Mapping[str, Channel], now_ns: int | None = None,
-                limit: int = 100) -> DeliveryStats:
-    """Claim up to ``limit`` due deliveries on ``channels`` (by channel name), send each, record each
-    outcome; a channel that raises counts as a retry with the exception as the error."""
+                limit: int = 100, max_lanes: int = 8) -> DeliveryStats:
+    """Claim up to ``limit`` due deliveries on ``channels`` (by channel name), send them and record
+    each outcome; a channel that raises counts as a retry with the exception as the error.
+
+    Deliveries are sent in lanes (:func:`lane_of`), up to ``max_lanes`` side by side, so a partner
+    that hangs until the timeout holds up only its own lane. In a lane, once a delivery is to be
+    retried (the endpoint is down or not answering), the lane's later deliveries of this pass are
+    not tried and are retried with it: a dead endpoint costs one timeout per pass, not one per alert.
+    """
     now_ns = outbox.clock.now_ns() if now_ns is None else now_ns
-    stats = DeliveryStats()
+    lanes: dict[Hashable, list[DeliveryJob]] = {}
     for job in outbox.due(now_ns, limit, channels=list(channels)):
-        stats.claimed += 1
-        try:
-            result = channels[job.channel].send(job, now_ns)
-        except Exception as exc:  # noqa: BLE001 - one broken send must not stop the pass or lose the job
-            result = SendResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
-        if result.outcome is Outcome.DELIVERED:
-            outbox.delivered(job.key, now_ns)
-            stats.delivered += 1
-            DELIVERIES.labels(job.partner_id, job.channel, "delivered").inc()
-            continue
-        record = outbox.failed(job.key, result.detail, now_ns, permanent=result.outcome is Outcome.DEAD)
-        if record is not None and record.status == DEAD:
-            stats.dead += 1
-            DELIVERIES.labels(job.partner_id, job.channel, "dead").inc()
-            log.error("delivery %s of alert %s to %s on %s is dead: %s", job.key, job.alert.alert_id, job.partner_id,
-                      job.channel, result.detail)
-        else:
-            stats.retried += 1
-            DELIVERIES.labels(job.partner_id, job.channel, "retry").inc()
+        lanes.setdefault(lane_of(channels[job.channel], job), []).append(job)
+
+    def run(jobs: list[DeliveryJob]) -> list[tuple[DeliveryJob, SendResult]]:
+        results: list[tuple[DeliveryJob, SendResult]] = []
+        for job in jobs:
+            if results and results[-1][1].outcome is Outcome.RETRY:
+                results.append((job, SendResult(Outcome.RETRY, f"not tried: {results[-1][1].detail}"[:_MAX_DETAIL_CHARS])))
+                continue
+            try:
+                result = channels[job.channel].send(job, now_ns)
+            except Exception as exc:  # noqa: BLE001 - one broken send must not stop the pass or lose the job
+                result = SendResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
+            results.append((job, result))
+        return results
+
+    stats = DeliveryStats()
+    if len(lanes) <= 1:
+        done = [run(jobs) for jobs in lanes.values()]
+    else:
+        with ThreadPoolExecutor(min(max_lanes, len(lanes)), thread_name_prefix="alerts-lane") as pool:
+            done = list(pool.map(run, lanes.values()))
+    for job, result in (pair for lane in done for pair in lane):
+        _record(outbox, job, result, now_ns, stats)
     return stats
+
+
+def _record(outbox: Outbox, job: DeliveryJob, result: SendResult, now_ns: int, stats: DeliveryStats) -> None:
+    stats.claimed += 1
+    if result.outcome is Outcome.DELIVERED:
+        outbox.delivered(job.key, now_ns)
+        stats.delivered += 1
+        DELIVERIES.labels(job.partner_id, job.channel, "delivered").inc()
+        return
+    record = outbox.failed(job.key, result.detail, now_ns, permanent=result.outcome is Outcome.DEAD)
+    if record is not None and record.status == DEAD:
+        stats.dead += 1
+        DELIVERIES.labels(job.partner_id, job.channel, "dead").inc()
+        log.error("delivery %s of alert %s to %s on %s is dead: %s", job.key, job.alert.alert_id, job.partner_id,
+                  job.channel, result.detail)
+    else:
+        stats.retried += 1
+        DELIVERIES.labels(job.partner_id, job.channel, "retry").inc()
 
 
 def publish_delivery_health(outbox: Outbox, now_ns: int | None = None) -> None:

@@ -273,7 +273,8 @@ def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Cli
         elif settings.cot_tls_cafile:
             context = ssl.create_default_context(cafile=str(settings.cot_tls_cafile))
         channels["cot"] = CotChannel.from_registry(registry, ssl_context=context, exercise=settings.exercise,
-                                                   stale_s=settings.cot_stale_s, read_links_for=read_links_for)
+                                                   stale_s=settings.cot_stale_s, timeout_s=settings.cot_timeout_s,
+                                                   read_links_for=read_links_for)
     if "cap" in settings.channels:
         endpoints = {p.id: (p.contacts.cap_url, partner_secrets[p.id]) for p in registry.partners
                      if p.contacts.cap_url and p.id in partner_secrets}

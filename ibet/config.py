@@ -185,6 +185,8 @@ class AlertSettings(Section):
                                                                    "(each new version of the alert renews it)")
     cot_stale_s: float = Field(default=600.0, gt=0, description="a TAK marker goes stale this long after it is sent; "
                                                                 "a resolved alert's marker goes stale at once")
+    cot_timeout_s: float = Field(default=10.0, gt=0, description="connecting to and sending to a TAK server: a "
+                                 "server that does not take a send in this time is retried")
     cot_keepalive_s: float = Field(default=240.0, gt=0, description="an unresolved alert's markers are sent again this "
                                                                     "often (keep it under cot_stale_s)")
 
