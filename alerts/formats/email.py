@@ -26,6 +26,7 @@ from ibet.ids import delivery_key
 from ibet.messages import Alert, Direction
 
 CHANNEL = "email"
+MAX_SUBJECT_CHARS = 120  # what a mail list or a phone shows before cutting it off
 MESSAGE_ID_DOMAIN = "ibet.invalid"  # when the sender address has no domain (RFC 6761: never resolves)
 _DIRECTION = {
     Direction.CA_TO_US: "Canada to United States",
@@ -59,8 +60,9 @@ def alert_email(
 ) -> EmailMessage:
     """The e-mail for ``alert`` to ``to`` from ``sender``.
 
-    Subject: ``[EXERCISE] [HIGH] ACKNOWLEDGED: <title> - sector <sector>`` (the exercise mark only in
-    exercise mode, the state only for updates). ``attachment``: JPEG bytes of the
+    Subject: ``[EXERCISE] [HIGH] ACKNOWLEDGED: <title> (<sector id>)`` (the exercise mark only in
+    exercise mode, the state only for updates; ``- sector <sector>`` when the title does not name it),
+    at most :data:`MAX_SUBJECT_CHARS` characters (the title shortened with an ellipsis). ``attachment``: JPEG bytes of the
     evidence thumbnail, attached as ``attachment_name``. ``timezone``: IANA name of the sector's
     time zone (``Sector.timezone``) for local times; ``sector_name``: shown next to the sector id.
     ``actions``: signed one-click links by action (acknowledge, resolve, escalate), listed in both parts.
@@ -78,7 +80,14 @@ def alert_email(
     # what a duty desk reads first comes first: exercise, severity, the state of an update; the title
     # already says what crossed which way (the body spells the direction out)
     state = f"{alert.state.value.upper()}: " if update else ""
-    subject = f"{'[EXERCISE] ' if exercise else ''}[{alert.severity.value.upper()}] {state}{alert.title} - sector {sector}"
+    head = f"{'[EXERCISE] ' if exercise else ''}[{alert.severity.value.upper()}] {state}"
+    # the title names the sector already (``title_of``): then only its id follows
+    place = f" ({alert.sector_id})" if sector_name and sector_name in alert.title else f" - sector {sector}"
+    title = _one_line(alert.title)
+    room = MAX_SUBJECT_CHARS - len(head) - len(place)
+    if len(title) > room:
+        title = title[:max(room - 1, 0)].rstrip() + "\u2026"
+    subject = f"{head}{title}{place}"
     msg = EmailMessage()
     msg["Subject"] = _one_line(subject)
     msg["From"] = sender

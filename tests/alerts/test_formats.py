@@ -396,6 +396,15 @@ def test_email_subject_marks_exercise_severity_sector_and_direction():
     assert "EXERCISE" in drill.get_body(("plain",)).get_content()
 
 
+def test_email_subject_stays_under_120_characters_and_names_the_sector_once():
+    long = alert(state=AlertState.ESCALATED, updated_ts_ns=T0 + 1,
+                 title="Lost near border US→CA: person, Derby Line / Stanstead " + "x" * 200)
+    subject = alert_email(long, ["duty@usbp.example"], "ibet@ibet.example", exercise=True,
+                          sector_name="Derby Line / Stanstead")["Subject"]
+    assert len(subject) <= 120 and subject.startswith("[EXERCISE] [HIGH] ESCALATED: Lost near border US→CA")
+    assert subject.endswith("\u2026 (pacific-blaine)") and subject.count("Derby Line / Stanstead") == 1
+
+
 def test_email_has_text_html_local_time_and_the_jpeg_attached():
     msg = _reparsed(
         alert_email(
