@@ -8,11 +8,12 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -44,10 +45,12 @@ def own_broker(folder: Path) -> Iterator[str]:
 class WebhookPartner:
     """Every partner's webhook endpoint (``/hook/<partner>``): keeps each signed alert document."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, relay_to: str | None = None) -> None:
         self.secret = secret
         self.documents: list[dict] = []
         self.bad_signatures = 0
+        self.relay_to = relay_to  # another receiver each request is passed on to, as received
+        self.relay_answers: list[int] = []
         self.lock = threading.Lock()
         partner = self
 
@@ -55,12 +58,17 @@ class WebhookPartner:
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 ok = verify_webhook(dict(self.headers.items()), body, partner.secret.encode(), time.time())
+                status = 200 if ok else 401
+                if partner.relay_to:  # the other receiver's answer is the answer
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                    status = httpx.post(partner.relay_to + self.path, content=body, headers=headers, timeout=10).status_code
                 with partner.lock:
+                    partner.relay_answers.append(status)
                     if ok:
                         partner.documents.append(json.loads(body))
                     else:
                         partner.bad_signatures += 1
-                self.send_response(200 if ok else 401)
+                self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -81,13 +89,15 @@ class WebhookPartner:
         self.server.server_close()
 
 
-def pipeline_config(folder: Path, partner: WebhookPartner, settings: Mapping[str, Any]) -> tuple[Path, dict[str, str]]:
+def pipeline_config(folder: Path, partner: WebhookPartner, settings: Mapping[str, Any],
+                    contacts: Callable[[str], dict[str, Any]] | None = None) -> tuple[Path, dict[str, str]]:
     """``folder/ibet.yaml`` (``settings`` plus the registry path) with a copy of the shipped registry
-    whose partners' webhooks all go to ``partner``, the rosters and ports; and the environment with
-    the partners' webhook secrets and a link secret."""
+    whose partners' webhooks all go to ``partner`` (and their other ``contacts(partner id)``), the
+    rosters and ports; and the environment with the partners' webhook secrets and a link secret."""
     registry = yaml.safe_load((REPO / "config" / "registry.yaml").read_text())
     for p in registry["partners"]:
-        p["contacts"] = {"webhook_url": f"http://127.0.0.1:{partner.port}/hook/{p['id']}"}
+        p["contacts"] = {"webhook_url": f"http://127.0.0.1:{partner.port}/hook/{p['id']}",
+                         **(contacts(p["id"]) if contacts else {})}
     (folder / "registry.yaml").write_text(yaml.safe_dump(registry))
     for name in ("rosters.yaml", "ports_of_entry.geojson"):
         (folder / name).write_text((REPO / "config" / name).read_text())
