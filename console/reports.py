@@ -1,5 +1,6 @@
 """Reports for analysts: joint operations by sector, partner and month; alert counts,
-acknowledgement times and false-alarm rates, from the case tables and the alert lifecycle."""
+acknowledgement times and false-alarm rates, from the case tables and the alert lifecycle.
+Exercise alerts (scenario runs) are counted apart and left out of every real figure."""
 
 from __future__ import annotations
 
@@ -31,8 +32,12 @@ def report(engine: Engine) -> dict[str, Any]:
     ack_s: dict[str, list[float]] = defaultdict(list)
     resolved: Counter[str] = Counter()
     false_alarms: Counter[str] = Counter()
+    exercises = 0
     for row in rows:
         alert = Alert.model_validate_json(row.alert_json)
+        if alert.exercise:
+            exercises += 1
+            continue
         alerts_by_sector[alert.sector_id] += 1
         alerts_by_month[_month(alert.created_ts_ns)] += 1
         if row.acknowledged_ns is not None:
@@ -46,7 +51,8 @@ def report(engine: Engine) -> dict[str, Any]:
         "cases_by_month": dict(sorted(Counter(_month(c.created_ns) for c in cases).items())),
         "cases_by_sector": dict(sorted(Counter(c.sector_id or "-" for c in cases).items())),
         "cases_by_partner": dict(sorted(by_partner.items())),
-        "alerts_total": len(rows),
+        "alerts_total": len(rows) - exercises,
+        "exercise_alerts": exercises,
         "alerts_by_month": dict(sorted(alerts_by_month.items())),
         "alerts_by_sector": [{
             "sector_id": s, "alerts": alerts_by_sector[s], "acknowledged": len(ack_s[s]),

@@ -282,15 +282,19 @@ def test_reports_count_cases_acknowledgement_times_and_false_alarms(engine):
     lifecycle = AlertLifecycle(engine, clock)
     operator = Actor("user", "usr-op", role="operator")
     a, b, c = (lifecycle.open(make_alert(("usbp", "rcmp"))) for _ in range(3))
+    drill = lifecycle.open(make_alert(("usbp", "rcmp")).model_copy(update={"alert_id": "alr-00000000drill001",
+                                                                          "exercise": True}))
     clock.advance(30.0)
     lifecycle.acknowledge(a.alert_id, operator)
     clock.advance(60.0)
     lifecycle.acknowledge(b.alert_id, operator)
     lifecycle.resolve(a.alert_id, operator, "false_alarm")
     lifecycle.resolve(b.alert_id, operator, "confirmed_crossing")
+    lifecycle.resolve(drill.alert_id, operator, "false_alarm")  # an exercise: in none of the figures
     create_case(engine, lifecycle, "joint op", [a.alert_id, c.alert_id], ANALYST, clock.now_ns())
     r = report(engine)
     assert r["cases_total"] == 1 and r["cases_by_partner"] == {"rcmp": 1, "usbp": 1}
+    assert (r["alerts_total"], r["exercise_alerts"]) == (3, 1)
     assert r["cases_by_sector"] == {"pac-blaine": 1}
     (sector,) = r["alerts_by_sector"]
     assert (sector["alerts"], sector["acknowledged"], sector["resolved"], sector["false_alarms"]) == (3, 2, 2, 1)
