@@ -1,5 +1,5 @@
 """What detect remembers per sensor, and the pure step from a frame's raw detections to the ones
-it publishes: area filter, ByteTrack, score smoothing, minimum score, and which tracks are new.
+it publishes: area filter, the image tracker, score smoothing, minimum score, and which tracks are new.
 
 The saved part (tracker, running scores, tracks already given evidence) round-trips through JSON
 (:meth:`SensorState.to_state`); the last published detections, reused while motion gating skips
@@ -8,6 +8,7 @@ frames, are not saved: a restarted worker sends each sensor's first frame to the
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from ibet.detect_config import TrackerSettings
 from ibet.messages import DetectionArrays
 
 STATE_VERSION = 1
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,11 @@ class SensorState:
     def new(cls, settings: TrackerSettings) -> SensorState:
         return cls(SensorTracker(settings))
 
-    def after_inference(self, raw: DetectionArrays, limits: dict[str, np.ndarray], sequence: int) -> FrameDetections:
-        """Filter, track, smooth and select ``raw`` (one frame's model output)."""
+    def after_inference(self, raw: DetectionArrays, limits: dict[str, np.ndarray], sequence: int,
+                        time_s: float | None = None) -> FrameDetections:
+        """Filter, track, smooth and select ``raw`` (one frame's model output, captured at ``time_s``)."""
         dets = area_filter(raw, limits)
-        dets = DetectionArrays(dets.xyxy, dets.confidence, dets.class_id, self.tracker.update(dets))
+        dets = DetectionArrays(dets.xyxy, dets.confidence, dets.class_id, self.tracker.update(dets, time_s))
         scores = smooth_scores(dets, self.running_scores, limits)
         live = self.tracker.live_ids()
         self.running_scores = {t: s for t, s in self.running_scores.items() if t in live}
@@ -71,6 +74,11 @@ class SensorState:
     def from_state(cls, state: dict[str, Any], settings: TrackerSettings) -> SensorState:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"detect sensor state version {state.get('version')!r} is not {STATE_VERSION}")
-        return cls(SensorTracker.from_state(state["tracker"], settings),
+        try:
+            tracker = SensorTracker.from_state(state["tracker"], settings)
+        except ValueError as exc:  # saved by an earlier tracker: start this sensor's tracks afresh
+            log.warning("detect: %s", exc)
+            tracker = SensorTracker(settings)
+        return cls(tracker,
                    {int(t): float(s) for t, s in state["running_scores"].items()},
                    {int(t) for t in state["evidenced"]}, state["last_sequence"])

@@ -154,7 +154,8 @@ class DetectStage:
         state = self.sensors.get(meta.sensor_id)
         if state is None:
             state = self.sensors[meta.sensor_id] = SensorState.new(self.settings.tracker)
-        result = state.reuse_last(meta.sequence) if raw is None else state.after_inference(raw, self.limits, meta.sequence)
+        result = state.reuse_last(meta.sequence) if raw is None else \
+            state.after_inference(raw, self.limits, meta.sequence, meta.capture_ts_ns / 1e9)
         self._changed.add(meta.sensor_id)
         frame_ref, crops = self._evidence(frame, result)
         batch = DetectionBatch(

@@ -66,14 +66,24 @@ class TilingSettings(_Section):
 
 
 class TrackerSettings(_Section):
-    """Ultralytics ByteTrack per sensor (names as in its ``bytetrack.yaml``)."""
+    """The per-sensor image tracker (``detect/tracking.py``): a Kalman filter per track in pixels,
+    stepped by capture times, associating by distance from the prediction. Sizes in box heights."""
 
     track_high_thresh: float = Field(default=0.25, ge=0, le=1, description="first association: detections at or above")
-    track_low_thresh: float = Field(default=0.1, ge=0, le=1, description="second association: detections above")
+    track_low_thresh: float = Field(default=0.1, ge=0, le=1, description="second association (confirmed tracks only): above")
     new_track_thresh: float = Field(default=0.25, ge=0, le=1, description="an unmatched detection starts a track from")
-    track_buffer: int = Field(default=30, ge=1, description="frames a lost track is kept for re-finding")
-    match_thresh: float = Field(default=0.8, gt=0, le=1, description="association cost limit (1 - IoU)")
-    fuse_score: bool = Field(default=True, description="weigh IoU by detection score when associating")
+    min_hits: int = Field(default=2, ge=1, description="a track is confirmed (its id reported) at this many detections")
+    max_lost_s: float = Field(default=3.0, gt=0, description="a confirmed track unseen this long is dropped")
+    gate_probability: float = Field(default=0.999, gt=0, lt=1, description="association gate: this share of the "
+                                    "predicted centre's 2-D error distribution")
+    measurement_noise_heights: float = Field(default=0.05, gt=0, description="a detection's centre error, 1 sigma")
+    velocity_prior_heights_per_s: float = Field(default=1.5, gt=0, description="a new track's speed uncertainty, 1 sigma")
+    accel_heights_per_s2: float = Field(default=0.5, gt=0, description="process noise: white acceleration, 1 sigma")
+    iou_weight: float = Field(default=4.0, ge=0, description="weight of (1 - IoU with the prediction) in the cost")
+    max_size_ratio: float = Field(default=2.0, gt=1, description="a detection this many times larger or smaller than "
+                                  "the track (width and height each) is another object")
+    size_smoothing: float = Field(default=0.5, gt=0, le=1, description="share of a new box's size taken into the track's")
+    nominal_fps: float = Field(default=2.0, gt=0, description="frame rate assumed when a frame carries no capture time")
 
 
 class EvidenceSettings(_Section):

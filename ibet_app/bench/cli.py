@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from ibet.cli_support import ConfigOption
 from ibet.cli_support import fail as _fail
 from ibet.exceptions import IbetError
 
@@ -106,6 +107,29 @@ def _bench_fuse(
 
 
 bench_app.command("fuse")(_bench_fuse)
+
+
+@bench_app.command("track")
+def bench_track(
+    fps: Annotated[str, typer.Option(help="Comma-separated frame rates; the 25 fps sequences keep every round(25/fps)-th frame.")]
+    = "25,5,2",
+    seed: Annotated[int, typer.Option(help="Seed of the detection noise.")] = 0,
+    scenarios: Annotated[bool, typer.Option(help="Instead: the share of detected frames with a per-sensor id, per "
+                                                   "sensor and target, on every shipped scenario with the real detector.")]
+    = False,
+    scenario_seed: Annotated[int, typer.Option(help="Simulator seed of --scenarios (training used 1-6 and 101).")] = 211,
+    config: ConfigOption = None,
+) -> None:
+    """The per-sensor image tracker against roboflow trackers ByteTrack and OC-SORT on TUD-Campus and
+    TUD-Stadtmitte (py-motmetrics' data, seeded noisy detections): MOTA, IDF1, ID switches, ms/frame."""
+    if scenarios:
+        from ibet_app.bench.track import bench_track_scenarios_command
+
+        bench_track_scenarios_command(config, scenario_seed)
+        return
+    from ibet_app.bench.track import bench_track_command
+
+    bench_track_command(fps, seed)
 
 
 @bench_app.command("alerts")

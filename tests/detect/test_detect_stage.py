@@ -89,9 +89,9 @@ def test_tracks_get_ids_and_new_tracks_get_evidence_once(make_stage, tmp_path):
     frames = [frame_record(DRONE, k, draw([("person", (40 + 3 * k, 60, 52 + 3 * k, 90))], seed=k)) for k in range(4)]
     out = batches(stage.process_batch(frames))
     ids = [[d.sensor_track_id for d in b.detections] for b in out]
-    assert ids[0] == [1] and ids[1:] == [[1], [1], [1]]  # ByteTrack confirms on the first frame of a sensor
-    assert out[0].evidence_ref is not None and [b.evidence_ref for b in out[1:]] == [None, None, None]
-    frame_jpeg = store.get(out[0].evidence_ref)
+    assert ids[0] == [None] and ids[1:] == [[1], [1], [1]]  # confirmed at its second detection (min_hits 2)
+    assert out[1].evidence_ref is not None and [b.evidence_ref for b in (out[0], *out[2:])] == [None, None, None]
+    frame_jpeg = store.get(out[1].evidence_ref)
     assert frame_jpeg.startswith(b"\xff\xd8")
     crops = sorted(p.name for p in (tmp_path / "evidence").rglob("*.jpg"))
     assert crops == ["frame.jpg", "track-1.jpg"]

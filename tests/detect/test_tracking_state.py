@@ -1,4 +1,4 @@
-"""Per-sensor ByteTrack state: a tracker restored from JSON half-way gives exactly the ids of one
+"""Per-sensor tracker state: a tracker restored from JSON half-way gives exactly the ids of one
 that ran straight through, and a restarted detect worker on the bus continues the same ids."""
 
 from __future__ import annotations
