@@ -25,10 +25,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FrameDetections:
-    """The detections one frame publishes, and the indices of those whose track is new."""
+    """The detections one frame publishes, and the indices of those due evidence (a track just
+    confirmed, or seen better than before)."""
 
     detections: DetectionArrays
-    new_track_indices: np.ndarray
+    evidence_indices: np.ndarray
     inferred: bool
 
 
@@ -36,7 +37,7 @@ class FrameDetections:
 class SensorState:
     tracker: SensorTracker
     running_scores: dict[int, float] = field(default_factory=dict)
-    evidenced: set[int] = field(default_factory=set)
+    evidenced: dict[int, tuple[float, int]] = field(default_factory=dict)  # track id -> (best score cut, crops cut)
     last_sequence: int | None = None
     last_published: DetectionArrays | None = None
 
@@ -45,18 +46,27 @@ class SensorState:
         return cls(SensorTracker(settings))
 
     def after_inference(self, raw: DetectionArrays, limits: dict[str, np.ndarray], sequence: int,
-                        time_s: float | None = None) -> FrameDetections:
-        """Filter, track, smooth and select ``raw`` (one frame's model output, captured at ``time_s``)."""
+                        time_s: float | None = None, improve_by: float = 0.15, max_crops: int = 3) -> FrameDetections:
+        """Filter, track, smooth and select ``raw`` (one frame's model output, captured at ``time_s``).
+
+        A track is due evidence (``evidence_indices``) when it is first confirmed, and again when
+        its score beats the best view cut so far by ``improve_by``, up to ``max_crops`` per track."""
         dets = area_filter(raw, limits)
         dets = DetectionArrays(dets.xyxy, dets.confidence, dets.class_id, self.tracker.update(dets, time_s))
         scores = smooth_scores(dets, self.running_scores, limits)
         live = self.tracker.live_ids()
         self.running_scores = {t: s for t, s in self.running_scores.items() if t in live}
-        self.evidenced &= live
+        self.evidenced = {t: v for t, v in self.evidenced.items() if t in live}
         published = publishable(dets, scores, limits)
-        ids = published.tracker_id
-        new = np.flatnonzero((ids >= 0) & ~np.isin(ids, list(self.evidenced)))
-        self.evidenced.update(int(ids[i]) for i in new)
+        due = []
+        for i, (track, score) in enumerate(zip(published.tracker_id, published.confidence, strict=True)):
+            if track < 0:
+                continue
+            best, cut = self.evidenced.get(int(track), (None, 0))
+            if best is None or (cut < max_crops and score >= best + improve_by):
+                due.append(i)
+                self.evidenced[int(track)] = (float(score), cut + 1)
+        new = np.array(due, np.int64)
         self.last_published, self.last_sequence = published, sequence
         return FrameDetections(published, new, True)
 
@@ -68,7 +78,9 @@ class SensorState:
     def to_state(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, "tracker": self.tracker.to_state(),
                 "running_scores": {str(t): s for t, s in sorted(self.running_scores.items())},
-                "evidenced": sorted(self.evidenced), "last_sequence": self.last_sequence}
+                "evidenced": sorted(self.evidenced),
+                "evidence_best": {str(t): list(v) for t, v in sorted(self.evidenced.items())},
+                "last_sequence": self.last_sequence}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], settings: TrackerSettings) -> SensorState:
@@ -81,4 +93,12 @@ class SensorState:
             tracker = SensorTracker(settings)
         return cls(tracker,
                    {int(t): float(s) for t, s in state["running_scores"].items()},
-                   {int(t) for t in state["evidenced"]}, state["last_sequence"])
+                   _evidenced(state), state["last_sequence"])
+
+
+def _evidenced(state: dict[str, Any]) -> dict[int, tuple[float, int]]:
+    """The tracks given evidence; a state from before ``evidence_best`` cut no better view again."""
+    best = state.get("evidence_best")
+    if best is not None:
+        return {int(t): (float(v[0]), int(v[1])) for t, v in best.items()}
+    return {int(t): (float("inf"), 1) for t in state["evidenced"]}

@@ -155,7 +155,8 @@ class DetectStage:
         if state is None:
             state = self.sensors[meta.sensor_id] = SensorState.new(self.settings.tracker)
         result = state.reuse_last(meta.sequence) if raw is None else \
-            state.after_inference(raw, self.limits, meta.sequence, meta.capture_ts_ns / 1e9)
+            state.after_inference(raw, self.limits, meta.sequence, meta.capture_ts_ns / 1e9,
+                                  self.settings.evidence.improve_by, self.settings.evidence.max_crops_per_track)
         self._changed.add(meta.sensor_id)
         frame_ref, crops = self._evidence(frame, result)
         batch = DetectionBatch(
@@ -170,9 +171,9 @@ class DetectStage:
         return OutRecord(self.detections_topic, frame.sensor.sector_id.encode(), batch.to_bytes())
 
     def _evidence(self, frame: DecodedFrame, result: FrameDetections) -> tuple[str | None, dict[int, str]]:
-        if self.evidence is None or not self.settings.evidence.enabled or not len(result.new_track_indices):
+        if self.evidence is None or not self.settings.evidence.enabled or not len(result.evidence_indices):
             return None, {}
-        dets, new = result.detections, result.new_track_indices
+        dets, new = result.detections, result.evidence_indices
         meta = frame.meta
         metrics.EVIDENCE_STORED.labels(meta.sensor_id).inc(len(new))
         return store_new_track_evidence(self.evidence, self.settings.evidence, frame.image, meta.sensor_id,

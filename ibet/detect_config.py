@@ -87,13 +87,17 @@ class TrackerSettings(_Section):
 
 
 class EvidenceSettings(_Section):
-    """A JPEG crop and a downscaled full frame for each new per-sensor track."""
+    """A JPEG crop and a downscaled full frame for each per-sensor track when it is confirmed, and
+    again when its view improves (bounded per track)."""
 
     enabled: bool = True
     directory: Path = Field(default=Path("var/evidence"), description="filesystem evidence store root")
     frame_max_px: int = Field(default=640, ge=64, description="the stored full frame's longer side")
     crop_padding: float = Field(default=0.25, ge=0, le=2, description="crop margin around the box, share of its size")
     jpeg_quality: int = Field(default=85, ge=30, le=100)
+    improve_by: float = Field(default=0.15, gt=0, le=1, description="a track's view is cut again when its score "
+                              "beats the best cut so far by this much")
+    max_crops_per_track: int = Field(default=3, ge=1, description="crops cut per track at most")
 
 
 class DetectSettings(_Section):

@@ -53,3 +53,15 @@ def test_a_state_saved_by_the_earlier_tracker_starts_the_sensor_afresh():
            "running_scores": {}, "evidenced": [], "last_sequence": 7}
     state = SensorState.from_state(old, TrackerSettings())
     assert state.last_sequence == 7 and state.tracker.to_state()["tracks"] == []
+
+
+def test_a_track_gets_a_crop_when_confirmed_and_again_when_seen_better_bounded():
+    state = SensorState.new(TrackerSettings())
+    limits = {"min_score": np.zeros(3), "min_area": np.zeros(3), "max_area": np.full(3, np.inf), "smoothing": np.ones(3)}
+    due = []
+    for k, score in enumerate([0.4, 0.45, 0.5, 0.7, 0.72, 0.9, 0.95, 0.99, 0.999]):
+        result = state.after_inference(_frame([_walker(50 + 7.0 * k)], score), limits, k, k * 0.5,
+                                       improve_by=0.15, max_crops=3)
+        due.append(len(result.evidence_indices))
+    # confirmed at frame 1 (0.45); better by 0.15 at 0.7 (frame 3) and at 0.9 (frame 5); then the bound
+    assert due == [0, 1, 0, 1, 0, 1, 0, 0, 0]
