@@ -54,7 +54,7 @@ def _tracker(sector_id: str, settings: FuseSettings, state: dict | None = None) 
         class_fusion=class_fusion,
         initiator=MOfNInitiator(m=settings.confirm_m, n=settings.confirm_n, updater=updater, class_fusion=class_fusion),
         deleter=Deleter(coast_after_s=settings.coast_after_s, delete_after_s=settings.delete_after_s),
-        reorder=ReorderBuffer(window_s=settings.reorder_window_s),
+        reorder=ReorderBuffer(window_s=settings.reorder_window_s, sensor_live_s=settings.sensor_live_s),
     )
     if state is not None:
         return Tracker.from_state(state, **components)
@@ -127,11 +127,17 @@ class SectorFusion:
                     gathered.append(ref)
         return tuple(gathered)
 
+    def expect_sensors(self, sensor_ids: Sequence[str]) -> None:
+        """The sector's sensors (the registry's): once all that report have passed a time, what is
+        older is released without waiting out the reorder window (see ``ReorderBuffer``)."""
+        self.tracker.reorder.expect(sensor_ids)
+
     def process(self, measurements: Sequence[GroundMeasurement], time_ns: int,
-                now_ns: int | None = None) -> tuple[list[TrackUpdate], list[BorderEvent]]:
+                now_ns: int | None = None, sensor_id: str | None = None) -> tuple[list[TrackUpdate], list[BorderEvent]]:
         """One frame's measurements (maybe none) at its capture time -> published tracks, events.
 
-        ``now_ns``: the worker's clock, when the caller checks event time (:meth:`check_time`)."""
+        ``now_ns``: the worker's clock, when the caller checks event time (:meth:`check_time`);
+        ``sensor_id``: whose frame it is (its frame at ``time_ns`` is complete)."""
         if now_ns is not None:
             self.time_guard.seen(time_ns, now_ns)
         if self.plane is None and measurements:
@@ -143,7 +149,7 @@ class SectorFusion:
             east, north = self.plane.to_en(m.lat_deg, m.lon_deg)
             local.append(Measurement(m.sensor_id, m.capture_ts_ns, (float(east), float(north)), m.cov_en_m2,
                                      m.class_name, m.score, m.sensor_track_id, m.ref))
-        out = self.tracker.process(local, time_ns=time_ns)
+        out = self.tracker.process(local, time_ns=time_ns, sensor_id=sensor_id)
         live = [t for t in out.updated if t.status in _PUBLISHED]
         updates = self._updates(live) + self._updates(list(out.deleted))
         events = self.detector.update(updates)

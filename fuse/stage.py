@@ -61,7 +61,10 @@ class FuseStage:
         except IbetError as exc:  # bad data: dead-lettered by the runner, nothing changed
             return Outcome(error=exc)
         now_ns = self.clock.now_ns()
-        fusion = self.sectors.get(batch.sector_id) or SectorFusion(batch.sector_id, self.model, self.settings)
+        fusion = self.sectors.get(batch.sector_id)
+        if fusion is None:
+            fusion = SectorFusion(batch.sector_id, self.model, self.settings)
+            fusion.expect_sensors([s.id for s in self.registry.sensors_in(batch.sector_id)])
         try:
             fusion.check_time(batch.capture_ts_ns, now_ns)
         except IbetError as exc:  # a wrong clock: dead-lettered, the sector's event time untouched
@@ -71,7 +74,7 @@ class FuseStage:
             if det.evidence_ref and det.sensor_track_id is not None:
                 fusion.note_evidence(batch.sensor_id, det.sensor_track_id, (det.evidence_ref, batch.evidence_ref),
                                      batch.capture_ts_ns)
-        updates, events = fusion.process(placed, batch.capture_ts_ns, now_ns)
+        updates, events = fusion.process(placed, batch.capture_ts_ns, now_ns, batch.sensor_id)
         self._changed.add(batch.sector_id)
         key = batch.sector_id.encode()
         out = [OutRecord(topics.TRACKS, key, u.to_bytes()) for u in updates]
@@ -89,6 +92,7 @@ class FuseStage:
         now_ns = self.clock.now_ns()
         for sector_id, value in latest.items():
             fusion = self.sectors[sector_id] = SectorFusion.from_state(json.loads(value), self.model, self.settings)
+            fusion.expect_sensors([s.id for s in self.registry.sensors_in(sector_id)])
             repaired = fusion.repair_time(now_ns)
             if repaired is not None:
                 before, after = repaired

@@ -139,6 +139,8 @@ class FuseSettings(Section):
     fixed_attitude_sigma_deg: float = Field(default=0.05, ge=0, description="fixed camera: surveyed pose angle error")
     fixed_position_sigma_m: float = Field(default=0.5, ge=0, description="fixed camera: surveyed position error")
     reorder_window_s: float = Field(default=0.5, ge=0, description="wait this long for late measurements")
+    sensor_live_s: float = Field(default=2.0, gt=0, description="a sector's sensor silent this long no longer holds "
+                                 "back the release of its other sensors' measurements (per-sensor watermarks)")
     max_time_ahead_s: float = Field(default=60.0, ge=0,
                                     description="a capture time this far ahead of the fuse clock is dead-lettered")
     max_time_jump_s: float = Field(default=300.0, gt=0,

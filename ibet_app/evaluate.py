@@ -39,6 +39,7 @@ def run_seed(scenario: Scenario, seed: int, registry: Registry, model: BorderMod
              detector: DetectorModel) -> SeedResult:
     sim = simulate(scenario, seed)
     fusion = SectorFusion(scenario.sector_id, model, settings)
+    fusion.expect_sensors([s.id for s in registry.sensors_in(scenario.sector_id)])
     sigmas, fixed_sigmas = sigmas_from(settings)
     rng = np.random.default_rng([seed, 99])
     fired, errors, followers = [], [], defaultdict(list)
@@ -52,7 +53,7 @@ def run_seed(scenario: Scenario, seed: int, registry: Registry, model: BorderMod
             if tid is not None:
                 lat, lon = _true_position(sim, tid, frame.true_time_s)
                 errors.append(float(distance_m(m.lat_deg, m.lon_deg, lat, lon)))
-        updates, events = fusion.process(placed, batch.capture_ts_ns)
+        updates, events = fusion.process(placed, batch.capture_ts_ns, sensor_id=batch.sensor_id)
         fired += [FiredEvent(e, batch.capture_ts_ns) for e in events]
         for target in sim.targets:  # which confirmed track follows each target (nearest within 10 m)
             lat, lon = _true_position(sim, target.spec.id, frame.true_time_s)

@@ -71,16 +71,19 @@ class Tracker:
         """Buffer measurements (any order within the reorder window); returns late ones and duplicates."""
         return self.reorder.add(measurements)
 
-    def step(self, time_ns: int | None = None) -> TrackerOutput:
-        """Advance event time to ``time_ns`` (if given), run every released scan, then age the tracks."""
+    def step(self, time_ns: int | None = None, sensor_id: str | None = None) -> TrackerOutput:
+        """Advance event time to ``time_ns`` (if given; reached by ``sensor_id``'s frame, when known),
+        run every released scan, then age the tracks."""
         if time_ns is not None:
-            self.reorder.advance(time_ns)
+            self.reorder.advance(time_ns, sensor_id)
         return self._run(self.reorder.release())
 
-    def process(self, measurements: Iterable[Measurement], time_ns: int | None = None) -> TrackerOutput:
-        """:meth:`add` then :meth:`step`; ``time_ns`` is event time known to be reached (e.g. an empty frame)."""
+    def process(self, measurements: Iterable[Measurement], time_ns: int | None = None,
+                sensor_id: str | None = None) -> TrackerOutput:
+        """:meth:`add` then :meth:`step`; ``time_ns`` is event time known to be reached (e.g. an empty
+        frame of ``sensor_id``)."""
         accepted = self.add(measurements)
-        out = self.step(time_ns)
+        out = self.step(time_ns, sensor_id)
         return TrackerOutput(out.updated, out.deleted, accepted.late, accepted.duplicates, out.scans)
 
     def flush(self) -> TrackerOutput:
