@@ -26,6 +26,7 @@ from ibet.messages import (
     Direction,
     SensorHealthEvent,
     Severity,
+    TrackClass,
 )
 from ibet.registry import Partner, Registry
 
@@ -40,6 +41,8 @@ _WHAT = {
 }
 _DIRECTION = {Direction.CA_TO_US: "from Canada into the United States",
               Direction.US_TO_CA: "from the United States into Canada", Direction.NONE: ""}
+_PLURAL = {TrackClass.PERSON: "people", TrackClass.VEHICLE: "vehicles", TrackClass.BOAT: "boats",
+           TrackClass.ANIMAL: "animals", TrackClass.UNKNOWN: "unknown objects"}
 _ARROW = {Direction.CA_TO_US: " CA→US", Direction.US_TO_CA: " US→CA", Direction.NONE: ""}
 
 
@@ -79,7 +82,7 @@ def new_alert(event: BorderEvent, routing: Routing, registry: Registry, *, exerc
         direction=event.direction, lat_deg=event.lat_deg, lon_deg=event.lon_deg,
         lead_partner_id=routing.lead_partner_id, routed_partner_ids=routing.partner_ids,
         escalation_level=routing.level, exercise=exercise, sensor_ids=event.sensor_ids, track_ids=(event.track_id,),
-        **event_fields(event),
+        group_size=event.group_size, **event_fields(event),
     )
 
 
@@ -91,7 +94,8 @@ def event_fields(event: BorderEvent) -> dict:
 
 
 def updated_alert(current: Alert, event: BorderEvent, routing: Routing, registry: Registry) -> Alert:
-    """``current`` grown by a related event of the same track (an approach, then the crossing).
+    """``current`` grown by a related event of the same track (an approach, then the crossing) or of
+    another member of its group (the alert then counts them: "3 people").
 
     The more severe event sets the title, summary, place and direction; the routing adds partners
     (never removes one that was already told); state and escalation stay as they are.
@@ -107,9 +111,12 @@ def updated_alert(current: Alert, event: BorderEvent, routing: Routing, registry
         routed_partner_ids=partners,
         sensor_ids=tuple(dict.fromkeys(current.sensor_ids + event.sensor_ids)),
         track_ids=tuple(dict.fromkeys(current.track_ids + (event.track_id,))),
+        # a member of the group joins: the alert is about all the members seen so far
+        group_size=max(current.group_size, event.group_size,
+                       len(set(current.track_ids) | {event.track_id}) if event.group_id is not None else 1),
     )
     if worse:
-        fields.update(severity=severity, title=title_of(event, registry),
+        fields.update(severity=severity, title=title_of(event, registry, fields["group_size"]),
                       summary=summary_of(event, routing, registry, current.exercise),
                       direction=event.direction, lat_deg=event.lat_deg, lon_deg=event.lon_deg,
                       lead_partner_id=current.lead_partner_id or routing.lead_partner_id, **event_fields(event))
@@ -159,10 +166,16 @@ def sensor_position(registry: Registry, sensor_id: str) -> tuple[float, float]:
     return sum(p.lat_deg for p in poses) / len(poses), sum(p.lon_deg for p in poses) / len(poses)
 
 
-def title_of(event: BorderEvent, registry: Registry) -> str:
-    """``"Crossing CA→US: person, Blaine / Surrey"``."""
+def title_of(event: BorderEvent, registry: Registry, group_size: int | None = None) -> str:
+    """``"Crossing CA→US: person, Blaine / Surrey"``, ``"Crossing CA→US: 3 people, ..."`` for a group."""
     kind = event.event_type.value.replace("_", " ").capitalize()
-    return f"{kind}{_ARROW[event.direction]}: {event.class_name.value}, {registry.sector(event.sector_id).name}"
+    return f"{kind}{_ARROW[event.direction]}: {what_of(event, group_size)}, {registry.sector(event.sector_id).name}"
+
+
+def what_of(event: BorderEvent, group_size: int | None = None) -> str:
+    """``person``, or ``3 people`` for a group of three."""
+    n = max(group_size or 1, event.group_size)
+    return event.class_name.value if n <= 1 else f"{n} {_PLURAL[event.class_name]}"
 
 
 def summary_of(event: BorderEvent, routing: Routing, registry: Registry, exercise: bool) -> str:
@@ -172,7 +185,8 @@ def summary_of(event: BorderEvent, routing: Routing, registry: Registry, exercis
     local = when.astimezone(ZoneInfo(sector.timezone))
     direction = f" {_DIRECTION[event.direction]}" if event.direction is not Direction.NONE else ""
     lead = f" Lead: {routing.lead_partner_id}." if routing.lead_partner_id else " Nobody on duty was found."
-    return (f"{'EXERCISE - ' if exercise else ''}A {event.class_name.value} {_WHAT[event.event_type]}{direction} "
+    who = f"A group of {what_of(event)}" if event.group_size > 1 else f"A {event.class_name.value}"
+    return (f"{'EXERCISE - ' if exercise else ''}{who} {_WHAT[event.event_type]}{direction} "
             f"at {event.lat_deg:.5f}, {event.lon_deg:.5f} ({sector.name}) at {local:%H:%M:%S %Z} "
             f"({when:%H:%M:%S} UTC), seen by {', '.join(event.sensor_ids) or 'no sensor'}, "
             f"confidence {event.confidence:.2f}.{lead}")

@@ -10,8 +10,9 @@ so a replay decides the same way. Checks, in order (the first that applies wins)
 3. ``silenced``: a silence covers the event (time-bounded, by sector and/or sensor, with who and why).
    A sensor silence suppresses an event only when every sensor that saw it is silenced.
 4. ``quiet``: a quiet rule covers the sector, the event type and the sector's local time of day.
-5. ``update``: the same track had an alert within ``group_window_s`` (an approach, then a crossing):
-   the event updates that alert rather than raising a new one.
+5. ``update``: the same track had an alert within ``group_window_s`` (an approach, then a crossing),
+   or another member of the same group of tracks moving together (fuse's ``group_id``): the event
+   updates that alert rather than raising a new one (three people crossing are one alert).
 6. ``duplicate_cell``: backstop for a re-tracked or replayed target under a new track id: an alerted
    event (new or update) of the same sector, direction and type within ``dedup_window_s`` and a ``cell_m`` grid cell of it
    (or a neighbouring cell, so a cell edge does not split a target).
@@ -131,6 +132,7 @@ class AlertRules:
         self._silences: dict[str, Silence] = {s.silence_id: s for s in silences}
         self._seen: dict[str, list[Any]] = {}  # alert id of an event -> [event ts, alert it went to or None]
         self._tracks: dict[str, list[Any]] = {}  # track id -> [alert id, last event ts]
+        self._groups: dict[str, list[Any]] = {}  # fuse's group id -> [alert id, last event ts]
         self._cells: list[list[Any]] = []  # [sector, direction, type, ix, iy, ts, alert id] of alerted events
         self._last_new: dict[str, int] = {}  # "sector|type" -> ts of the last new alert
         self._watermark_ns = 0
@@ -169,6 +171,9 @@ class AlertRules:
             self._cells.append([event.sector_id, event.direction.value, event.event_type.value, ix, iy, ts,
                                 decision.alert_id])
             self._tracks[event.track_id] = [decision.alert_id, max(ts, self._tracks.get(event.track_id, [None, ts])[1])]
+            if event.group_id is not None:
+                self._groups[event.group_id] = [decision.alert_id,
+                                                max(ts, self._groups.get(event.group_id, [None, ts])[1])]
         return decision
 
     def _check(self, event: BorderEvent, own: str) -> Decision:
@@ -186,6 +191,9 @@ class AlertRules:
         group = self._tracks.get(event.track_id)
         if group is not None and abs(ts - group[1]) <= cfg.group_window_s * _NS:
             return Decision("update", group[0], "grouped", f"same track {event.track_id}")
+        party = self._groups.get(event.group_id) if event.group_id is not None else None
+        if party is not None and abs(ts - party[1]) <= cfg.group_window_s * _NS:
+            return Decision("update", party[0], "grouped", f"same group {event.group_id} (another member)")
         if (other := self._same_cell(event)) is not None:
             return Decision("suppress", own, "duplicate_cell",
                             f"alert {other} of the same sector, direction and type nearby", other)
@@ -229,6 +237,7 @@ class AlertRules:
         horizon = self._watermark_ns - round(self.config.retention_s * _NS)
         self._seen = {k: v for k, v in self._seen.items() if v[0] >= horizon}
         self._tracks = {k: v for k, v in self._tracks.items() if v[1] >= horizon}
+        self._groups = {k: v for k, v in self._groups.items() if v[1] >= horizon}
         self._cells = [c for c in self._cells if c[5] >= horizon]
         self._last_new = {k: v for k, v in self._last_new.items() if v >= horizon}
 
@@ -236,7 +245,7 @@ class AlertRules:
     def to_state(self) -> dict[str, Any]:
         """The memory and silences as a JSON-serialisable dict (config is not included)."""
         return {"version": STATE_VERSION, "watermark_ns": self._watermark_ns, "seen": self._seen,
-                "tracks": self._tracks, "cells": self._cells, "last_new": self._last_new,
+                "tracks": self._tracks, "groups": self._groups, "cells": self._cells, "last_new": self._last_new,
                 "silences": [asdict(s) for s in self.silences]}
 
     @classmethod
@@ -248,6 +257,7 @@ class AlertRules:
         rules._watermark_ns = int(state["watermark_ns"])
         rules._seen = {k: list(v) for k, v in state["seen"].items()}
         rules._tracks = {k: list(v) for k, v in state["tracks"].items()}
+        rules._groups = {k: list(v) for k, v in state.get("groups", {}).items()}  # absent before groups
         rules._cells = [list(c) for c in state["cells"]]
         rules._last_new = {k: int(v) for k, v in state["last_new"].items()}
         return rules

@@ -201,7 +201,8 @@ class BorderEventDetector:
             event_ts_ns=event_ts, lat_deg=zero_lat, lon_deg=zero_lon,
             direction=Direction.CA_TO_US if mem.side == "CA" else Direction.US_TO_CA,
             class_name=track.class_name, confidence=mem.side_confidence * confidence,
-            sensor_ids=track.sensor_ids, port_of_entry_id=port, track=TrackSnapshot.of(track))
+            sensor_ids=track.sensor_ids, port_of_entry_id=port, track=TrackSnapshot.of(track),
+            group_id=track.group_id, group_size=track.group_size)
         mem.side, mem.side_confidence, mem.zero = side, confidence, None
         return event
 
@@ -272,7 +273,8 @@ class BorderEventDetector:
                            track_id=track.track_id, sector_id=track.sector_id, event_ts_ns=track.time_ts_ns,
                            lat_deg=lat, lon_deg=lon, direction=direction, class_name=track.class_name,
                            confidence=confidence, sensor_ids=track.sensor_ids, port_of_entry_id=port,
-                           track=TrackSnapshot.of(track))
+                           track=TrackSnapshot.of(track), group_id=track.group_id,
+                           group_size=track.group_size)
 
 
 # ------------------------------------------------------------------------------------ helpers

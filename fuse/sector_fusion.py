@@ -22,6 +22,7 @@ from fuse.border_events import BorderEventDetector
 from fuse.border_relation import BorderModel
 from fuse.event_time import EventTimeGuard
 from fuse.frames import LocalPlane
+from fuse.groups import Membership, group_tracks
 from fuse.measurements import GroundMeasurement
 from fuse.tracking import (
     ClassFusion,
@@ -151,7 +152,8 @@ class SectorFusion:
                                      m.class_name, m.score, m.sensor_track_id, m.ref))
         out = self.tracker.process(local, time_ns=time_ns, sensor_id=sensor_id)
         live = [t for t in out.updated if t.status in _PUBLISHED]
-        updates = self._updates(live) + self._updates(list(out.deleted))
+        groups = self._groups() if live else {}
+        updates = self._updates(live, groups) + self._updates(list(out.deleted))
         events = self.detector.update(updates)
         evidence = {u.track_id: u.evidence_refs for u in updates}
         events = [e.model_copy(update={"evidence_refs": evidence[e.track_id]}) if evidence.get(e.track_id) else e
@@ -161,9 +163,19 @@ class SectorFusion:
         self._forget_old_evidence(time_ns)
         return updates, events
 
-    def _updates(self, tracks: Sequence[Track]) -> list[TrackUpdate]:
+    def _groups(self) -> dict[str, Membership]:
+        """The groups among every published track of the sector now (see :mod:`fuse.groups`)."""
+        tracks = [t for t in self.tracker.tracks if t.status in _PUBLISHED]
+        if len(tracks) < 2:
+            return {}
+        x = np.array([t.x for t in tracks])
+        return group_tracks([t.track_id for t in tracks], [str(t.class_name) for t in tracks], x[:, :2], x[:, 2:4],
+                            self.settings.group_distance_m, self.settings.group_speed_mps)
+
+    def _updates(self, tracks: Sequence[Track], groups: dict[str, Membership] | None = None) -> list[TrackUpdate]:
         if not tracks:
             return []
+        groups = groups or {}
         east = np.array([t.x[0] for t in tracks])
         north = np.array([t.x[1] for t in tracks])
         lat, lon = self.plane.to_latlon(east, north)
@@ -189,6 +201,8 @@ class SectorFusion:
                 border_side=side if side in ("CA", "US") else None,
                 distance_to_border_m=float(relation.distance_m[i]) if np.isfinite(relation.distance_m[i]) else None,
                 version=t.version, evidence_refs=self._gather_evidence(t),
+                **({"group_id": groups[t.track_id].group_id, "group_size": groups[t.track_id].size}
+                   if t.track_id in groups else {}),
             ))
         return updates
 

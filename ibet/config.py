@@ -152,6 +152,9 @@ class FuseSettings(Section):
     coast_after_s: float = Field(default=2.0, gt=0, description="confirmed -> coasting without updates")
     delete_after_s: float = Field(default=8.0, gt=0, description="coasting -> deleted")
     approach_distance_m: float = Field(default=50.0, gt=0, description="approach events within this distance")
+    group_distance_m: float = Field(default=10.0, ge=0, description="tracks of one class this close that move "
+                                    "alike are one group (0: no groups)")
+    group_speed_mps: float = Field(default=1.0, gt=0, description="... moving alike: velocities this close")
     hysteresis_m: float = Field(default=3.0, gt=0, description="a crossing needs this far into each country")
     lost_distance_m: float = Field(default=100.0, gt=0, description="a track dropped this close is lost near border")
 

@@ -297,6 +297,8 @@ class TrackUpdate(WireMessage):
     evidence_refs: tuple[str, ...] = Field(
         (), description="evidence of the sensor tracks that fed this track: each one's crop, then its frame"
     )
+    group_id: Name | None = Field(None, description="the group of tracks moving together this one belongs to")
+    group_size: Count = Field(1, ge=1, description="how many tracks that group has (1: alone)")
 
     @field_validator("position_cov_m2")
     @classmethod
@@ -377,6 +379,8 @@ class BorderEvent(WireMessage):
     port_of_entry_id: Name | None = Field(None, description="set when inside a lawful port of entry")
     evidence_refs: tuple[str, ...] = Field((), description="the track's evidence (see TrackUpdate.evidence_refs)")
     track: TrackSnapshot | None = Field(None, description="the fused track at the event")
+    group_id: Name | None = Field(None, description="the track's group (TrackUpdate.group_id)")
+    group_size: Count = Field(1, ge=1, description="how many move together in it (1: alone)")
 
 
 # Alerts
@@ -434,6 +438,7 @@ class Alert(WireMessage):
     event_ts_ns: TimestampNs | None = Field(None, description="... its event time")
     confidence: Probability | None = Field(None, description="... its confidence")
     track: TrackSnapshot | None = Field(None, description="... and the fused track at it: every channel composes from it")
+    group_size: Count = Field(1, ge=1, description="how many targets moving together the alert is about")
     evidence_refs: tuple[Annotated[str, Field(max_length=2048)], ...] = Field(
         (), max_length=2, description="the alert's snapshot: the object's crop, then its frame (detect's evidence "
                                       "references); partners get signed links to them")
