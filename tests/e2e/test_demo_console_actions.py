@@ -59,6 +59,8 @@ def test_an_acknowledgement_in_the_demo_console_reaches_every_routed_partner():
         found = _lines_until(demo, r"console\W+(http://[\d.:]+)/?\s+\(operator login: (\S+) / (\S+?)\)", seen, 300)
         url, user, password = found.group(1), found.group(2), found.group(3)
         _lines_until(demo, r"the console keeps running", seen, 600)
+        scores = next(line for line in seen if "scores against the truth" in line)
+        assert re.search(r"lawful crossings recorded \d+ \(true \d+\), alerted 0", scores), scores
         with httpx.Client(base_url=url, timeout=30) as client:
             page = client.get("/login")
             token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
