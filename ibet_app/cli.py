@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import sys
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
@@ -166,19 +167,36 @@ def topics_list() -> None:
 
 
 @config_app.command("check")
-def config_check(config: ConfigOption = None) -> None:
-    """Validate the configuration, the registry, the ports of entry and the border; exit 2 naming what is bad."""
+def config_check(
+    config: ConfigOption = None,
+    allow_gaps: Annotated[bool, typer.Option(help="Report hours with no duty desk of a country, but do not fail.")]
+    = False,
+) -> None:
+    """Validate the configuration, the registry, the ports of entry, the border and the rosters (and
+    their coverage: every sector, both countries' duty desks, every hour of the coming week and of
+    the weeks of the next daylight-saving changes); exit 2 naming what is bad."""
+    from alerts.coverage import coverage_gaps, weeks_to_check
+    from alerts.rosters import load_rosters
     from ibet.border import load_border, load_ports_of_entry
 
     cfg, registry = _load(config)
     try:
         border = load_border()
         ports = load_ports_of_entry(cfg.ports_of_entry_file(), sector_ids={s.id for s in registry.sectors}, border=border)
+        roster = load_rosters(cfg.rosters_file(), registry)
     except IbetError as exc:
         _fail(str(exc))
+    gaps = coverage_gaps(roster, registry, weeks_to_check(registry, datetime.now(UTC)))
+    for gap in gaps:
+        typer.echo(f"{'warning' if allow_gaps else 'error'}: rosters {cfg.rosters_file()}: {gap}", err=True)
+    if gaps and not allow_gaps:
+        _fail(f"{len(gaps)} span(s) in {len({g.sector_id for g in gaps})} sector(s) with no duty desk of a country "
+              "(listed above); add shifts, or pass --allow-gaps")
     typer.echo(f"configuration OK (bus: {cfg.bus.kind}); registry {cfg.registry_file()}: {len(registry.sectors)} sectors, "
                f"{len(registry.sensors)} sensors, {len(registry.partners)} partners; {len(ports)} ports of entry; "
-               f"border: {border.source}")
+               f"border: {border.source}; rosters: {len(roster.entries())} entries, "
+               + ("every sector covered by both countries' duty desks around the clock" if not gaps
+                  else f"{len(gaps)} coverage gap(s)"))
 
 
 @app.command("eval")

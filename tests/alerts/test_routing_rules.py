@@ -87,24 +87,32 @@ def test_escalation_beyond_sector_levels_adds_neighbours_duty_desks() -> None:
     detroit_night = _ns("2025-06-10T23:00:00", "America/Toronto")
     event = _event(ts_ns=detroit_night, sector="gl-detroit", direction=Direction.US_TO_CA)
     base = route(event, REGISTRY, ROSTER, 0)
-    assert base.contacts == {"cbsa": ("southern-ontario-roc-desk",), "usbp": ("detroit-station-night-desk",)}
-    assert base.lead_partner_id == "cbsa"  # no RCMP in Windsor at night
+    assert base.contacts == {"rcmp": ("o-division-ops-desk",), "cbsa": ("southern-ontario-roc-desk",),
+                             "usbp": ("detroit-station-night-desk",)}
+    assert base.lead_partner_id == "rcmp"  # into Canada: a Canadian agency leads
     aid = route(event, REGISTRY, ROSTER, 1)  # Detroit has only level 0: neighbours' desks join
     assert aid.mutual_aid_sector_ids == ("prairie-emerson", "qc-champlain")
-    assert aid.contacts == {**base.contacts, "sq": ("sq-monteregie-nuit",)}
-    assert aid.lead_partner_id == "cbsa"  # the sector's own agencies lead before mutual aid of the same rank
+    assert aid.contacts == {"rcmp": ("o-division-ops-desk", "d-division-ops-desk"),
+                            "cbsa": ("southern-ontario-roc-desk",),
+                            "usbp": ("detroit-station-night-desk", "pembina-station-night-desk",
+                                     "champlain-station-night-desk"),
+                            "sq": ("sq-monteregie-nuit",)}
+    assert aid.lead_partner_id == "rcmp"  # the sector's own agencies lead before mutual aid of the same rank
 
 
 def test_nobody_on_duty_is_a_routing_not_an_error() -> None:
-    routing = route(_event(sector="prairie-sweetgrass"), REGISTRY, ROSTER)
+    # the shipped rosters cover every sector (ibet config check); here Sweetgrass's desks are gone
+    holed = ROSTER.model_copy(update={kind: tuple(e for e in getattr(ROSTER, kind) if e.sector_id != "prairie-sweetgrass")
+                                      for kind in ("shifts", "rotations", "overrides")})
+    routing = route(_event(sector="prairie-sweetgrass"), REGISTRY, holed)
     assert isinstance(routing, Routing) and routing.nobody_on_duty
     assert routing.lead_partner_id is None and routing.contacts == {}
     assert "nobody on duty in prairie-sweetgrass" in routing.reason
     # Beyond Blaine's levels the neighbour (Sweetgrass) has nobody: Blaine's own duties still go out.
-    escalated = route(_event(ts_ns=DAY), REGISTRY, ROSTER, 2)
+    escalated = route(_event(ts_ns=DAY), REGISTRY, holed, 2)
     assert escalated.mutual_aid_sector_ids == ("prairie-sweetgrass",)
     assert set(escalated.partner_ids) == {"usbp", "cbsa", "rcmp"}
-    unknown = route(_event(sector="nowhere"), REGISTRY, ROSTER)
+    unknown = route(_event(sector="nowhere"), REGISTRY, holed)
     assert unknown.nobody_on_duty and "nowhere" in unknown.reason
 
 

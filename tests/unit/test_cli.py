@@ -36,7 +36,37 @@ def test_version():
 def test_config_check_on_the_shipped_files():
     result = runner.invoke(app, ["config", "check", "--config", CONFIG])
     assert result.exit_code == 0, result.output
-    assert "6 sectors" in result.output
+    assert "6 sectors" in result.output and "every sector covered by both countries' duty desks" in result.output
+
+
+def test_config_check_names_a_roster_hole_by_sector_hours_and_country(tmp_path):
+    # the US night desk of Derby Line goes: 19:00-07:00 has no US partner on duty in qc-derby
+    lines = (REPO / "config" / "rosters.yaml").read_text().splitlines(keepends=True)
+    kept = [line for line in lines if "id: usbp-derby-night," not in line]
+    assert len(kept) == len(lines) - 1
+    (tmp_path / "rosters.yaml").write_text("".join(kept))
+    for name in ("registry.yaml", "ports_of_entry.geojson"):
+        (tmp_path / name).write_text((REPO / "config" / name).read_text())
+    (tmp_path / "ibet.yaml").write_text("registry_path: registry.yaml\n")
+    result = runner.invoke(app, ["config", "check", "--config", str(tmp_path / "ibet.yaml")])
+    assert result.exit_code == 2, result.output
+    holes = [line for line in result.output.splitlines() if line.startswith("error: rosters")]
+    assert holes and all("qc-derby: no US partner on duty" in line for line in holes), result.output
+    assert any(" 19:00 to " in line and " 07:00 E" in line and "(12 h)" in line for line in holes), holes
+    allowed = runner.invoke(app, ["config", "check", "--allow-gaps", "--config", str(tmp_path / "ibet.yaml")])
+    assert allowed.exit_code == 0 and "coverage gap(s)" in allowed.output
+
+
+def test_config_check_fails_on_a_roster_naming_a_partner_outside_its_sector(tmp_path):
+    text = (REPO / "config" / "rosters.yaml").read_text().replace(
+        "shifts:\n", "shifts:\n  - {id: wsp-derby, partner_id: wsp, sector_id: qc-derby, start: '07:00', end: '19:00', "
+        "contacts: [x]}\n", 1)
+    (tmp_path / "rosters.yaml").write_text(text)
+    for name in ("registry.yaml", "ports_of_entry.geojson"):
+        (tmp_path / name).write_text((REPO / "config" / name).read_text())
+    (tmp_path / "ibet.yaml").write_text("registry_path: registry.yaml\n")
+    result = runner.invoke(app, ["config", "check", "--config", str(tmp_path / "ibet.yaml")])
+    assert result.exit_code == 2 and "partner 'wsp' does not cover sector 'qc-derby'" in result.output
 
 
 def test_bad_config_exits_2_naming_the_key(tmp_path):
