@@ -16,6 +16,8 @@ CONSUMED = Counter("ibet_stage_consumed_records", "Records consumed", ["stage", 
 PRODUCED = Counter("ibet_stage_produced_records", "Records produced (dead letters excluded)", ["stage", "topic"])
 DEAD_LETTERED = Counter("ibet_stage_dead_lettered_records", "Input records sent to the DLQ", ["stage", "topic"])
 COMMIT_FAILURES = Counter("ibet_stage_commit_failures", "Commits refused after a rebalance", ["stage"])
+STATE_NOT_SAVED = Counter("ibet_stage_state_not_saved", "State records the bus refused (over the record limit): "
+                          "that key's state is not saved for the batch", ["stage"])
 PROCESSING_SECONDS = Histogram(
     "ibet_stage_processing_seconds",
     "Time to process, produce and commit one consumed batch",
@@ -32,6 +34,7 @@ class StageMetrics:
         self.stage = stage
         self.processing_seconds = PROCESSING_SECONDS.labels(stage)
         self.commit_failures = COMMIT_FAILURES.labels(stage)
+        self.state_not_saved = STATE_NOT_SAVED.labels(stage)
 
     def consumed(self, topic: str, n: int = 1) -> None:
         CONSUMED.labels(self.stage, topic).inc(n)

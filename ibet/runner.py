@@ -42,6 +42,7 @@ class RunStats:
     consumed: int = 0
     produced: int = 0
     dead_lettered: int = 0
+    state_not_saved: int = 0
     commit_failures: int = 0
 
 
@@ -151,9 +152,19 @@ class StageRunner:
 
         # 2b. Stateful stages: their state as of this batch goes out in the same flush, so the
         #     saved state always matches the committed offsets (or is newer, never older).
+        #     A state record over the bus's limit is not saved (an error log and a metric): the
+        #     batch still commits, the worker keeps the state in memory and goes on, and a worker
+        #     that takes the partition over starts that key from its last saved state. Never a
+        #     crash that would make every successor die on the same batch.
         if self._stateful:
             for state in self.stage.snapshot():
-                self.producer.send(state)
+                try:
+                    self.producer.send(state)
+                except RecordTooLargeError as exc:
+                    self.metrics.state_not_saved.inc()
+                    self.stats.state_not_saved += 1
+                    log.error("%s: state of %r not saved: %s", self.stage.name,
+                              (state.key or b"").decode("utf-8", "replace"), exc)
 
         # 3. Flush: block until the bus acknowledges everything sent above. If any record is
         #    unproduced this raises, nothing is committed, and the batch will be consumed again.
