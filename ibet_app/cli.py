@@ -209,7 +209,7 @@ def eval_cmd(
     from fuse.border_relation import BorderModel
     from ibet.border import load_border, load_ports_of_entry
     from ibet_app.bench.report import report
-    from ibet_app.evaluate import evaluate
+    from ibet_app.evaluate import check_against_registry, evaluate
     from sim.cli import parse_seeds
     from sim.scenario import load_scenario, resolve_scenario, shipped_scenarios
 
@@ -217,6 +217,8 @@ def eval_cmd(
     try:
         paths = shipped_scenarios() if scenario == "all" else [resolve_scenario(scenario)]
         scenarios = [load_scenario(p) for p in paths]
+        for sc in scenarios:
+            check_against_registry(sc, registry)
     except IbetError as exc:
         _fail(str(exc))
     model = BorderModel(load_border(), load_ports_of_entry(cfg.ports_of_entry_file()))

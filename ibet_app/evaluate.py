@@ -21,9 +21,34 @@ from fuse.measurements import measurements, sigmas_from
 from fuse.scoring import FiredEvent, TrueEvent, distance_m, identity_switches, percentiles, score_events
 from fuse.sector_fusion import SectorFusion
 from ibet.config import FuseSettings
+from ibet.exceptions import IbetError
 from ibet.registry import Registry
 from sim.run import simulate, truth_frames
 from sim.scenario import Scenario
+
+
+class ScenarioMismatch(IbetError):
+    """A scenario whose sensors are not the registry's (unknown, or of another sector or kind)."""
+
+
+def check_against_registry(scenario: Scenario, registry: Registry) -> None:
+    """ScenarioMismatch naming every sensor of ``scenario`` the registry does not have as it is there:
+    unknown ids, another sector, another kind (the fusion would place their detections wrongly)."""
+    known = {s.id: s for s in registry.sensors}
+    problems = []
+    if scenario.sector_id not in {s.id for s in registry.sectors}:
+        problems.append(f"sector {scenario.sector_id!r} is not in the registry")
+    for spec in scenario.sensors:
+        sensor = known.get(spec.id)
+        if sensor is None:
+            problems.append(f"sensor {spec.id!r} is not in the registry (add it with its pose, or use a registered id)")
+        elif sensor.sector_id != scenario.sector_id:
+            problems.append(f"sensor {spec.id!r} is in sector {sensor.sector_id!r} in the registry, "
+                            f"not {scenario.sector_id!r}")
+        elif sensor.kind != spec.kind:
+            problems.append(f"sensor {spec.id!r} is a {sensor.kind} in the registry, a {spec.kind} in the scenario")
+    if problems:
+        raise ScenarioMismatch(f"scenario {scenario.name}: " + "; ".join(problems))
 
 
 @dataclass

@@ -136,3 +136,16 @@ def test_metrics_endpoint_exposes_stage_counters():
     assert 'ibet_stage_dead_lettered_records_total{stage="metrics-probe",topic="m-in"} 1.0' in text
     assert 'ibet_stage_processing_seconds_count{stage="metrics-probe"} 1.0' in text
     assert 'ibet_stage_consumer_lag_records{partition="0",stage="metrics-probe",topic="m-in"} 0.0' in text
+
+
+def test_eval_refuses_a_scenario_whose_sensors_are_not_the_registrys_in_one_line(tmp_path):
+    text = (REPO / "sim" / "scenarios" / "foot-crossing-forest-vista.yaml").read_text()
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(text.replace("id: cam-vista-tower", "id: cam-nowhere"))
+    result = runner.invoke(app, ["eval", str(unknown), "--seeds", "1", "--config", CONFIG])
+    assert result.exit_code == 2 and "sensor 'cam-nowhere' is not in the registry" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    wrong_kind = tmp_path / "kind.yaml"
+    wrong_kind.write_text(text.replace("id: drone-vista-1", "id: cam-peace-arch"))  # a fixed camera, flown
+    result = runner.invoke(app, ["eval", str(wrong_kind), "--seeds", "1", "--config", CONFIG])
+    assert result.exit_code == 2 and "'cam-peace-arch' is a fixed_camera in the registry, a drone" in result.output
