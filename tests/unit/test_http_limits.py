@@ -87,6 +87,16 @@ def test_a_body_that_trickles_gets_408_in_the_projects_error_shape():
                 continue
             except OSError:
                 break
+        while time.monotonic() - started < 15 and b"request_timeout" not in answer.replace(b" ", b""):
+            try:  # the body may follow the headers in another segment (a loaded machine)
+                more = sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not more:
+                break
+            answer += more
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert b'"error":"request_timeout"' in answer.replace(b" ", b"")
 
