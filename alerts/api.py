@@ -219,6 +219,7 @@ def create_app(lifecycle: AlertLifecycle, identity: ContactTokens, *, link_secre
         200: {"description": "the JPEG", "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
         **error_responses({400: "not a snapshot link (invalid_request)", 403: "tampered, or no longer the partner's alert",
                            404: "unknown alert, or no such image (never taken, or purged)", 410: "the link has expired",
+                           422: "a request that is not the documented one (invalid_request)",
                            503: "the database is unavailable: retry (service_unavailable)"})})
     def snapshot(link: str, request: Request) -> Response:
         """The alert's crop or frame, for the partner the link was signed for; every fetch is audited."""
@@ -238,7 +239,10 @@ def create_app(lifecycle: AlertLifecycle, identity: ContactTokens, *, link_secre
         path = evidence_file(ref, evidence_root) if ref and evidence_root is not None else None
         if path is None:
             return error_json(404, f"alert {alert.alert_id} has no {signed.action} image here (never taken, or purged)")
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError:  # purged by retention since it was found
+            return error_json(404, f"alert {alert.alert_id} has no {signed.action} image here (never taken, or purged)")
         try:
             record_audit(lifecycle.engine, actor=actor, action="evidence.fetched", subject_kind="alert",
                          subject_id=alert.alert_id, detail={"image": signed.action, "bytes": len(data),

@@ -10,6 +10,7 @@ retry of the same version is the same key: the partner de-duplicates on it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 from zoneinfo import ZoneInfo
 
@@ -120,6 +121,10 @@ def updated_alert(current: Alert, event: BorderEvent, routing: Routing, registry
                       summary=summary_of(event, routing, registry, current.exercise),
                       direction=event.direction, lat_deg=event.lat_deg, lon_deg=event.lon_deg,
                       lead_partner_id=current.lead_partner_id or routing.lead_partner_id, **event_fields(event))
+    if not worse and fields["group_size"] != current.group_size and current.event_type is not None:
+        # more members seen: the title counts them (its event stays the most severe one)
+        fields["title"] = re.sub(r": (\d+ \w+|\w+), ", f": {fields['group_size']} {_PLURAL[event.class_name]}, ",
+                                 current.title, count=1)
     if not fields.get("evidence_refs"):  # a snapshot once taken stays until a worse event brings its own
         fields["evidence_refs"] = current.evidence_refs or event.evidence_refs[:2]
     return current.model_copy(update=fields)

@@ -200,6 +200,9 @@ class CotChannel:
         return [self._stream(endpoint, alert, now_ns, partner) for endpoint, partner in endpoints.items()]
 
     def _stream(self, endpoint: Endpoint, alert: Alert, now_ns: int, partner_id: str | None = None) -> SendResult:
+        sharing = [p for p in alert.routed_partner_ids if self.endpoints.get(p) == endpoint]
+        if len(sharing) > 1:  # a TAK server of several agencies: a link signed for one would serve them all
+            partner_id = None
         events = self.events(alert, now_ns, partner_id)
         data = b"".join(events)
         where = _text(endpoint)

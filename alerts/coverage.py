@@ -72,8 +72,9 @@ def coverage_gaps(roster: Roster, registry: Registry, starts: Iterable[datetime]
             present = {country.get(d.partner_id) for d in on_duty(roster, sector.id, instant) if d.level == level}
             for c in COUNTRIES:
                 if c in present:
-                    if c in open_gap:
-                        gaps.append(CoverageGap(sector.id, c, open_gap.pop(c).astimezone(zone), instant.astimezone(zone)))
+                    if c in open_gap:  # closes where it was last seen open (a later checked week may follow)
+                        end = instant if instant - last[c] <= step else last[c] + step
+                        gaps.append(CoverageGap(sector.id, c, open_gap.pop(c).astimezone(zone), end.astimezone(zone)))
                     continue
                 if c in open_gap and instant - last[c] > step:  # the previous checked span ended: close it
                     gaps.append(CoverageGap(sector.id, c, open_gap.pop(c).astimezone(zone),

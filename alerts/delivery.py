@@ -15,6 +15,7 @@ the repeat.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -117,16 +118,18 @@ class WebhookChannel:
 
 
 def post_bounded(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str],
-                 max_bytes: int = MAX_ANSWER_BYTES) -> tuple[int, str]:
+                 max_bytes: int = MAX_ANSWER_BYTES, max_body_s: float = 5.0) -> tuple[int, str]:
     """POST ``body`` and return the answer's status and the first ``max_bytes`` of its body (as
-    text); the rest is never read. Redirects are not followed (a 3xx is the answer). Raises what
+    text), read for at most ``max_body_s`` (a body that trickles is cut off: the status is what
+    counts); the rest is never read. Redirects are not followed (a 3xx is the answer). Raises what
     httpx raises for timeouts and transport errors."""
     with client.stream("POST", url, content=body, headers=headers, follow_redirects=False) as response:
         head = bytearray()
+        deadline = time.monotonic() + max_body_s
         try:
             for chunk in response.iter_raw():  # as sent: no decompression (a gzip bomb stays small)
                 head += chunk
-                if len(head) >= max_bytes:
+                if len(head) >= max_bytes or time.monotonic() > deadline:
                     break
         except httpx.StreamConsumed:  # a transport that read the body already (httpx.MockTransport)
             head = bytearray(response.content[:max_bytes])
@@ -156,10 +159,13 @@ def deliver_due(outbox: Outbox, channels: Mapping[str, Channel], now_ns: int | N
     """Claim up to ``limit`` due deliveries on ``channels`` (by channel name), send them and record
     each outcome; a channel that raises counts as a retry with the exception as the error.
 
-    Deliveries are sent in lanes (:func:`lane_of`), up to ``max_lanes`` side by side, so a partner
-    that hangs until the timeout holds up only its own lane. In a lane, once a delivery is to be
-    retried (the endpoint is down or not answering), the lane's later deliveries of this pass are
-    not tried and are retried with it: a dead endpoint costs one timeout per pass, not one per alert.
+    Deliveries are sent in lanes (:func:`lane_of`), up to ``max_lanes`` side by side, so the other
+    partners' deliveries of a pass go out while one partner's endpoint hangs. In a lane, once a
+    delivery is to be retried (the endpoint is down or not answering), the lane's later deliveries
+    of this pass are not tried and are retried with it: a dead endpoint costs one timeout per pass,
+    not one per alert. The pass ends when its slowest lane does, so a hanging partner still delays
+    the *next* pass (new alerts for everyone) by up to one timeout (``alerts.http_timeout_s``,
+    ``cot_timeout_s``); lanes that outlive a pass are not built yet.
     """
     now_ns = outbox.clock.now_ns() if now_ns is None else now_ns
     lanes: dict[Hashable, list[DeliveryJob]] = {}

@@ -21,6 +21,7 @@ from ibet.messages import DetectionArrays
 
 STATE_VERSION = 1
 log = logging.getLogger(__name__)
+_NEVER_AGAIN = 2.0  # a "best score" no detection beats (scores are <= 1): finite, so the state stays plain JSON
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,10 @@ class SensorState:
             raise ValueError(f"detect sensor state version {state.get('version')!r} is not {STATE_VERSION}")
         try:
             tracker = SensorTracker.from_state(state["tracker"], settings)
-        except ValueError as exc:  # saved by an earlier tracker: start this sensor's tracks afresh
-            log.warning("detect: %s", exc)
-            tracker = SensorTracker(settings)
+        except ValueError as exc:  # saved by an earlier tracker: start this sensor's tracks afresh,
+            log.warning("detect: %s", exc)  # with ids after the old ones (fuse knows those as hints)
+            tracker = SensorTracker(settings, next_id=int(state["tracker"].get("next_id", 1)))
+            return cls(tracker, {}, {}, state["last_sequence"])
         return cls(tracker,
                    {int(t): float(s) for t, s in state["running_scores"].items()},
                    _evidenced(state), state["last_sequence"])
@@ -101,4 +103,4 @@ def _evidenced(state: dict[str, Any]) -> dict[int, tuple[float, int]]:
     best = state.get("evidence_best")
     if best is not None:
         return {int(t): (float(v[0]), int(v[1])) for t, v in best.items()}
-    return {int(t): (float("inf"), 1) for t in state["evidenced"]}
+    return {int(t): (_NEVER_AGAIN, 1) for t in state["evidenced"]}

@@ -204,9 +204,10 @@ class SensorTracker:
             a, b, d = p[0, 0] + r, p[0, 1], p[1, 1] + r
             det = a * d - b * b
             maha = (d * diff[:, 0] ** 2 - 2 * b * diff[:, 0] * diff[:, 1] + a * diff[:, 1] ** 2) / det
-            ratio = np.maximum(heights / track.h, track.h / heights) * np.maximum(widths / track.w, track.w / widths)
+            ratio = np.maximum(np.maximum(heights / track.h, track.h / heights),
+                               np.maximum(widths / track.w, track.w / widths))
             iou = _iou(boxes, track.box())
-            ok = (maha <= self._gate) & (ratio <= s.max_size_ratio ** 2)
+            ok = (maha <= self._gate) & (ratio <= s.max_size_ratio)
             cost[ok, j] = maha[ok] / self._gate + s.iou_weight * (1.0 - iou[ok])
         return cost
 

@@ -5,7 +5,9 @@ Two tracks are linked when they are within ``distance_m`` of each other and thei
 at most ``speed_mps``; a group is a connected set of links (so a file of walkers a few metres apart
 is one group). Pairs come from a k-d tree (scipy's ``cKDTree.query_pairs``), so the cost grows with
 the tracks near each other, not with the square of all tracks. A group is named after its oldest
-member (the smallest track id), so it keeps its name while members come and go.
+member (the smallest track id): it keeps its name while other members come and go, and takes
+the next oldest's when that one leaves (the alert rules still match a member whose own track
+had an event alerted; a member with none raises a new alert).
 """
 
 from __future__ import annotations

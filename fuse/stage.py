@@ -92,7 +92,10 @@ class FuseStage:
         now_ns = self.clock.now_ns()
         for sector_id, value in latest.items():
             fusion = self.sectors[sector_id] = SectorFusion.from_state(json.loads(value), self.model, self.settings)
-            fusion.expect_sensors([s.id for s in self.registry.sensors_in(sector_id)])
+            try:
+                fusion.expect_sensors([s.id for s in self.registry.sensors_in(sector_id)])
+            except IbetError as exc:  # a sector no longer in the registry: its state waits, window release only
+                log.warning("sector %s: saved state of a sector the registry does not have (%s)", sector_id, exc)
             repaired = fusion.repair_time(now_ns)
             if repaired is not None:
                 before, after = repaired

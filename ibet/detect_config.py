@@ -7,8 +7,9 @@ kernel beside the other sections, so the kernel imports no stage; the detect sta
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -84,6 +85,22 @@ class TrackerSettings(_Section):
                                   "the track (width and height each) is another object")
     size_smoothing: float = Field(default=0.5, gt=0, le=1, description="share of a new box's size taken into the track's")
     nominal_fps: float = Field(default=2.0, gt=0, description="frame rate assumed when a frame carries no capture time")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_bytetrack_keys(cls, data: Any) -> Any:
+        """The settings of the earlier ByteTrack tracker are ignored with a warning, not refused."""
+        if isinstance(data, dict):
+            old = sorted(k for k in _BYTETRACK_KEYS if k in data)
+            if old:
+                logging.getLogger(__name__).warning(
+                    "detect.tracker: %s belonged to the earlier ByteTrack tracker and are ignored (see "
+                    "detect/tracking.py for the settings now)", ", ".join(old))
+                data = {k: v for k, v in data.items() if k not in _BYTETRACK_KEYS}
+        return data
+
+
+_BYTETRACK_KEYS = ("track_buffer", "match_thresh", "fuse_score")
 
 
 class EvidenceSettings(_Section):

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -41,10 +41,14 @@ class WireMessage(WireModel):
     """A versioned message that is a whole Kafka value (or, for frames, the headers)."""
 
     schema_version: Literal[1] = 1
+    OMIT_AT_DEFAULT: ClassVar[frozenset[str]] = frozenset()
+    """Fields added since schema 1 first shipped: left out while at their default, so a consumer
+    not yet upgraded reads the message as before (upgrade consumers first for the rest)."""
 
     def to_bytes(self) -> bytes:
-        """Compact UTF-8 JSON of this message (None fields left out)."""
-        return self.model_dump_json(exclude_none=True).encode("utf-8")
+        """Compact UTF-8 JSON of this message (None fields, and newer fields at their default, left out)."""
+        omit = {n for n in self.OMIT_AT_DEFAULT if getattr(self, n) == type(self).model_fields[n].default}
+        return self.model_dump_json(exclude_none=True, exclude=omit or None).encode("utf-8")
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> Self:
@@ -299,6 +303,7 @@ class TrackUpdate(WireMessage):
     )
     group_id: Name | None = Field(None, description="the group of tracks moving together this one belongs to")
     group_size: Count = Field(1, ge=1, description="how many tracks that group has (1: alone)")
+    OMIT_AT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"group_size"})
 
     @field_validator("position_cov_m2")
     @classmethod
@@ -381,6 +386,7 @@ class BorderEvent(WireMessage):
     track: TrackSnapshot | None = Field(None, description="the fused track at the event")
     group_id: Name | None = Field(None, description="the track's group (TrackUpdate.group_id)")
     group_size: Count = Field(1, ge=1, description="how many move together in it (1: alone)")
+    OMIT_AT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"group_size"})
 
 
 # Alerts
@@ -442,6 +448,7 @@ class Alert(WireMessage):
     evidence_refs: tuple[Annotated[str, Field(max_length=2048)], ...] = Field(
         (), max_length=2, description="the alert's snapshot: the object's crop, then its frame (detect's evidence "
                                       "references); partners get signed links to them")
+    OMIT_AT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"group_size", "evidence_refs"})
 
     @field_validator("updated_ts_ns")
     @classmethod

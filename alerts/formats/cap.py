@@ -77,6 +77,7 @@ class Wording:
     what: Mapping[BorderEventType, str]
     direction: Mapping[Direction, str]
     classes: Mapping[TrackClass, str]
+    plurals: Mapping[TrackClass, str]
     states: Mapping[AlertState, str]
     exercise: str
     exercise_note: str
@@ -95,6 +96,8 @@ ENGLISH = Wording(
     direction={Direction.CA_TO_US: "from Canada into the United States",
                Direction.US_TO_CA: "from the United States into Canada", Direction.NONE: "none"},
     classes={c: c.value for c in TrackClass},
+    plurals={TrackClass.PERSON: "people", TrackClass.VEHICLE: "vehicles", TrackClass.BOAT: "boats",
+             TrackClass.ANIMAL: "animals", TrackClass.UNKNOWN: "unknown objects"},
     states={s: s.value for s in AlertState},
     exercise="EXERCISE",
     exercise_note="EXERCISE - an IBET scenario run, not a real event.",
@@ -119,6 +122,8 @@ FRENCH = Wording(
                Direction.US_TO_CA: "des États-Unis vers le Canada", Direction.NONE: "aucune"},
     classes={TrackClass.PERSON: "personne", TrackClass.VEHICLE: "véhicule", TrackClass.BOAT: "embarcation",
              TrackClass.ANIMAL: "animal", TrackClass.UNKNOWN: "objet non identifié"},
+    plurals={TrackClass.PERSON: "personnes", TrackClass.VEHICLE: "véhicules", TrackClass.BOAT: "embarcations",
+             TrackClass.ANIMAL: "animaux", TrackClass.UNKNOWN: "objets non identifiés"},
     states={AlertState.OPEN: "ouverte", AlertState.ACKNOWLEDGED: "prise en charge",
             AlertState.ESCALATED: "transmise au niveau supérieur", AlertState.RESOLVED: "close"},
     exercise="EXERCICE",
@@ -265,6 +270,8 @@ def _composed(wording: Wording, alert: Alert, event_type: BorderEventType | None
     arrow = {Direction.CA_TO_US: " CA→US", Direction.US_TO_CA: " US→CA"}.get(alert.direction, "")
     what = wording.what[event_type] if event_type is not None else wording.event[None]
     thing = wording.classes[alert.track.class_name if alert.track is not None else TrackClass.UNKNOWN]
+    if alert.group_size > 1:
+        thing = f"{alert.group_size} {wording.plurals[alert.track.class_name if alert.track else TrackClass.UNKNOWN]}"
     headline = f"{'[' + wording.exercise + '] ' if exercise else ''}{what}{arrow} : {thing}, {alert.sector_id}"
     when = datetime.fromtimestamp((alert.event_ts_ns or alert.created_ts_ns) / 1e9, tz=UTC)
     sector, direction, position, state, sure = wording.labels

@@ -88,6 +88,8 @@ def alert_email(
     if len(title) > room:
         title = title[:max(room - 1, 0)].rstrip() + "\u2026"
     subject = f"{head}{title}{place}"
+    if len(subject) > MAX_SUBJECT_CHARS:  # a long sector name as well: cut the end
+        subject = subject[:MAX_SUBJECT_CHARS - 1].rstrip() + "\u2026"
     msg = EmailMessage()
     msg["Subject"] = _one_line(subject)
     msg["From"] = sender

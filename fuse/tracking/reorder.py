@@ -40,6 +40,11 @@ class ReorderBuffer:
     ``sensor_live_s`` of the newest; one silent longer (or never heard from, ``sensor_live_s`` after
     the buffer started) no longer holds anything back. The window stays the floor: the watermark is
     never below ``newest - window_s``, so nothing is ever released later than before.
+
+    The price: a frame that arrives behind its own sensor's newer frame (uploads out of order), or
+    a sensor's first frame after a silence longer than ``sensor_live_s`` that is older than what the
+    others have sent since, is late and dropped (counted in ``dropped_late_total``), where the window
+    alone might have kept it. Streams and pulls deliver each sensor in order; pushes normally do.
     """
 
     def __init__(self, window_s: float = 0.5, sensors: Iterable[str] = (), sensor_live_s: float = 2.0) -> None:

@@ -51,8 +51,14 @@ def test_a_track_is_found_again_after_a_gap_and_dropped_after_max_lost_s():
 def test_a_state_saved_by_the_earlier_tracker_starts_the_sensor_afresh():
     old = {"version": 1, "tracker": {"version": 1, "frame_id": 3, "next_id": 4, "tracked": [], "lost": []},
            "running_scores": {}, "evidenced": [], "last_sequence": 7}
+    old["running_scores"], old["evidenced"] = {"2": 0.9}, [2]
     state = SensorState.from_state(old, TrackerSettings())
     assert state.last_sequence == 7 and state.tracker.to_state()["tracks"] == []
+    assert state.running_scores == {} and state.evidenced == {}  # nothing kept against ids that restart
+    limits = {"min_score": np.zeros(3), "min_area": np.zeros(3), "max_area": np.full(3, np.inf), "smoothing": np.ones(3)}
+    for k in range(2):
+        result = state.after_inference(_frame([_walker(50 + 7.0 * k)]), limits, 8 + k, k * 0.5)
+    assert result.detections.tracker_id.tolist() == [4]  # ids go on after the old tracker's (fuse hints)
 
 
 def test_a_track_gets_a_crop_when_confirmed_and_again_when_seen_better_bounded():

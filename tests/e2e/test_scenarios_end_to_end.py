@@ -55,6 +55,7 @@ def broker(tmp_path_factory) -> Iterator[str]:
     yield from own_broker(tmp_path_factory.mktemp("e2e-kafka"))
 
 
+TAK_PARTNER = "usbp"
 STALE_S, KEEPALIVE_S = 30.0, 8.0  # short, so the test sees markers renewed before they go stale
 
 
@@ -64,16 +65,20 @@ class Peers:
     def __init__(self) -> None:
         self.example = ExampleWebhookReceiver(SECRET)
         self.cap, self.mail = CapReceiver(SECRET), MailInbox()
-        self.tak = TakServer().start()
+        # the Border Patrol's own TAK server (its markers carry links signed for it), and one the
+        # other agencies share (no links there: one agency's links would be in every agency's hands)
+        self.tak, self.shared_tak = TakServer().start(), TakServer().start()
         self.markers = TakSubscriber(self.tak.host, self.tak.port)  # connected before anything is sent
 
     def contacts(self, partner_id: str) -> dict:
+        tak = self.tak if partner_id == TAK_PARTNER else self.shared_tak
         return {"cap_url": f"http://127.0.0.1:{self.cap.port}/cap/{partner_id}",
-                "email": [f"desk@{partner_id}.example.org"], "tak_endpoint": f"127.0.0.1:{self.tak.port}"}
+                "email": [f"desk@{partner_id}.example.org"], "tak_endpoint": f"127.0.0.1:{tak.port}"}
 
     def stop(self) -> None:
         self.markers.close()
         self.tak.stop()
+        self.shared_tak.stop()
         self.cap.stop()
         self.mail.stop()
         self.example.stop()
@@ -278,7 +283,7 @@ def test_partners_get_every_channel_and_the_consoles_actions_from_real_peers(pip
         assert message["Subject"].startswith("[EXERCISE] ") and len(message["Subject"]) <= 120
         assert "/a/" in message.get_body(preferencelist=("plain",)).get_content()
 
-    crossing = next((a for a in crossings if a.get("track_ids")), crossings[0])
+    crossing = next(a for a in crossings if a.get("track_ids") and TAK_PARTNER in a["routed_partner_ids"])
     alert_id, routed = crossing["alert_id"], set(crossing["routed_partner_ids"])
     [track_id] = crossing["track_ids"][:1]
     uid = f"ibet-{track_id}"

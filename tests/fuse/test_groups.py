@@ -47,3 +47,24 @@ def test_three_people_crossing_together_are_one_alert_saying_three():
         alert = updated_alert(alert, event, routing, registry)
     assert alert.group_size == 3 and "3 people" in alert.title and len(alert.track_ids) == 3
     assert alert.summary.startswith("A group of 3 people crossed the border")
+
+
+def test_a_less_severe_member_event_still_updates_the_count_in_the_title():
+    registry = load_registry("config/registry.yaml")
+    crossing = next(e for e in scenario_events(GROUP, 1) if e.event_type is BorderEventType.CROSSING)
+    routing = Routing(crossing.sector_id, 0, "usbp", ("usbp", "rcmp"), {})
+    alert = new_alert(crossing.model_copy(update={"group_size": 2}), routing, registry)
+    approach = crossing.model_copy(update={"event_id": "evt-approach-of-a-third", "event_type": BorderEventType.APPROACH,
+                                           "track_id": "trk-third", "group_size": 3})
+    grown = updated_alert(alert, approach, routing, registry)
+    assert grown.group_size == 3 and "3 people" in grown.title and grown.severity == alert.severity
+
+
+def test_messages_without_a_group_or_a_snapshot_read_as_before_the_fields_existed():
+    crossing = next(e for e in scenario_events(GROUP, 1) if e.event_type is BorderEventType.CROSSING)
+    alone = crossing.model_copy(update={"group_id": None, "group_size": 1, "evidence_refs": ()})
+    assert b"group_size" not in alone.to_bytes() and b"group_id" not in alone.to_bytes()
+    assert b'"group_size":3' in crossing.model_copy(update={"group_size": 3}).to_bytes()
+    registry = load_registry("config/registry.yaml")
+    alert = new_alert(alone, Routing(alone.sector_id, 0, "usbp", ("usbp",), {}), registry)
+    assert b"group_size" not in alert.to_bytes() and b"evidence_refs" not in alert.to_bytes()

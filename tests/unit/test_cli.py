@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.request
 from pathlib import Path
 
@@ -53,6 +54,8 @@ def test_config_check_names_a_roster_hole_by_sector_hours_and_country(tmp_path):
     holes = [line for line in result.output.splitlines() if line.startswith("error: rosters")]
     assert holes and all("qc-derby: no US partner on duty" in line for line in holes), result.output
     assert any(" 19:00 to " in line and " 07:00 E" in line and "(12 h)" in line for line in holes), holes
+    hours = [float(re.search(r"\(([\d.]+) h\)", line).group(1)) for line in holes]
+    assert max(hours) <= 13, holes  # a night (13 h on a fall-back night), never a span across checked weeks
     allowed = runner.invoke(app, ["config", "check", "--allow-gaps", "--config", str(tmp_path / "ibet.yaml")])
     assert allowed.exit_code == 0 and "coverage gap(s)" in allowed.output
 
