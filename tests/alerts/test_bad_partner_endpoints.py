@@ -3,7 +3,7 @@ factory of ``ibet run alerts``, ``ibet up`` and ``ibet demo``), its workers runn
 that redirects, a webhook that answers 200 with a 10 MB body, a CAP endpoint answering 410, and a
 TAK server that accepts the connection and never reads. Each gets the outcome docs/partners.md
 documents, recorded in the per-partner delivery state, while the partners' mail server (aiosmtpd)
-keeps getting every alert at once: nothing else stalls."""
+keeps getting every alert (how long that takes is for `ibet bench alerts`, not a test)."""
 
 from __future__ import annotations
 
@@ -172,11 +172,9 @@ def test_a_redirect_a_gone_cap_and_a_deaf_tak_server_get_their_outcomes_while_ma
     bad, tak, mail = peers
     service = _service(tmp_path, monkeypatch, "redirect", bad, tak, mail)
     first, second = _crossing(1), _crossing(2)
-    started = time.monotonic()
     # the mail of both alerts arrives at once for every routed partner, whatever the others do
     _run(service, [first, second], lambda: len({m["X-Ibet-Alert-Id"] for m in mail.messages}) == 2
          and len(mail.messages) >= 2 * len(service.outbox.alert(alert_id(first.event_id)).routed_partner_ids))
-    assert time.monotonic() - started < 10
 
     webhooks, caps = _rows(service, "webhook"), _rows(service, "cap")
     assert webhooks and {r.status for r in webhooks} == {"dead"}  # a redirect is not followed: dead, not retried
@@ -201,9 +199,7 @@ def test_a_redirect_a_gone_cap_and_a_deaf_tak_server_get_their_outcomes_while_ma
 def test_a_webhook_answering_10_mb_is_delivered_without_reading_it(peers, tmp_path, monkeypatch):
     bad, tak, mail = peers
     service = _service(tmp_path, monkeypatch, "big", bad, tak, mail)
-    started = time.monotonic()
     _run(service, [_crossing(3)], lambda: (rows := _rows(service, "webhook")) and all(r.status == "delivered" for r in rows))
-    assert time.monotonic() - started < 10
     rows = _rows(service, "webhook")
     assert rows and all(r.attempts == 1 for r in rows) and bad.hits["big"] == len(rows)
     deadline = time.monotonic() + 10
