@@ -40,7 +40,7 @@ FROM ${PYTHON_IMAGE} AS runtime
 ARG VARIANT=cpu
 # OpenCV (opencv-python) needs libGL and GLib at run time.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+    && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 srt-tools \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 10001 ibet \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin ibet

@@ -128,6 +128,18 @@ class IngestSettings(Section):
     stream_open_timeout_s: float = Field(default=10.0, gt=0, description="a stream that does not answer in this long fails")
     resize_max_width_px: int | None = Field(default=None, gt=0, description="downscale pulled frames wider than this")
     jpeg_quality: int = Field(default=90, ge=30, le=100, description="quality when pulled frames are re-encoded")
+    stream_read_timeout_s: float = Field(default=5.0, gt=0, description="ibet ingest stream: a live stream silent "
+                                         "this long is reopened")
+    klv_match_tolerance_s: float = Field(default=0.002, ge=0, description="a KLV packet this close to a frame's "
+                                         "capture time is its telemetry as is")
+    klv_max_interpolation_gap_s: float = Field(default=1.0, gt=0, description="frames between two KLV packets at "
+                                               "most this far apart get the interpolated telemetry")
+    klv_max_age_s: float = Field(default=0.5, ge=0, description="else the nearest packet is used if at most this "
+                                 "far from the frame; a frame farther from any is refused as stale")
+    klv_max_clock_jump_s: float = Field(default=30.0, gt=0, description="a KLV time stamp (tag 2) this far from "
+                                        "the stream's timeline is refused")
+    klv_lenient_checksum: bool = Field(default=False, description="use KLV packets whose only fault is the "
+                                       "checksum (counted and logged)")
 
 
 class FuseSettings(Section):

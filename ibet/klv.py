@@ -25,12 +25,17 @@ from ibet.messages import Telemetry
 UAS_LS_KEY = bytes.fromhex("060E2B34020B01010E01030101000000")  # SMPTE ST 336 universal key of the UAS LS
 ST0601_VERSION = 17  # written in tag 65: the revision ST 0601.17, whose item definitions these are
 CHECKSUM_TAG = 1
+MSL_ALTITUDE_TAG = 15
 VERSION_TAG = 65
 _SHORT_TO_FULL = {6: 90, 7: 91}  # pitch and roll: the ±20/±50 int16 items and their ±90 int32 successors
 
 
 class KlvError(MessageDecodeError):
     """Bytes are not a valid ST 0601 packet (key, length, item, checksum or value); the message says which."""
+
+
+class KlvChecksumError(KlvError):
+    """The packet is well formed but its checksum (tag 1) does not match its bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,13 +198,17 @@ def encode_st0601(telemetry: Telemetry) -> bytes:
     return packet + struct.pack(">H", st0601_checksum(packet))
 
 
-def decode_st0601(data: bytes | bytearray | memoryview) -> Telemetry:
+def decode_st0601(data: bytes | bytearray | memoryview, *, check_checksum: bool = True) -> Telemetry:
     """The telemetry in exactly one ST 0601 packet; KlvError says what is wrong with a bad one.
 
-    Unknown tags are skipped, indicators become None, tags 90/91 win over 6/7 unless they hold the indicator;
-    tag 15 (MSL altitude) and the version are checked but not kept: see :func:`decode_tags`.
+    Unknown tags (nested sets such as ST 0102, 0903, 1206 included) are skipped, indicators become None,
+    tags 90/91 win over 6/7 unless they hold the indicator. The sensor's height comes from tag 75 (above
+    the ellipsoid, ``sensor_alt_ref="ellipsoid"``); a packet with only tag 15 (above mean sea level) gets
+    tag 15 plus the EGM96 geoid height at the sensor's position (``sensor_alt_ref="msl_egm96"``).
+    ``check_checksum=False`` is the lenient mode for packets whose only fault is the checksum
+    (KlvChecksumError otherwise).
     """
-    return _to_telemetry(decode_tags(data))
+    return _to_telemetry(decode_tags(data, check_checksum=check_checksum))
 
 
 def decode_all(stream: bytes | bytearray | memoryview) -> list[Telemetry]:
@@ -217,26 +226,55 @@ def decode_all(stream: bytes | bytearray | memoryview) -> list[Telemetry]:
     return decoded
 
 
-def decode_tags(data: bytes | bytearray | memoryview) -> dict[int, float | int | None]:
+def split_packets(data: bytes | bytearray | memoryview) -> list[tuple[bytes, bytes]]:
+    """The KLV packets (16-byte universal key, BER length, value) back to back in ``data``: (key, packet).
+
+    A data stream's access unit may hold several packets; each is returned whole, key included, for a
+    decoder chosen by its key. KlvError for a truncated key, length or value.
+    """
+    data = bytes(data)
+    packets: list[tuple[bytes, bytes]] = []
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < len(UAS_LS_KEY):
+            raise KlvError(f"KLV truncated: {len(data) - pos} bytes at byte {pos}, less than a 16-byte key")
+        length, value_at = _read_ber(data, pos + len(UAS_LS_KEY), len(data), "packet")
+        end = value_at + length
+        if end > len(data):
+            raise KlvError(f"KLV truncated: packet at byte {pos} says {length} bytes, {len(data) - value_at} follow")
+        packets.append((data[pos : pos + len(UAS_LS_KEY)], data[pos:end]))
+        pos = end
+    return packets
+
+
+def decode_tags(data: bytes | bytearray | memoryview, *, check_checksum: bool = True) -> dict[int, float | int | None]:
     """The known items of one packet by tag, in their units (degrees, metres, µs; None for an indicator).
 
     Example: ``decode_tags(packet)[65] == 17``; tag 15 gives the altitude above mean sea level in metres.
     """
     data = bytes(data)
-    values, end = _read_values(data, 0)
+    values, end = _read_values(data, 0, check_checksum)
     if end != len(data):
         raise KlvError(f"KLV: {len(data) - end} bytes after the local set (decode_all reads several packets)")
     return values
 
 
 def _to_telemetry(values: dict[int, float | int | None]) -> Telemetry:
-    fields: dict[str, float | int] = {}
+    fields: dict[str, float | int | str] = {}
     source: dict[str, int] = {}
     for tag, value in values.items():
         field = ITEMS[tag].field
         if field is None or value is None or values.get(_SHORT_TO_FULL.get(tag, -1)) is not None:
             continue
         fields[field], source[field] = value, tag
+    if "sensor_alt_m" in fields:
+        fields["sensor_alt_ref"] = "ellipsoid"
+    elif values.get(MSL_ALTITUDE_TAG) is not None and "sensor_lat_deg" in fields and "sensor_lon_deg" in fields:
+        from ibet import geoid  # the grid loads on first use: only streams with tag 15 alone need it
+
+        fields["sensor_alt_m"] = geoid.msl_to_ellipsoid_m(fields["sensor_lat_deg"], fields["sensor_lon_deg"],
+                                                          values[MSL_ALTITUDE_TAG])
+        fields["sensor_alt_ref"], source["sensor_alt_m"] = "msl_egm96", MSL_ALTITUDE_TAG
     try:
         return Telemetry(**fields)
     except ValidationError as exc:
@@ -247,12 +285,12 @@ def _to_telemetry(values: dict[int, float | int | None]) -> Telemetry:
         raise KlvError("KLV " + "; ".join(problems)) from exc
 
 
-def _read_values(data: bytes, start: int) -> tuple[dict[int, float | int | None], int]:
-    items, end = _read_items(data, start)
+def _read_values(data: bytes, start: int, check_checksum: bool = True) -> tuple[dict[int, float | int | None], int]:
+    items, end = _read_items(data, start, check_checksum)
     return {tag: ITEMS[tag].decode(value) for tag, value in items.items() if tag in ITEMS}, end
 
 
-def _read_items(data: bytes, start: int) -> tuple[dict[int, bytes], int]:
+def _read_items(data: bytes, start: int, check_checksum: bool = True) -> tuple[dict[int, bytes], int]:
     """Check the key, length, item layout and checksum of the packet at ``start``: (items by tag, its end)."""
     key = data[start : start + len(UAS_LS_KEY)]
     if key != UAS_LS_KEY[: len(key)]:
@@ -279,8 +317,8 @@ def _read_items(data: bytes, start: int) -> tuple[dict[int, bytes], int]:
         raise KlvError("KLV: no checksum (tag 1) at the end of the local set")
     stated = ITEMS[CHECKSUM_TAG].decode(items[CHECKSUM_TAG])
     computed = st0601_checksum(data[start : end - 2])
-    if stated != computed:
-        raise KlvError(f"KLV checksum mismatch: packet says 0x{stated:04X}, computed 0x{computed:04X}")
+    if stated != computed and check_checksum:
+        raise KlvChecksumError(f"KLV checksum mismatch: packet says 0x{stated:04X}, computed 0x{computed:04X}")
     return items, end
 
 

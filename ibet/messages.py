@@ -93,6 +93,9 @@ class Telemetry(WireModel):
     sensor_lon_deg: LonDeg | None = Field(None, description="tag 14")
     sensor_alt_m: float | None = Field(None, ge=-900.0, le=19_000.0,
                                        description="tag 75: height above the WGS-84 ellipsoid (ST 0601 range)")
+    sensor_alt_ref: Literal["ellipsoid", "msl_egm96"] | None = Field(
+        None, description="where sensor_alt_m came from: tag 75 as sent (ellipsoid), or tag 15 (above mean sea "
+                          "level) plus the EGM96 geoid height at the sensor (msl_egm96)")
     sensor_rel_azimuth_deg: float | None = Field(None, ge=0.0, lt=360.0, description="tag 18")
     sensor_rel_elevation_deg: float | None = Field(None, ge=-180.0, le=180.0, description="tag 19")
     sensor_rel_roll_deg: float | None = Field(None, ge=0.0, lt=360.0, description="tag 20")

@@ -1,4 +1,4 @@
-"""``ibet ingest serve|pull`` and ``ibet sensors enroll|rotate|revoke``."""
+"""``ibet ingest serve|pull|stream`` and ``ibet sensors enroll|rotate|revoke``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ibet.cli_support import ConfigOption
 from ibet.cli_support import fail as _fail
 from ibet.cli_support import load_config_and_registry as _load
 
-ingest_app = typer.Typer(help="Frames into Kafka: the drone push API and pulled camera sources.", no_args_is_help=True)
+ingest_app = typer.Typer(help="Frames into Kafka: the drone push API, pulled camera sources and video streams.", no_args_is_help=True)
 sensors_app = typer.Typer(help="Drone credentials: issue, rotate and revoke push tokens.", no_args_is_help=True)
 
 SensorArg = Annotated[str, typer.Argument(help="Sensor id from the registry.")]
@@ -43,6 +43,29 @@ def pull_cmd(
     cfg, registry = _load(config)
     try:
         stats = run_pull(cfg, registry, sensor, source, start_ts_ns, max_frames)
+    except IbetError as exc:
+        _fail(str(exc))
+    typer.echo(str(stats))
+
+
+@ingest_app.command("stream")
+def stream_cmd(
+    sensor: Annotated[str, typer.Option("--sensor", help="Drone or camera in the registry.")],
+    source: Annotated[str | None, typer.Option(
+        help="udp://host:port (multicast joined), srt://host:port (?mode=listener|caller&passphrase=...), "
+             "rtsp://, rtmp://, or a .ts/.mp4 file; default: the sensor's source_url.")] = None,
+    config: ConfigOption = None,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after producing this many frames.")] = None,
+    max_reconnects: Annotated[int | None, typer.Option(help="Give up a live source after this many reconnects.")]
+    = None,
+) -> None:
+    """Decode a video stream or file (STANAG 4609 with MISB KLV, or plain video) into Kafka at the sensor's rate."""
+    from ibet.exceptions import IbetError
+    from ingest.stream import run_stream
+
+    cfg, registry = _load(config)
+    try:
+        stats = run_stream(cfg, registry, sensor, source, max_frames, max_reconnects=max_reconnects)
     except IbetError as exc:
         _fail(str(exc))
     typer.echo(str(stats))

@@ -16,3 +16,9 @@ PRODUCE_SECONDS = Histogram(
 STREAM_RECONNECTS = Counter("ibet_ingest_stream_reconnects", "Reconnects of pulled streams", ["sensor"])
 LAST_FRAME_TIMESTAMP = Gauge("ibet_ingest_last_frame_timestamp_seconds", "Capture time of the last frame", ["sensor"])
 FEED_LOST = Gauge("ibet_ingest_feed_lost", "1 while the sensor's feed is lost", ["sensor"])
+STREAM_FRAMES_DECODED = Counter("ibet_ingest_stream_frames_decoded", "Pictures decoded from streams", ["sensor"])
+STREAM_BYTES = Counter("ibet_ingest_stream_bytes_read", "Compressed bytes demuxed (rate(): the bitrate)", ["sensor"])
+STREAM_KLV_PACKETS = Counter("ibet_ingest_stream_klv_packets", "KLV packets read from streams, by outcome",
+                             ["sensor", "outcome"])
+STREAM_PAIRING_FAILURES = Counter("ibet_ingest_stream_pairing_failures",
+                                  "Decoded pictures that got no telemetry or capture time, by reason", ["sensor", "reason"])

@@ -66,7 +66,7 @@ class PullStats:
                 f"{self.reconnects} reconnects, {self.health_events} health events; {end}")
 
 
-class _Batch:
+class FrameBatch:
     """Frames sent since the last flush, made durable (and counted) together by :meth:`flush`."""
 
     def __init__(self, producer: Producer, sensor_id: str, timeout_s: float):
@@ -100,12 +100,12 @@ def pull_frames(sensor: Sensor, source: FrameSource, producer: Producer, sampler
     ``health`` (if given) sees every produced frame and is checked after every source item.
     """
     stats = PullStats(sensor.id)
-    batch = _Batch(producer, sensor.id, flush_timeout_s)
+    batch = FrameBatch(producer, sensor.id, flush_timeout_s)
     key = sensor.id.encode()
     last_flush_ns = clock.now_ns()
     items = iter(source)
     try:
-        with _stop_on_signals() as stop_reason, _progress_view(source.frame_count, sensor.id, progress) as show:
+        with stop_on_signals() as stop_reason, progress_view(source.frame_count, sensor.id, progress) as show:
             for item in items:
                 if item is not None:
                     stats.frames_read += 1
@@ -113,11 +113,11 @@ def pull_frames(sensor: Sensor, source: FrameSource, producer: Producer, sampler
                     if sampler.keep(item.capture_ts_ns) and _produce_frame(item, key, sensor, batch, settings,
                                                                             clock, stats):
                         if health is not None:
-                            _publish(health.frame_seen(sensor.id, clock.now_ns(), item.capture_ts_ns), batch, stats)
+                            publish_health(health.frame_seen(sensor.id, clock.now_ns(), item.capture_ts_ns), batch, stats)
                     show(item.source_index + 1, stats)
                 now_ns = clock.now_ns()
                 if health is not None:
-                    _publish(health.check(now_ns), batch, stats)
+                    publish_health(health.check(now_ns), batch, stats)
                 if len(batch.sent) >= flush_every_frames or (batch.sent and now_ns - last_flush_ns >= flush_every_s * _NS):
                     batch.flush()
                     last_flush_ns = now_ns
@@ -137,7 +137,7 @@ def pull_frames(sensor: Sensor, source: FrameSource, producer: Producer, sampler
     return stats
 
 
-def _produce_frame(frame: SourceFrame, key: bytes, sensor: Sensor, batch: _Batch, settings: IngestSettings,
+def _produce_frame(frame: SourceFrame, key: bytes, sensor: Sensor, batch: FrameBatch, settings: IngestSettings,
                    clock: Clock, stats: PullStats) -> bool:
     """Re-encode and send one kept frame; a frame that cannot be encoded or is too large is rejected."""
     try:
@@ -158,7 +158,7 @@ def _produce_frame(frame: SourceFrame, key: bytes, sensor: Sensor, batch: _Batch
     return True
 
 
-def _publish(events: list[SensorHealthEvent], batch: _Batch, stats: PullStats) -> None:
+def publish_health(events: list[SensorHealthEvent], batch: FrameBatch, stats: PullStats) -> None:
     """Produce health events keyed by sensor and flush at once: the duty desk must not wait for them."""
     for event in events:
         level = logging.WARNING if event.state == SensorHealthState.FEED_LOST else logging.INFO
@@ -170,7 +170,7 @@ def _publish(events: list[SensorHealthEvent], batch: _Batch, stats: PullStats) -
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[Callable[[], str | None]]:
+def stop_on_signals() -> Iterator[Callable[[], str | None]]:
     """While inside, SIGINT/SIGTERM ask the loop to stop (yields: the signal's name, or None)."""
     received: list[str] = []
     if threading.current_thread() is not threading.main_thread():
@@ -192,7 +192,7 @@ def _stop_on_signals() -> Iterator[Callable[[], str | None]]:
 
 
 @contextmanager
-def _progress_view(total: int | None, sensor_id: str, enabled: bool) -> Iterator[Callable[[int, PullStats], None]]:
+def progress_view(total: int | None, sensor_id: str, enabled: bool) -> Iterator[Callable[[int, PullStats], None]]:
     """A rich progress bar on stderr when the total is known (files), else a spinner and counters."""
     if not enabled:
         yield lambda _position, _stats: None

@@ -14,11 +14,13 @@ with_test=0
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-# 1. Debian packages: OpenCV needs libGL and GLib; the test broker needs Java 17 and Maven, the
+# 1. Debian packages: OpenCV needs libGL and GLib, SRT ingest srt-tools; the test broker needs Java 17 and Maven, the
 #    database tests Debian's PostgreSQL server.
 packages=()
 ldconfig -p | grep -q 'libGL.so.1 ' || packages+=(libgl1)
 ldconfig -p | grep -q 'libglib-2.0.so.0 ' || packages+=(libglib2.0-0)
+# SRT: PyAV's FFmpeg has no SRT protocol; `ibet ingest stream` relays srt:// through srt-live-transmit.
+command -v srt-live-transmit >/dev/null || packages+=(srt-tools)
 if (( with_test )); then
   command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || packages+=(maven)

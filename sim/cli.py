@@ -50,13 +50,17 @@ def list_cmd() -> None:
 def run_cmd(
     scenario: ScenarioArg,
     to: Annotated[str, typer.Option(help="'dir': frames, KLV and truth into --out; 'kafka': frames onto "
-                                    "ibet.frames.v1; 'http': drones push to the ingest API at --url.")] = "dir",
+                                    "ibet.frames.v1; 'http': drones push to the ingest API at --url; a .ts file or "
+                                    "udp://host:port: one drone's STANAG 4609 stream (H.264 + ST 0601 KLV).")] = "dir",
     out: Annotated[Path | None, typer.Option(help="Output folder (default runs/<scenario>-s<seed>).")] = None,
     seed: SeedOption = None,
     realtime: Annotated[bool, typer.Option(help="Send frames at the pace they were captured.")] = False,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Config with bus.kind kafka for --to kafka.")] = None,
     url: Annotated[str, typer.Option(help="Push API base URL for --to http.")] = "http://127.0.0.1:8080",
     tokens: Annotated[Path | None, typer.Option(help="YAML file 'sensor_id: token' of the drones, for --to http.")] = None,
+    drone: Annotated[str | None, typer.Option(help="The drone streamed by --to FILE.ts / udp:// (default: the first).")]
+    = None,
+    speed: Annotated[float, typer.Option(help="With --realtime: this many times faster than captured.")] = 1.0,
 ) -> None:
     """Run SCENARIO once: every sensor's frames with telemetry, and the exact truth."""
     from rich.progress import Progress
@@ -81,8 +85,12 @@ def run_cmd(
         from sim.sinks import HttpSink
 
         sink = HttpSink(url, yaml.safe_load(tokens.read_text()) if tokens else {}, realtime)
+    elif to.lower().startswith("udp://") or to.lower().endswith(".ts"):
+        from sim.stanag_sink import StanagSink
+
+        sink = StanagSink(to, drone, realtime=realtime or to.lower().startswith("udp://"), speed=speed)
     else:
-        typer.secho(f"error: --to must be 'dir', 'kafka' or 'http', not '{to}'", err=True)
+        typer.secho(f"error: --to must be 'dir', 'kafka', 'http', a .ts file or udp://host:port, not '{to}'", err=True)
         raise typer.Exit(2)
     sizes: dict[str, list[float]] = defaultdict(list)
     expected = sum(int(sc.duration_s * s.frame_rate_hz) for s in sc.sensors)
@@ -96,6 +104,12 @@ def run_cmd(
                     sizes[box.kind].append(min(x2 - x1, y2 - y1))
             progress.advance(task)
     sink.close(sim)
+    if hasattr(sink, "drone_id"):
+        typer.echo(f"STANAG 4609 stream of {sink.drone_id or 'no drone'} to {to}; other sensors' frames skipped: "
+                   f"{sink.skipped}")
+        from sim.sinks import write_truth
+
+        write_truth(sim, folder / "truth")
     if to == "http":
         typer.echo(f"fixed-camera frames skipped (ingest pulls those): {sink.skipped}; rejected: {len(sink.rejected)}")
         for sensor, sequence, status, text in sink.rejected[:5]:

@@ -1,0 +1,151 @@
+"""Open a video stream or file with PyAV (FFmpeg's libraries from PyPI) and demux it: decoded
+pictures from the first video stream and raw KLV access units from every data stream.
+
+PyAV reads MPEG-2 transport streams (STANAG 4609) and MP4 files, ``udp://`` (unicast, and
+multicast: a 224.0.0.0/4 address is joined), ``rtp://``, ``rtsp://`` (over TCP) and ``rtmp://``
+(as a client of a media server). It has no SRT: ``srt://`` goes through a local relay (see
+:mod:`ingest.srt_relay`). Times are stream times in seconds (PTS x time base); pairing them with
+UTC is :mod:`ingest.klv_pairing`'s job.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import av
+import av.error
+
+from ibet.exceptions import IbetError
+
+log = logging.getLogger(__name__)
+
+LIVE_SCHEMES = ("udp", "rtp", "rtsp", "rtsps", "rtmp", "rtmps", "tcp", "srt")
+FILE_SUFFIXES = (".ts", ".m2ts", ".mts", ".mp4", ".mov", ".mkv")
+#: FFmpeg's UDP receive buffer for a live transport stream: about 10 s of an 8 Mbit/s feed.
+UDP_FIFO_PACKETS = 50_000
+
+
+class StreamOpenError(IbetError):
+    """The source cannot be opened or is not a video stream; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A decoded video frame and its stream time; ``frame`` is a PyAV VideoFrame (convert only if kept)."""
+
+    frame: av.VideoFrame
+    pts_s: float
+    index: int  # decoded pictures so far in this connection
+
+
+@dataclass(frozen=True)
+class KlvUnit:
+    """One access unit of a data stream: the bytes, and its PTS in seconds (None: asynchronous)."""
+
+    stream_index: int
+    data: bytes
+    pts_s: float | None
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """Something read that could not be used: a picture without PTS, a corrupt packet (``reason``)."""
+
+    reason: str
+    detail: str
+
+
+def is_live(url: str) -> bool:
+    """Whether ``url`` is a network stream (reconnected when it drops) rather than a file."""
+    return urlsplit(url).scheme.lower() in LIVE_SCHEMES
+
+
+def ffmpeg_url(url: str) -> tuple[str, dict[str, str]]:
+    """The URL and FFmpeg options to open it with: UDP gets a large FIFO and survives overruns,
+    multicast is joined (reuse of the port allowed), RTSP runs over TCP."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    options: dict[str, str] = {}
+    if scheme == "udp":
+        query = dict(parse_qsl(parts.query))
+        query.setdefault("overrun_nonfatal", "1")
+        query.setdefault("fifo_size", str(UDP_FIFO_PACKETS))
+        try:
+            if ipaddress.ip_address(parts.hostname or "").is_multicast:
+                query.setdefault("reuse", "1")
+        except ValueError:
+            pass
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+        options["probesize"] = str(2_000_000)
+    elif scheme in ("rtsp", "rtsps"):
+        options["rtsp_transport"] = "tcp"
+    return url, options
+
+
+def open_input(url: str, open_timeout_s: float, read_timeout_s: float) -> av.container.InputContainer:
+    """The opened container; StreamOpenError names the source and FFmpeg's reason."""
+    if not is_live(url) and urlsplit(url).scheme.lower() in ("", "file"):
+        path = Path(urlsplit(url).path if url.startswith("file:") else url)
+        if not path.is_file():
+            raise StreamOpenError(f"no such file: {path}")
+    target, options = ffmpeg_url(url)
+    try:
+        container = av.open(target, options=options, timeout=(open_timeout_s, read_timeout_s))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise StreamOpenError(f"cannot open {redact(url)}: {exc}") from None
+    if not container.streams.video:
+        container.close()
+        raise StreamOpenError(f"{redact(url)} has no video stream")
+    return container
+
+
+def demux(container: av.container.InputContainer,
+          on_bytes: Callable[[int], None] = lambda _size: None) -> Iterator[Picture | KlvUnit | Dropped]:
+    """Pictures of the first video stream and units of every data stream, in stream order.
+
+    Corrupt packets are reported as :class:`Dropped` and skipped; the end of a file ends the
+    iterator; a dropped connection or a read timeout raises av's error (the caller reconnects).
+    """
+    video = container.streams.video[0]
+    video.thread_type = "AUTO"
+    data_streams = list(container.streams.data)
+    pictures = 0
+    for packet in container.demux([video, *data_streams]):
+        on_bytes(packet.size)
+        if packet.stream.type == "data":
+            if packet.size:
+                pts = None if packet.pts is None else float(packet.pts * packet.time_base)
+                yield KlvUnit(packet.stream.index, bytes(packet), pts)
+            continue
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError as exc:
+            yield Dropped("corrupt_video", str(exc))
+            continue
+        for frame in frames:
+            if frame.pts is None or frame.time_base is None:
+                yield Dropped("no_pts", "a decoded picture has no presentation time stamp")
+                continue
+            yield Picture(frame, float(frame.pts * frame.time_base), pictures)
+            pictures += 1
+
+
+def duration_s(container: av.container.InputContainer) -> float | None:
+    """A file's duration in seconds, if the container knows it."""
+    return container.duration / 1e6 if container.duration else None
+
+
+def redact(url: str) -> str:
+    """``url`` without a password (SRT passphrases, RTSP/RTMP credentials) for logs and errors."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password:
+        netloc = netloc.replace(f":{parts.password}@", ":***@")
+    query = "&".join(f"{k}=***" if k.lower() in ("passphrase", "password", "pass", "token") else f"{k}={v}"
+                     for k, v in parse_qsl(parts.query))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
