@@ -110,7 +110,9 @@ class StreamIngest:
         self.flush_every_frames, self.flush_every_s = flush_every_frames, flush_every_s
         self.batch = FrameBatch(producer, sensor.id, flush_timeout_s)
         self.stats = StreamStats(sensor.id)
-        self.sampler = RateSampler(sensor.detection_rate_hz)
+        # A quarter interval of tolerance: a stream sent at the sensor's own rate has capture-time jitter
+        # of a few ms, and each frame must be kept (the 1 ms default would drop every early one).
+        self.sampler = RateSampler(sensor.detection_rate_hz, tolerance_ns=round(_NS / sensor.detection_rate_hz / 4))
         self.key = sensor.id.encode()
         self.rng = rng or random.Random()
         self.needs_telemetry = sensor.kind == "drone"
@@ -164,9 +166,11 @@ class StreamIngest:
 
     def _read(self, container) -> None:
         total = None
-        if not self.live and (seconds := duration_s(container)):
-            rate = container.streams.video[0].average_rate
-            total = round(seconds * float(rate)) if rate else None
+        video = container.streams.video[0]
+        if not self.live and video.frames:
+            total = video.frames
+        elif not self.live and (seconds := duration_s(container)) and video.average_rate:
+            total = round(seconds * float(video.average_rate))
         try:
             with progress_view(total, self.sensor.id, self.progress) as show:
                 for item in demux(container, self._count_bytes):
@@ -182,7 +186,11 @@ class StreamIngest:
                     self._tick()
                     if self._stop is not None:
                         return
-        except (av.error.FFmpegError, OSError) as exc:  # a dropped connection, a read timeout, a broken file
+        except av.error.ExitError:  # PyAV's interrupt: nothing read for the read timeout
+            text = f"no data for {self.settings.stream_read_timeout_s:g} s"
+            self._note_error(text)
+            log.warning("%s: %s: %s; reopening", self.sensor.id, redact(self.url), text)
+        except (av.error.FFmpegError, OSError) as exc:  # a dropped connection, a broken or truncated file
             self._note_error(f"{type(exc).__name__}: {exc}")
             log.warning("%s: %s ended: %s", self.sensor.id, redact(self.url), exc)
         finally:

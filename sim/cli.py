@@ -88,15 +88,21 @@ def run_cmd(
     elif to.lower().startswith("udp://") or to.lower().endswith(".ts"):
         from sim.stanag_sink import StanagSink
 
-        sink = StanagSink(to, drone, realtime=realtime or to.lower().startswith("udp://"), speed=speed)
+        drones = [s for s in sc.sensors if s.kind == "drone" and (drone is None or s.id == drone)]
+        if not drones:
+            typer.secho(f"error: scenario {sc.name} has no drone {drone or ''} to stream", err=True)
+            raise typer.Exit(2)
+        sink = StanagSink(to, drones[0].id, realtime=realtime or to.lower().startswith("udp://"), speed=speed,
+                          frame_rate_hz=drones[0].frame_rate_hz)
     else:
         typer.secho(f"error: --to must be 'dir', 'kafka', 'http', a .ts file or udp://host:port, not '{to}'", err=True)
         raise typer.Exit(2)
     sizes: dict[str, list[float]] = defaultdict(list)
-    expected = sum(int(sc.duration_s * s.frame_rate_hz) for s in sc.sensors)
+    only = frozenset({sink.drone_id}) if hasattr(sink, "drone_id") else None
+    expected = sum(int(sc.duration_s * s.frame_rate_hz) for s in sc.sensors if only is None or s.id in only)
     with Progress() as progress:
         task = progress.add_task(f"{sc.name} seed {sim.seed}", total=expected)
-        for frame in sim.frames():
+        for frame in sim.frames(sensors=only):
             sink.write(frame)
             for box in frame.truth_boxes:
                 if box.visible_fraction >= 0.5:

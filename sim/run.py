@@ -79,15 +79,16 @@ class Simulation:
                                         float(heading[0]), target.appearance))
         return poses
 
-    def frames(self, every_nth: int = 1) -> Iterator[SimFrame]:
+    def frames(self, every_nth: int = 1, sensors: frozenset[str] | None = None) -> Iterator[SimFrame]:
         """The frames the sensors send (dropped frames are not sent), rendered from the truth;
-        with ``every_nth`` only every n-th sent frame is rendered and yielded (for datasets)."""
+        with ``every_nth`` only every n-th sent frame is rendered and yielded (for datasets);
+        with ``sensors`` only those sensors' frames are rendered (the others are not yielded)."""
         from ibet.klv import encode_st0601
 
         specs = {s.id: s for s in self.scenario.sensors}
         sun_az, sun_el = self.sun()
         for k, capture in enumerate(c for c in self.captures() if not self._dropped(c)):
-            if k % every_nth:
+            if k % every_nth or (sensors is not None and capture.sensor_id not in sensors):
                 continue
             spec = specs[capture.sensor_id]
             rendered = render_frame(

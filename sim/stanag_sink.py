@@ -26,12 +26,12 @@ class StanagSink:
     """Frames of ``drone_id`` (None: the first drone seen) muxed into ``target`` (a path or udp:// URL)."""
 
     def __init__(self, target: str, drone_id: str | None = None, *, realtime: bool = False, speed: float = 1.0,
-                 at_now: bool | None = None, bitrate_bps: int = 2_000_000):
+                 at_now: bool | None = None, bitrate_bps: int = 2_000_000, frame_rate_hz: float = 2.0):
         self.target, self.drone_id = target, drone_id
         self.udp = target.lower().startswith("udp://")
         self.realtime, self.speed = realtime, speed
         self.at_now = self.udp if at_now is None else at_now
-        self.bitrate_bps = bitrate_bps
+        self.bitrate_bps, self.frame_rate_hz = bitrate_bps, frame_rate_hz
         self.count, self.skipped = 0, 0
         self._out: av.container.OutputContainer | None = None
         self._video = self._data = None
@@ -78,9 +78,10 @@ class StanagSink:
         if self.udp:
             url += ("&" if "?" in url else "?") + "pkt_size=1316"
         self._out = av.open(url, "w", format="mpegts", options=options)
-        video = self._out.add_stream("libx264", rate=30, options={"preset": "ultrafast", "tune": "zerolatency",
+        video = self._out.add_stream("libx264", rate=Fraction(self.frame_rate_hz).limit_denominator(1000), options={"preset": "ultrafast", "tune": "zerolatency",
                                                                   "g": "4", "bf": "0"})
         video.width, video.height, video.pix_fmt, video.time_base = width_px, height_px, "yuv420p", TIME_BASE
+        video.codec_context.time_base = TIME_BASE  # else the encoder rounds each PTS to its 1 / rate grid
         video.bit_rate = self.bitrate_bps
         self._video = video
         self._data = self._out.add_data_stream("klv")
