@@ -148,6 +148,7 @@ def health_alert(event: SensorHealthEvent, routing: Routing, registry: Registry,
     summary = (f"{'EXERCISE - ' if exercise else ''}No frame from {sensor.kind.replace('_', ' ')} {sensor.id} "
                f"({sensor.owner_agency}) for {event.silent_s:.0f} s (expected every {event.expected_interval_s:g} s), "
                f"declared lost at {when.astimezone(zone):%H:%M:%S %Z} ({when:%H:%M:%S} UTC). "
+               f"{f'Cause: {event.reason}. ' if event.reason else ''}"
                f"The sector has a blind spot until it is restored.")
     return Alert(
         alert_id=alert_id_of(source_id), event_ids=(source_id,), sector_id=event.sector_id, severity=Severity.MEDIUM,

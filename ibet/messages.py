@@ -480,3 +480,7 @@ class SensorHealthEvent(WireMessage):
     last_frame_ts_ns: TimestampNs | None = Field(None, description="capture time of the last frame before the gap")
     expected_interval_s: float = Field(gt=0.0, description="1 / the sensor's frame rate")
     silent_s: float = Field(ge=0.0, description="how long no frame had arrived")
+    reason: str | None = Field(None, max_length=300, description="why no usable frame arrived, when ingest knows "
+                               "(e.g. video without telemetry); absent: nothing arrived")
+
+    OMIT_AT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"reason"})

@@ -9,7 +9,8 @@ one telemetry per frame:
   first tag-2 packet of a synchronous stream (its tag 2 at its own PTS), else the first tag-2
   packet of an asynchronous one at the PTS of the first frame after it. Capture time is never the
   ingest clock; a frame matched exactly by a packet takes that packet's tag 2. A frame's PTS that runs backwards or leaps (a sender restarted) drops the anchor,
-  and the next tag-2 packet sets a new one (counted as ``timeline_reset``).
+  and the next tag-2 packet sets a new one (counted as ``timeline_reset``); synchronous packets
+  whose PTS runs backwards wait for that reset (the decoder may still hold the old segment's pictures).
 - **Telemetry.** From the lowest-numbered data stream whose packets carry the sensor position
   (the others, e.g. timestamp-only streams, only feed the anchor). A packet within
   ``match_tolerance_s`` of the frame is used as is; a frame between two packets at most
@@ -85,6 +86,7 @@ class _Track:
     samples: list[_Sample] = field(default_factory=list)
     has_position: bool = False
     synchronous: bool | None = None
+    last_pts_s: float | None = None
 
     def add(self, sample: _Sample, keep_ns: int) -> None:
         times = [s.utc_ns for s in self.samples]
@@ -104,7 +106,8 @@ class PairingCounts:
 
     paired: dict[str, int] = field(default_factory=lambda: {"exact": 0, "interpolated": 0, "held": 0})
     refused: dict[str, int] = field(default_factory=lambda: {"no_telemetry": 0, "stale_telemetry": 0})
-    klv_dropped: dict[str, int] = field(default_factory=lambda: {"klv_clock_jump": 0, "klv_no_time": 0})
+    klv_dropped: dict[str, int] = field(default_factory=lambda: {"klv_clock_jump": 0, "klv_no_time": 0,
+                                                                 "klv_out_of_order": 0})
     timeline_resets: int = 0
     reanchors: int = 0
 
@@ -130,6 +133,7 @@ class KlvPairer:
         self._last_frame_pts: float | None = None
         self._stream_now_s: float | None = None
         self._jumped: list[int] = []  # offsets (tag 2 - expected) of consecutive refused packets
+        self._next_segment: list[tuple[int, Telemetry, float]] = []  # packets whose PTS ran backwards
         self._out: list[Paired | Refused] = []
 
     # -- input ---------------------------------------------------------------------------------
@@ -140,6 +144,15 @@ class KlvPairer:
         """
         track = self._tracks.setdefault(stream_index, _Track())
         track.synchronous = pts_s is not None
+        if pts_s is not None and track.last_pts_s is not None and pts_s < track.last_pts_s - 0.001:
+            # PTS ran backwards: the next segment of a restarted sender. Its packets wait for the video's
+            # own discontinuity (pictures of the old segment may still be in the decoder).
+            if len(self._next_segment) >= self.max_pending:
+                return self._drop("klv_out_of_order")
+            self._next_segment.append((stream_index, telemetry, pts_s))
+            return None
+        if pts_s is not None:
+            track.last_pts_s = pts_s
         utc_ns = telemetry.precision_ts_us * 1000 if telemetry.precision_ts_us is not None else None
         if utc_ns is None:
             if pts_s is None or self._anchor is None:
@@ -166,8 +179,11 @@ class KlvPairer:
 
     def frame(self, frame: Hashable, pts_s: float) -> None:
         """A decoded video frame at stream time ``pts_s`` (seconds); resolved later by :meth:`ready`."""
-        if self._last_frame_pts is not None and not -1.0 <= pts_s - self._last_frame_pts <= self.max_jump_ns / NS_PER_S:
-            self._reset_timeline()
+        if self._last_frame_pts is not None and not -0.001 <= pts_s - self._last_frame_pts <= self.max_jump_ns / NS_PER_S:
+            self._reset_timeline()  # PTS ran backwards or leapt: a new segment (a sender restarted)
+            waiting, self._next_segment = self._next_segment, []
+            for stream_index, telemetry, packet_pts_s in waiting:
+                self.klv(stream_index, telemetry, packet_pts_s)
         self._last_frame_pts = pts_s
         self._stream_now_s = pts_s if self._stream_now_s is None else max(self._stream_now_s, pts_s)
         if self._anchor is None and self._async_anchor_utc is not None:
@@ -199,6 +215,7 @@ class KlvPairer:
         """The source was reopened: settle what waits (returned), then forget the timeline."""
         settled = self.finish()
         self._reset_timeline(count=False)
+        self._next_segment.clear()
         return settled + self.finish()
 
     # -- inside --------------------------------------------------------------------------------
@@ -233,6 +250,7 @@ class KlvPairer:
         self._stream_now_s, self._last_frame_pts = None, None
         for track in self._tracks.values():
             track.samples.clear()
+            track.last_pts_s = None
         self._jumped.clear()
         if count:
             self.counts.timeline_resets += 1

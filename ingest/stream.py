@@ -28,7 +28,7 @@ from ibet.bus.exceptions import RecordTooLargeError
 from ibet.clock import Clock, SystemClock
 from ibet.config import IbetConfig, IngestSettings
 from ibet.exceptions import IbetError, RegistryError
-from ibet.messages import FrameMeta, Telemetry
+from ibet.messages import FrameMeta, SensorHealthState, Telemetry
 from ibet.registry import Registry, Sensor
 from ingest.capture_time import CaptureTimeSkewError, check_skew
 from ingest.health import FeedHealth
@@ -110,9 +110,8 @@ class StreamIngest:
         self.flush_every_frames, self.flush_every_s = flush_every_frames, flush_every_s
         self.batch = FrameBatch(producer, sensor.id, flush_timeout_s)
         self.stats = StreamStats(sensor.id)
-        # A quarter interval of tolerance: a stream sent at the sensor's own rate has capture-time jitter
-        # of a few ms, and each frame must be kept (the 1 ms default would drop every early one).
-        self.sampler = RateSampler(sensor.detection_rate_hz, tolerance_ns=round(_NS / sensor.detection_rate_hz / 4))
+        self.sampler = RateSampler(sensor.detection_rate_hz)
+        self._last_capture_ns: int | None = None
         self.key = sensor.id.encode()
         self.rng = rng or random.Random()
         self.needs_telemetry = sensor.kind == "drone"
@@ -123,6 +122,7 @@ class StreamIngest:
         self.timeline = _Timeline(clock)
         self._last_flush_ns = clock.now_ns()
         self._stop: str | None = None
+        self._refused_at_last_frame = 0
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> StreamStats:
@@ -242,6 +242,7 @@ class StreamIngest:
             self._sample(picture, result.capture_ts_ns, result.telemetry)
 
     def _sample(self, picture: Picture, capture_ns: int, telemetry: Telemetry | None) -> None:
+        self._adapt_tolerance(capture_ns)
         if not self.sampler.keep(capture_ns):
             return
         FRAMES_RECEIVED.labels(self.sensor.id, PATH).inc()
@@ -266,11 +267,21 @@ class StreamIngest:
         self.stats.bytes_produced += len(jpeg)
         self.stats.first_capture_ts_ns = self.stats.first_capture_ts_ns or capture_ns
         self.stats.last_capture_ts_ns = capture_ns
+        self._refused_at_last_frame = sum(self.stats.refused.values())
         if self.health is not None:
             publish_health(self.health.frame_seen(self.sensor.id, self.clock.now_ns(), capture_ns), self.batch,
                            self.stats)
         if self.max_frames is not None and self.stats.frames_produced >= self.max_frames:
             self._stop = "max_frames"
+
+    def _adapt_tolerance(self, capture_ns: int) -> None:
+        """Sampling tolerance: a quarter of the sensor's interval, but under half the source's own frame
+        interval. A stream sent at the sensor's rate has a few ms of capture jitter and each frame must
+        be kept; a faster stream must still be thinned to the grid, not to its earliest frames."""
+        if self._last_capture_ns is not None and capture_ns > self._last_capture_ns:
+            source_interval_ns = capture_ns - self._last_capture_ns
+            self.sampler.tolerance_ns = max(1_000_000, min(self.sampler.interval_ns // 4, source_interval_ns // 2 - 1))
+        self._last_capture_ns = capture_ns
 
     def _reject(self, picture: Picture, reason: str, detail: str) -> None:
         log.warning("%s: picture %d rejected (%s): %s", self.sensor.id, picture.index, reason, detail)
@@ -281,7 +292,14 @@ class StreamIngest:
         """Health checks, the flush policy and the stop signals, after every item read or waited."""
         now_ns = self.clock.now_ns()
         if self.health is not None:
-            publish_health(self.health.check(now_ns), self.batch, self.stats)
+            events = self.health.check(now_ns)
+            refused_since = sum(self.stats.refused.values()) - self._refused_at_last_frame
+            if events and refused_since:  # pictures arrive, but none is usable: say why
+                causes = ", ".join(f"{k} {v}" for k, v in sorted(self.stats.refused.items()) if v)
+                reason = f"video arrives ({refused_since} pictures) without usable KLV telemetry ({causes})"
+                events = [e.model_copy(update={"reason": reason}) if e.state == SensorHealthState.FEED_LOST else e
+                          for e in events]
+            publish_health(events, self.batch, self.stats)
         if len(self.batch.sent) >= self.flush_every_frames or (
                 self.batch.sent and now_ns - self._last_flush_ns >= self.flush_every_s * _NS):
             self.batch.flush()
