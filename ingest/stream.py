@@ -360,7 +360,7 @@ def _relayed(url: str, sensor_id: str):
     from contextlib import nullcontext
 
     if url.lower().startswith("srt://"):
-        from ingest.srt_relay import srt_relay
+        from ibet.srt_relay import srt_relay
 
         return srt_relay(url, sensor_id)
     return nullcontext(url)

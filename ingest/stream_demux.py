@@ -4,7 +4,7 @@ pictures from the first video stream and raw KLV access units from every data st
 PyAV reads MPEG-2 transport streams (STANAG 4609) and MP4 files, ``udp://`` (unicast, and
 multicast: a 224.0.0.0/4 address is joined), ``rtp://``, ``rtsp://`` (over TCP) and ``rtmp://``
 (as a client of a media server). It has no SRT: ``srt://`` goes through a local relay (see
-:mod:`ingest.srt_relay`). Times are stream times in seconds (PTS x time base); pairing them with
+:mod:`ibet.srt_relay`). Times are stream times in seconds (PTS x time base); pairing them with
 UTC is :mod:`ingest.klv_pairing`'s job.
 """
 
@@ -21,6 +21,7 @@ import av
 import av.error
 
 from ibet.exceptions import IbetError
+from ibet.urls import redact
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +139,3 @@ def demux(container: av.container.InputContainer,
 def duration_s(container: av.container.InputContainer) -> float | None:
     """A file's duration in seconds, if the container knows it."""
     return container.duration / 1e6 if container.duration else None
-
-
-def redact(url: str) -> str:
-    """``url`` without a password (SRT passphrases, RTSP/RTMP credentials) for logs and errors."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password:
-        netloc = netloc.replace(f":{parts.password}@", ":***@")
-    query = "&".join(f"{k}=***" if k.lower() in ("passphrase", "password", "pass", "token") else f"{k}={v}"
-                     for k, v in parse_qsl(parts.query))
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -50,8 +50,8 @@ def list_cmd() -> None:
 def run_cmd(
     scenario: ScenarioArg,
     to: Annotated[str, typer.Option(help="'dir': frames, KLV and truth into --out; 'kafka': frames onto "
-                                    "ibet.frames.v1; 'http': drones push to the ingest API at --url; a .ts file or "
-                                    "udp://host:port: one drone's STANAG 4609 stream (H.264 + ST 0601 KLV).")] = "dir",
+                                    "ibet.frames.v1; 'http': drones push to the ingest API at --url; a .ts file, "
+                                    "udp://host:port or srt://host:port: one drone's STANAG 4609 stream.")] = "dir",
     out: Annotated[Path | None, typer.Option(help="Output folder (default runs/<scenario>-s<seed>).")] = None,
     seed: SeedOption = None,
     realtime: Annotated[bool, typer.Option(help="Send frames at the pace they were captured.")] = False,
@@ -85,14 +85,14 @@ def run_cmd(
         from sim.sinks import HttpSink
 
         sink = HttpSink(url, yaml.safe_load(tokens.read_text()) if tokens else {}, realtime)
-    elif to.lower().startswith("udp://") or to.lower().endswith(".ts"):
+    elif to.lower().startswith(("udp://", "srt://")) or to.lower().endswith(".ts"):
         from sim.stanag_sink import StanagSink
 
         drones = [s for s in sc.sensors if s.kind == "drone" and (drone is None or s.id == drone)]
         if not drones:
             typer.secho(f"error: scenario {sc.name} has no drone {drone or ''} to stream", err=True)
             raise typer.Exit(2)
-        sink = StanagSink(to, drones[0].id, realtime=realtime or to.lower().startswith("udp://"), speed=speed,
+        sink = StanagSink(to, drones[0].id, realtime=realtime or to.lower().startswith(("udp://", "srt://")), speed=speed,
                           frame_rate_hz=drones[0].frame_rate_hz)
     else:
         typer.secho(f"error: --to must be 'dir', 'kafka', 'http', a .ts file or udp://host:port, not '{to}'", err=True)

@@ -1,5 +1,6 @@
 """A simulated drone's frames as a STANAG 4609 stream: H.264 video and synchronous MISB ST 0601 KLV
-in an MPEG-2 transport stream, written to a ``.ts`` file or sent to ``udp://host:port`` (PyAV).
+in an MPEG-2 transport stream, written to a ``.ts`` file, sent to ``udp://host:port`` (PyAV), or to
+``srt://host:port?mode=caller|listener`` through srt-live-transmit.
 
 One drone per stream, as a ground station sends it; fixed cameras are counted and skipped (ingest
 pulls those). Each frame's KLV packet carries the frame's capture time in tag 2 and the frame's PTS,
@@ -28,7 +29,9 @@ class StanagSink:
     def __init__(self, target: str, drone_id: str | None = None, *, realtime: bool = False, speed: float = 1.0,
                  at_now: bool | None = None, bitrate_bps: int = 2_000_000, frame_rate_hz: float = 2.0):
         self.target, self.drone_id = target, drone_id
-        self.udp = target.lower().startswith("udp://")
+        self.srt = target.lower().startswith("srt://")
+        self.udp = self.srt or target.lower().startswith("udp://")
+        self._relay = None
         self.realtime, self.speed = realtime, speed
         self.at_now = self.udp if at_now is None else at_now
         self.bitrate_bps, self.frame_rate_hz = bitrate_bps, frame_rate_hz
@@ -71,9 +74,19 @@ class StanagSink:
             self._out.mux(packet)
         self._out.close()
         self._out = None
+        if self._relay is not None:
+            time.sleep(1.0)  # the relay's buffer drains
+            self._relay.__exit__(None, None, None)
+            self._relay = None
 
     def _open(self, width_px: int, height_px: int) -> None:
         url = self.target
+        if self.srt:  # PyAV has no SRT: the stream goes to a loopback UDP port and srt-live-transmit sends it on
+            from ibet.srt_relay import srt_relay
+
+            self._relay = srt_relay(self.target, f"sim-{self.drone_id}", outbound=True)
+            url = self._relay.__enter__()
+            time.sleep(0.5)  # let the relay bind its UDP port before the first datagram
         options = {"mpegts_flags": "resend_headers"}
         if self.udp:
             url += ("&" if "?" in url else "?") + "pkt_size=1316"

@@ -95,6 +95,31 @@ def bench_ingest(
                 "before", **flood})
 
 
+@bench_app.command("ingest-stream")
+def bench_ingest_stream(
+    file: Annotated[Path | None, typer.Option(help="A .ts/.mp4 to measure; default: one written here.")] = None,
+    rounds: Annotated[int, typer.Option(help="Rounds per side, alternating bare PyAV and ibet.")] = 3,
+    seconds: Annotated[float, typer.Option(help="Length of the written stream.")] = 20.0,
+    fps: Annotated[float, typer.Option(help="Its frame rate.")] = 30.0,
+    width: Annotated[int, typer.Option(help="Its width in px.")] = 1280,
+    height: Annotated[int, typer.Option(help="Its height in px.")] = 720,
+    rate_hz: Annotated[float, typer.Option(help="The drone's detection rate (frames kept per second).")] = 2.0,
+) -> None:
+    """`ibet ingest stream` (decode + KLV pairing + sampling + JPEG) against a bare PyAV decode of the same file:
+    pictures/s, CPU per stream second, the ratio, and how many such drone streams one core carries."""
+    from ibet_app.bench.report import report
+    from ibet_app.bench.stream import run_stream_bench
+
+    with tempfile.TemporaryDirectory(prefix="ibet-bench-stream-") as workdir:
+        r = run_stream_bench(file, rounds, seconds, fps, width, height, rate_hz, Path(workdir))
+    rows = [["bare PyAV decode", r["bare_pictures_per_s"], r["bare_cpu_s_per_stream_s"]],
+            ["ibet ingest stream", r["ibet_pictures_per_s"], r["ibet_cpu_s_per_stream_s"]]]
+    report("bench-ingest-stream", f"ibet bench ingest-stream ({r['stream_s']} s stream, {r['pictures']} pictures, kept at "
+           f"{rate_hz:g} Hz; CPU ratio {r['ratio_cpu']}, {r['streams_per_core']} streams per core)",
+           ["path", "pictures/s", "CPU s per stream s"], rows,
+           {"bench": "ingest-stream", "baseline": "bare PyAV decode of every picture of the same file", **r})
+
+
 def _bench_fuse(
     targets: Annotated[str, typer.Option(help="Comma-separated numbers of simultaneous targets.")] = "10,100,500",
     scans: Annotated[int, typer.Option(help="Scans at 2 Hz (the largest case runs fewer).")] = 60,
