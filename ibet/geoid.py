@@ -5,8 +5,10 @@ NOTE.md: provenance, licence, how to rebuild, accuracy). Heights between grid no
 as NGA's own interpolation program does. MISB ST 0601 tag 15 (and EG 0104's altitude) is above
 mean sea level; ibet's telemetry is above the ellipsoid: h = H + N.
 
-    >>> round(geoid_height_m(38.628155, -90.220845), 2)  # NGA's check point: -31.628 m
-    -31.63
+    >>> round(geoid_height_m(38.628155, -90.220845), 2)  # NGA's check point: -31.628 m (the grid: within 0.06 m)
+    -31.61
+    >>> round(msl_to_ellipsoid_m(49.0, -122.75, 150.0), 2)  # ST 0601 tag 15 near Blaine WA: N = -20.41 m
+    129.59
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ def srt_relay(url: str, sensor_id: str, *, outbound: bool = False) -> Iterator[s
 
     def supervise() -> None:
         while not stop.is_set():
-            ends = [target, url] if outbound else [url, target]
+            # the UDP end as a source must bind its port (mode=listener), as a target it sends to it
+            ends = [f"{target}?mode=listener", url] if outbound else [url, target]
             process = subprocess.Popen([binary, "-a", "yes", "-q", "-ll", "warn", *ends],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             state["process"] = process

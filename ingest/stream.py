@@ -47,6 +47,7 @@ from ingest.pull import FrameBatch, PullStats, progress_view, publish_health, st
 from ingest.sampling import RateSampler, reencode
 from ingest.sources import backoff_delay_s
 from ingest.stream_demux import KlvUnit, Picture, StreamOpenError, demux, duration_s, is_live, open_input, redact
+from ingest.udp_input import UdpBindError, UdpReceiver
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class StreamStats(PullStats):
     paired: dict[str, int] = field(default_factory=dict)  # exact / interpolated / held
     dropped: dict[str, int] = field(default_factory=dict)  # unreadable video, no PTS
     errors: list[str] = field(default_factory=list)  # why connections ended early (bounded)
+    udp: dict[str, int] = field(default_factory=dict)  # datagrams, bytes, overruns of a UDP source
 
     def count(self, table: dict[str, int], key: str) -> None:
         table[key] = table.get(key, 0) + 1
@@ -128,18 +130,28 @@ class StreamIngest:
     def run(self) -> StreamStats:
         attempt = 0
         connected_once = False
+        receiver = None
+        if self.url.lower().startswith("udp://"):
+            try:
+                receiver = UdpReceiver(self.url)
+            except UdpBindError as exc:
+                raise StreamError(str(exc)) from None
         try:
             with stop_on_signals() as stop_reason:
                 self._stop_reason = stop_reason
                 while self._stop is None:
                     try:
+                        reader = None if receiver is None else receiver.reader(
+                            self.settings.stream_read_timeout_s, self._waiting)
                         container = open_input(self.url, self.settings.stream_open_timeout_s,
-                                               self.settings.stream_read_timeout_s)
+                                               self.settings.stream_read_timeout_s, reader)
                     except StreamOpenError as exc:
                         if not self.live:
                             raise StreamError(str(exc)) from None
                         self._note_error(str(exc))
-                        log.warning("%s: %s", self.sensor.id, exc)
+                        # said once, then every 30th attempt: a drone not yet flying is not news every 2 s
+                        log.log(logging.WARNING if attempt % 30 == 0 else logging.DEBUG, "%s: %s (attempt %d)",
+                                self.sensor.id, exc, attempt + 1)
                     else:
                         connected_once = True
                         if attempt:
@@ -147,17 +159,25 @@ class StreamIngest:
                         attempt = 0
                         self._read(container)
                         self._settle(self.pairer.restart())
+                        if reader is not None and reader.idle and self._stop is None:
+                            text = f"no data for {self.settings.stream_read_timeout_s:g} s"
+                            self._note_error(text)
+                            log.warning("%s: %s: %s; reopening", self.sensor.id, redact(self.url), text)
                     if not self.live or self._stop is not None:
                         break
                     if self.max_reconnects is not None and self.stats.reconnects >= self.max_reconnects:
                         self._stop = "max_reconnects"
                         break
-                    self._wait(backoff_delay_s(attempt, self.settings.reconnect_initial_s,
-                                               self.settings.reconnect_max_s, self.rng.random()))
+                    if receiver is None:  # a UDP receiver keeps its socket: nothing is lost, no need to back off
+                        self._wait(backoff_delay_s(attempt, self.settings.reconnect_initial_s,
+                                                   self.settings.reconnect_max_s, self.rng.random()))
                     attempt += 1
                     self.stats.reconnects += 1
                     STREAM_RECONNECTS.labels(self.sensor.id).inc()
         finally:
+            if receiver is not None:
+                self.stats.udp = {"datagrams": receiver.datagrams, "bytes": receiver.bytes, "overruns": receiver.overruns}
+                receiver.close()
             self.batch.flush()
         self.stats.stopped_by = self._stop if self._stop not in (None, "end") else None
         if not connected_once and self.live and self._stop == "max_reconnects":
@@ -306,6 +326,11 @@ class StreamIngest:
             self._last_flush_ns = now_ns
         if self._stop is None and (reason := self._stop_reason()):
             self._stop = reason
+
+    def _waiting(self) -> bool:
+        """Called while a UDP reader waits for data: health checks and signals go on; True: stop."""
+        self._tick()
+        return self._stop is not None
 
     def _wait(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

@@ -1,9 +1,9 @@
 """Open a video stream or file with PyAV (FFmpeg's libraries from PyPI) and demux it: decoded
 pictures from the first video stream and raw KLV access units from every data stream.
 
-PyAV reads MPEG-2 transport streams (STANAG 4609) and MP4 files, ``udp://`` (unicast, and
-multicast: a 224.0.0.0/4 address is joined), ``rtp://``, ``rtsp://`` (over TCP) and ``rtmp://``
-(as a client of a media server). It has no SRT: ``srt://`` goes through a local relay (see
+PyAV reads MPEG-2 transport streams (STANAG 4609) and MP4 files, ``rtp://``, ``rtsp://`` (over
+TCP) and ``rtmp://`` (as a client of a media server); ``udp://`` is received by ibet's own socket
+(:mod:`ingest.udp_input`, multicast joined) and demuxed by PyAV from it. It has no SRT: ``srt://`` goes through a local relay (see
 :mod:`ibet.srt_relay`). Times are stream times in seconds (PTS x time base); pairing them with
 UTC is :mod:`ingest.klv_pairing`'s job.
 """
@@ -88,8 +88,19 @@ def ffmpeg_url(url: str) -> tuple[str, dict[str, str]]:
     return url, options
 
 
-def open_input(url: str, open_timeout_s: float, read_timeout_s: float) -> av.container.InputContainer:
-    """The opened container; StreamOpenError names the source and FFmpeg's reason."""
+def open_input(url: str, open_timeout_s: float, read_timeout_s: float, fileobj=None) -> av.container.InputContainer:
+    """The opened container; StreamOpenError names the source and FFmpeg's reason. With ``fileobj``
+    (a UDP receiver's reader) the transport stream is read from it, not from ``url``."""
+    if fileobj is not None:
+        try:
+            # a live feed: find the streams in what 1 s of it carries, not FFmpeg's default 5 s
+            container = av.open(fileobj, format="mpegts", options={"probesize": "1000000", "analyzeduration": "1000000"})
+        except (av.error.FFmpegError, OSError) as exc:
+            raise StreamOpenError(f"no transport stream on {redact(url)} yet: {exc}") from None
+        if not container.streams.video:
+            container.close()
+            raise StreamOpenError(f"{redact(url)} has no video stream")
+        return container
     if not is_live(url) and urlsplit(url).scheme.lower() in ("", "file"):
         path = Path(urlsplit(url).path if url.startswith("file:") else url)
         if not path.is_file():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import doctest
 import math
 import struct
 
 import pytest
 
+import ibet.geoid
 from ibet.geoid import ellipsoid_to_msl_m, geoid_height_m, msl_to_ellipsoid_m
 from ibet.klv import ITEMS, UAS_LS_KEY, ber_length, decode_st0601, st0601_checksum
 
@@ -22,6 +24,10 @@ def test_geoid_heights_match_ngas_check_values_to_the_grids_interpolation_accura
     assert geoid_height_m(lat, lon) == pytest.approx(expected, abs=0.06)  # measured: at most 0.056 m
 
 
+def test_the_modules_docstring_example_holds():
+    assert doctest.testmod(ibet.geoid).failed == 0  # the suite runs no --doctest-modules; this keeps the example true
+
+
 def test_longitudes_wrap_and_negative_longitudes_are_west():
     assert geoid_height_m(38.628155, -90.220845) == pytest.approx(geoid_height_m(38.628155, 269.779155), abs=1e-9)
     assert geoid_height_m(10.0, 359.99) == pytest.approx(geoid_height_m(10.0, -0.01), abs=1e-9)
@@ -29,7 +35,9 @@ def test_longitudes_wrap_and_negative_longitudes_are_west():
 
 
 def test_poles_and_the_border_give_finite_plausible_heights():
-    assert math.isfinite(geoid_height_m(90.0, 0.0)) and math.isfinite(geoid_height_m(-90.0, 123.0))
+    # WW15MGH.DAC's pole rows: one value each, whatever the longitude
+    assert [geoid_height_m(90.0, lon) for lon in (0.0, 123.0, -45.0)] == pytest.approx([13.61] * 3, abs=1e-9)
+    assert [geoid_height_m(-90.0, lon) for lon in (0.0, 123.0, -45.0)] == pytest.approx([-29.53] * 3, abs=1e-9)
     # along the US-Canada border south of Alaska the geoid lies 10-40 m below the ellipsoid (EGM96 charts); no NGA value to hand
     for lat, lon in ((49.0, -122.75), (45.005, -72.1), (42.33, -83.05), (49.0, -95.15)):
         assert -40.0 < geoid_height_m(lat, lon) < -10.0

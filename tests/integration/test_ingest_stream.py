@@ -1,0 +1,144 @@
+"""`ibet ingest stream` on the real broker, fed by `ibet sim run --to udp://` and `--to srt://` on loopback
+(both entry points as users run them, in their own processes): the drone's frames land with their
+telemetry, a sender that restarts mid-stream is reconnected and counted, and an SRT caller with the
+wrong passphrase gets nothing in while the stream process keeps running."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pipeline_samples import service_missing
+
+from ibet import topics
+from ibet.messages import FrameMeta
+
+pytestmark = pytest.mark.kafka
+
+REPO = Path(__file__).resolve().parents[2]
+DRONE = "drone-vista-1"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def short_scenario(tmp_path) -> Path:
+    """The shipped forest-vista scenario cut to 8 s at 640 x 360 (rendering is the slow part)."""
+    text = (REPO / "sim/scenarios/foot-crossing-forest-vista.yaml").read_text()
+    text = text.replace("duration_s: 100", "duration_s: 8").replace("width_px: 1280, height_px: 720",
+                                                                      "width_px: 640, height_px: 360")
+    path = tmp_path / "short-vista.yaml"
+    path.write_text(text.replace("name: foot-crossing-forest-vista", "name: short-vista-stream"))
+    return path
+
+
+@pytest.fixture
+def env(kafka_bootstrap) -> dict[str, str]:
+    return {**os.environ, "IBET_BUS__KIND": "kafka", "IBET_BUS__KAFKA__BOOTSTRAP_SERVERS": json.dumps([kafka_bootstrap]),
+            "IBET_INGEST__STREAM_READ_TIMEOUT_S": "2", "IBET_INGEST__RECONNECT_INITIAL_S": "0.2",
+            "IBET_INGEST__RECONNECT_MAX_S": "0.5", "IBET_INGEST__STREAM_OPEN_TIMEOUT_S": "3"}
+
+
+def ibet(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ibet_app.cli", *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def stop(receiver: subprocess.Popen) -> str:
+    """SIGTERM, as an operator or Kubernetes stops it: the frame in hand is finished, the summary printed."""
+    time.sleep(8)  # the last datagrams are read (a reopened demuxer probes 1 s of stream) and settled
+    receiver.send_signal(signal.SIGTERM)
+    output, _ = receiver.communicate(timeout=60)
+    assert receiver.returncode == 0, output
+    return output
+
+
+def sent_frames(scenario: Path, to: str, env: dict[str, str], out: Path) -> int:
+    sender = ibet("sim", "run", str(scenario), "--to", to, "--speed", "2", "--out", str(out), env=env)
+    output, _ = sender.communicate(timeout=240)
+    assert sender.returncode == 0, output
+    return int(re.search(r"(\d+) frames sent", output).group(1))
+
+
+def landed(drain, before: int, since_ns: int, at_least: int) -> list[FrameMeta]:
+    """This test's frames of the drone: other tests stream it too, earlier (live capture times are now)."""
+    records = [r for r in drain(topics.FRAMES, at_least=before + at_least, timeout_s=30, settle_s=2)
+               if r.key == DRONE.encode()]
+    metas = [FrameMeta.from_headers(r.headers) for r in sorted(records, key=lambda r: r.offset)]
+    return [m for m in metas if m.capture_ts_ns >= since_ns]
+
+
+def test_udp_stream_from_the_simulator_lands_with_telemetry_and_a_restarted_sender_is_reconnected(
+        kafka_bus, drain, env, short_scenario, tmp_path):
+    kafka_bus.create_topics([topics.FRAMES, topics.SENSOR_HEALTH], partitions=3)
+    before = len(drain(topics.FRAMES, at_least=0, timeout_s=5, settle_s=1))
+    since_ns = time.time_ns()
+    url = f"udp://127.0.0.1:{free_port()}"
+    receiver = ibet("ingest", "stream", "--sensor", DRONE, "--source", url, "--config", "config/ibet.yaml", env=env)
+    try:
+        time.sleep(2)
+        first = sent_frames(short_scenario, url, env, tmp_path / "run1")
+        time.sleep(3)  # the sender is gone longer than the read timeout: the receiver reopens the port
+        second = sent_frames(short_scenario, url, env, tmp_path / "run2")
+        output = stop(receiver)
+    finally:
+        receiver.kill()
+    summary = next((line for line in output.splitlines() if " produced to " in line), "")
+    assert summary, output
+    produced = int(re.search(r"(\d+) produced", summary).group(1))
+    assert int(re.search(r"(\d+) reconnects", summary).group(1)) >= 1, output
+    # UDP is lossy: a frame or two may be lost at each sender's start; nothing else
+    assert first + second - 4 <= produced <= first + second, output
+
+    metas = landed(drain, before, since_ns, produced)
+    assert len(metas) == produced and [m.sequence for m in metas] == list(range(produced))
+    assert all(m.telemetry is not None and m.telemetry.sensor_lat_deg == pytest.approx(48.992, abs=0.01)
+               for m in metas)
+    now_ns = time.time_ns()
+    # live capture times come from the KLV (the sender shifted them to its start), never years off
+    assert all(abs(m.capture_ts_ns - now_ns) < 600 * 10**9 for m in metas)
+    assert all(m.telemetry.precision_ts_us * 1000 == m.capture_ts_ns for m in metas)
+
+
+def test_srt_listener_gets_the_stream_and_a_caller_with_the_wrong_passphrase_gets_nothing_in(
+        kafka_bus, drain, env, short_scenario, tmp_path):
+    if shutil.which("srt-live-transmit") is None:
+        service_missing("srt-live-transmit (Debian srt-tools) is not installed")
+    kafka_bus.create_topics([topics.FRAMES], partitions=3)
+    before = len(drain(topics.FRAMES, at_least=0, timeout_s=5, settle_s=1))
+    since_ns = time.time_ns()
+    port = free_port()
+    listener = f"srt://127.0.0.1:{port}?mode=listener&passphrase=correct-horse-battery"
+    receiver = ibet("ingest", "stream", "--sensor", DRONE, "--source", listener, "--config", "config/ibet.yaml", env=env)
+    try:
+        time.sleep(2)
+        sent_frames(short_scenario, f"srt://127.0.0.1:{port}?mode=caller&passphrase=wrong-passphrase-0",
+                    env, tmp_path / "wrong")
+        assert receiver.poll() is None  # still running
+        assert landed(drain, before, since_ns, 0) == []  # the handshake failed: nothing got in
+        sent = sent_frames(short_scenario, f"srt://127.0.0.1:{port}?mode=caller&passphrase=correct-horse-battery",
+                           env, tmp_path / "right")
+        output = stop(receiver)
+    finally:
+        receiver.kill()
+    assert "correct-horse-battery" not in output and "wrong-passphrase-0" not in output  # redacted in logs
+    assert "Incorrect passphrase" in output and output.count("Incorrect passphrase") < 20  # said, not flooded
+    summary = re.search(r"(\d+) produced to ", output)  # the closing summary, not the progress line
+    assert summary is not None, output
+    produced = int(summary.group(1))
+    assert sent - 6 <= produced <= sent, output
+    metas = landed(drain, before, since_ns, produced)
+    assert len(metas) == produced and all(m.telemetry is not None for m in metas)
