@@ -224,8 +224,8 @@ def run_pull(config: IbetConfig, registry: Registry, sensor_id: str, source_over
         cameras = ", ".join(s.id for s in registry.sensors if s.kind == "fixed_camera") or "none"
         raise RegistryError(f"unknown sensor '{sensor_id}' (fixed cameras in the registry: {cameras})") from None
     if sensor.kind != "fixed_camera":
-        raise PullError(f"sensor '{sensor_id}' is a {sensor.kind}: drones push their frames (ibet ingest serve); "
-                        "only fixed cameras are pulled")
+        raise PullError(f"sensor '{sensor_id}' is a {sensor.kind}: drones push their frames (ibet ingest serve) "
+                        "or send a video stream (ibet ingest stream); only fixed cameras are pulled")
     if start_ts_ns is not None and start_ts_ns <= 0:
         raise PullError(f"start time must be ns since the Unix epoch (> 0), got {start_ts_ns}")
     if max_frames is not None and max_frames <= 0:
