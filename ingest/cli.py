@@ -58,6 +58,9 @@ def stream_cmd(
     max_frames: Annotated[int | None, typer.Option(help="Stop after producing this many frames.")] = None,
     max_reconnects: Annotated[int | None, typer.Option(help="Give up a live source after this many reconnects.")]
     = None,
+    klv_source: Annotated[str | None, typer.Option(
+        help="udp://host:port of a KLV side stream (ST 0601 / EG 0104 packets in datagrams), for video without "
+             "embedded KLV; paired by tag 2.")] = None,
 ) -> None:
     """Decode a video stream or file (STANAG 4609 with MISB KLV, or plain video) into Kafka at the sensor's rate."""
     from ibet.exceptions import IbetError
@@ -65,7 +68,8 @@ def stream_cmd(
 
     cfg, registry = _load(config)
     try:
-        stats = run_stream(cfg, registry, sensor, source, max_frames, max_reconnects=max_reconnects)
+        stats = run_stream(cfg, registry, sensor, source, max_frames, max_reconnects=max_reconnects,
+                           klv_source=klv_source)
     except IbetError as exc:
         _fail(str(exc))
     typer.echo(str(stats))

@@ -52,6 +52,8 @@ from ingest.udp_input import UdpBindError, UdpReceiver
 log = logging.getLogger(__name__)
 
 PATH = "stream"  # the metrics' path label
+#: The data stream number a KLV side stream (``--klv-source``) gets: after any of the video's own.
+SIDE_STREAM_INDEX = 1000
 _NS = 1_000_000_000
 
 
@@ -105,7 +107,7 @@ class StreamIngest:
     def __init__(self, sensor: Sensor, url: str, producer: Producer, settings: IngestSettings, clock: Clock,
                  health: FeedHealth | None = None, *, progress: bool = False, max_frames: int | None = None,
                  flush_every_frames: int = 50, flush_every_s: float = 1.0, flush_timeout_s: float = 60.0,
-                 max_reconnects: int | None = None, rng: random.Random | None = None):
+                 max_reconnects: int | None = None, rng: random.Random | None = None, klv_source: str | None = None):
         self.sensor, self.url, self.settings, self.clock, self.health = sensor, url, settings, clock, health
         self.live = is_live(url)
         self.progress, self.max_frames, self.max_reconnects = progress, max_frames, max_reconnects
@@ -125,17 +127,25 @@ class StreamIngest:
         self._last_flush_ns = clock.now_ns()
         self._stop: str | None = None
         self._refused_at_last_frame = 0
+        self.klv_source = klv_source
+        self._side: UdpReceiver | None = None
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> StreamStats:
         attempt = 0
         connected_once = False
         receiver = None
-        if self.url.lower().startswith("udp://"):
-            try:
+        try:
+            if self.url.lower().startswith("udp://"):
                 receiver = UdpReceiver(self.url)
-            except UdpBindError as exc:
-                raise StreamError(str(exc)) from None
+            if self.klv_source is not None:
+                if not self.klv_source.lower().startswith("udp://"):
+                    raise StreamError(f"a KLV side stream is read from udp://host:port, not {redact(self.klv_source)}")
+                self._side = UdpReceiver(self.klv_source)
+        except UdpBindError as exc:
+            if receiver is not None:
+                receiver.close()
+            raise StreamError(str(exc)) from None
         try:
             with stop_on_signals() as stop_reason:
                 self._stop_reason = stop_reason
@@ -158,6 +168,7 @@ class StreamIngest:
                             log.info("%s: %s reopened after %d attempt(s)", self.sensor.id, redact(self.url), attempt)
                         attempt = 0
                         self._read(container)
+                        self._drain_side()
                         self._settle(self.pairer.restart())
                         if reader is not None and reader.idle and self._stop is None:
                             text = f"no data for {self.settings.stream_read_timeout_s:g} s"
@@ -178,6 +189,8 @@ class StreamIngest:
             if receiver is not None:
                 self.stats.udp = {"datagrams": receiver.datagrams, "bytes": receiver.bytes, "overruns": receiver.overruns}
                 receiver.close()
+            if self._side is not None:
+                self._side.close()
             self.batch.flush()
         self.stats.stopped_by = self._stop if self._stop not in (None, "end") else None
         if not connected_once and self.live and self._stop == "max_reconnects":
@@ -219,7 +232,14 @@ class StreamIngest:
     def _count_bytes(self, size: int) -> None:
         STREAM_BYTES.labels(self.sensor.id).inc(size)
 
+    def _drain_side(self) -> None:
+        """KLV datagrams of the side stream, as an asynchronous data stream of their own."""
+        if self._side is not None:
+            for datagram in self._side.drain():
+                self._klv(KlvUnit(SIDE_STREAM_INDEX, datagram, None))
+
     def _picture(self, item: Picture) -> None:
+        self._drain_side()
         self.stats.frames_decoded += 1
         self.stats.frames_read += 1
         STREAM_FRAMES_DECODED.labels(self.sensor.id).inc()
@@ -329,6 +349,7 @@ class StreamIngest:
 
     def _waiting(self) -> bool:
         """Called while a UDP reader waits for data: health checks and signals go on; True: stop."""
+        self._drain_side()
         self._tick()
         return self._stop is not None
 
@@ -344,7 +365,7 @@ class StreamIngest:
 
 def run_stream(config: IbetConfig, registry: Registry, sensor_id: str, source: str | None = None,
                max_frames: int | None = None, *, progress: bool = True, clock: Clock | None = None,
-               max_reconnects: int | None = None) -> StreamStats:
+               max_reconnects: int | None = None, klv_source: str | None = None) -> StreamStats:
     """Stream ``sensor_id``'s video (``source``, else its registry ``source_url``) onto the bus.
 
     Raises RegistryError for an unknown sensor, StreamError when a file cannot be read or an
@@ -374,7 +395,7 @@ def run_stream(config: IbetConfig, registry: Registry, sensor_id: str, source: s
         try:
             return StreamIngest(sensor, local_url, producer, settings, clock, health, progress=progress,
                                 max_frames=max_frames, flush_timeout_s=config.runner.flush_timeout_s,
-                                max_reconnects=max_reconnects).run()
+                                max_reconnects=max_reconnects, klv_source=klv_source).run()
         finally:
             producer.close()
             bus.close()

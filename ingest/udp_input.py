@@ -107,6 +107,13 @@ class UdpReceiver:
             if on_wait():
                 return b""
 
+    def drain(self) -> list[bytes]:
+        """Every datagram buffered so far, without waiting (a KLV side stream: one or more packets each)."""
+        with self._ready:
+            taken = list(self._buffer)
+            self._buffer.clear()
+        return taken
+
     def close(self) -> None:
         self._closed = True
         with self._ready:

@@ -231,3 +231,30 @@ def test_the_cli_streams_a_sample_file_and_says_what_it_did(tmp_path, monkeypatc
     bad = CliRunner().invoke(app, ["ingest", "stream", "--sensor", "nope", "--source", str(DATA / "h264_klv.ts"),
                                    "--config", "config/ibet.yaml"])
     assert bad.exit_code != 0 and "unknown sensor 'nope'" in bad.output
+
+
+def test_video_without_klv_is_paired_with_a_klv_side_stream_on_its_own_udp_port(tmp_path):
+    video_port, klv_port = free_port(), free_port()
+    stream = tmp_path / "video-only.ts"
+    write_ts(str(stream), frames=20, klv=None)
+    start_us = time.time_ns() // 1000
+    packets = [encode_st0601(telemetry(k, 10.0).model_copy(update={"precision_ts_us": start_us + k * 100_000}))
+               for k in range(20)]
+    bus = MemoryBus()
+    settings = IngestSettings(stream_read_timeout_s=1.0)
+    run = StreamIngest(drone("uas-side"), f"udp://127.0.0.1:{video_port}", bus.producer(), settings, SystemClock(),
+                       max_frames=20, max_reconnects=2, klv_source=f"udp://127.0.0.1:{klv_port}")
+    worker = threading.Thread(target=run.run, daemon=True)
+    worker.start()
+    time.sleep(0.3)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for packet in packets:  # the side stream runs a little ahead of the video, as a separate feed does
+            sock.sendto(packet, ("127.0.0.1", klv_port))
+    time.sleep(0.2)
+    send_udp(video_port, stream.read_bytes())
+    worker.join(20)
+    assert not worker.is_alive(), str(run.stats)
+    metas = [FrameMeta.from_headers(r.headers) for r in bus.records(topics.FRAMES)]
+    assert len(metas) == 20 and run.stats.klv_packets == {"st0601": 20}, str(run.stats)
+    assert [m.capture_ts_ns for m in metas] == [(start_us + k * 100_000) * 1000 for k in range(20)]
+    assert [round(m.telemetry.sensor_lat_deg, 5) for m in metas] == [round(49.0 + k * 1e-5, 5) for k in range(20)]
