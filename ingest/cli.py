@@ -61,6 +61,9 @@ def stream_cmd(
     klv_source: Annotated[str | None, typer.Option(
         help="udp://host:port of a KLV side stream (ST 0601 / EG 0104 packets in datagrams), for video without "
              "embedded KLV; paired by tag 2.")] = None,
+    telemetry_source: Annotated[str | None, typer.Option(
+        help="mqtt[s]://[user:pass@]host:port/topic of JSON telemetry in ST 0601 names with precision_ts_us "
+             "(a DJI dock's bridge, a GCS), for video without KLV (RTMP/RTSP).")] = None,
 ) -> None:
     """Decode a video stream or file (STANAG 4609 with MISB KLV, or plain video) into Kafka at the sensor's rate."""
     from ibet.exceptions import IbetError
@@ -69,7 +72,7 @@ def stream_cmd(
     cfg, registry = _load(config)
     try:
         stats = run_stream(cfg, registry, sensor, source, max_frames, max_reconnects=max_reconnects,
-                           klv_source=klv_source)
+                           klv_source=klv_source, telemetry_source=telemetry_source)
     except IbetError as exc:
         _fail(str(exc))
     typer.echo(str(stats))

@@ -47,13 +47,14 @@ from ingest.pull import FrameBatch, PullStats, progress_view, publish_health, st
 from ingest.sampling import RateSampler, reencode
 from ingest.sources import backoff_delay_s
 from ingest.stream_demux import KlvUnit, Picture, StreamOpenError, demux, duration_s, is_live, open_input, redact
-from ingest.udp_input import UdpBindError, UdpReceiver
+from ingest.udp_input import UdpReceiver
 
 log = logging.getLogger(__name__)
 
 PATH = "stream"  # the metrics' path label
 #: The data stream number a KLV side stream (``--klv-source``) gets: after any of the video's own.
 SIDE_STREAM_INDEX = 1000
+MQTT_STREAM_INDEX = 1001  # and JSON telemetry over MQTT (``--telemetry-source``)
 _NS = 1_000_000_000
 
 
@@ -107,7 +108,8 @@ class StreamIngest:
     def __init__(self, sensor: Sensor, url: str, producer: Producer, settings: IngestSettings, clock: Clock,
                  health: FeedHealth | None = None, *, progress: bool = False, max_frames: int | None = None,
                  flush_every_frames: int = 50, flush_every_s: float = 1.0, flush_timeout_s: float = 60.0,
-                 max_reconnects: int | None = None, rng: random.Random | None = None, klv_source: str | None = None):
+                 max_reconnects: int | None = None, rng: random.Random | None = None, klv_source: str | None = None,
+                 telemetry_source: str | None = None):
         self.sensor, self.url, self.settings, self.clock, self.health = sensor, url, settings, clock, health
         self.live = is_live(url)
         self.progress, self.max_frames, self.max_reconnects = progress, max_frames, max_reconnects
@@ -127,8 +129,9 @@ class StreamIngest:
         self._last_flush_ns = clock.now_ns()
         self._stop: str | None = None
         self._refused_at_last_frame = 0
-        self.klv_source = klv_source
+        self.klv_source, self.telemetry_source = klv_source, telemetry_source
         self._side: UdpReceiver | None = None
+        self._mqtt = None
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> StreamStats:
@@ -142,9 +145,16 @@ class StreamIngest:
                 if not self.klv_source.lower().startswith("udp://"):
                     raise StreamError(f"a KLV side stream is read from udp://host:port, not {redact(self.klv_source)}")
                 self._side = UdpReceiver(self.klv_source)
-        except UdpBindError as exc:
-            if receiver is not None:
-                receiver.close()
+            if self.telemetry_source is not None:
+                from ingest.mqtt_telemetry import MqttTelemetry
+
+                self._mqtt = MqttTelemetry(self.telemetry_source, f"ibet-ingest-{self.sensor.id}")
+        except IbetError as exc:  # a port in use, a bad side-stream or telemetry URL
+            for opened in (receiver, self._side, self._mqtt):
+                if opened is not None:
+                    opened.close()
+            if isinstance(exc, StreamError):
+                raise
             raise StreamError(str(exc)) from None
         try:
             with stop_on_signals() as stop_reason:
@@ -191,6 +201,8 @@ class StreamIngest:
                 receiver.close()
             if self._side is not None:
                 self._side.close()
+            if self._mqtt is not None:
+                self._mqtt.close()
             self.batch.flush()
         self.stats.stopped_by = self._stop if self._stop not in (None, "end") else None
         if not connected_once and self.live and self._stop == "max_reconnects":
@@ -233,10 +245,18 @@ class StreamIngest:
         STREAM_BYTES.labels(self.sensor.id).inc(size)
 
     def _drain_side(self) -> None:
-        """KLV datagrams of the side stream, as an asynchronous data stream of their own."""
+        """KLV datagrams of the side stream and JSON telemetry from MQTT, each an asynchronous data stream."""
         if self._side is not None:
             for datagram in self._side.drain():
                 self._klv(KlvUnit(SIDE_STREAM_INDEX, datagram, None))
+        if self._mqtt is not None:
+            for telemetry, outcome, detail in self._mqtt.drain():
+                if telemetry is not None and (dropped := self.pairer.klv(MQTT_STREAM_INDEX, telemetry, None)):
+                    outcome = dropped.removeprefix("klv_")
+                if outcome != "json":
+                    log.warning("%s: MQTT telemetry refused (%s) %s", self.sensor.id, outcome, detail)
+                self.stats.count(self.stats.klv_packets, outcome)
+                STREAM_KLV_PACKETS.labels(self.sensor.id, outcome).inc()
 
     def _picture(self, item: Picture) -> None:
         self._drain_side()
@@ -365,7 +385,8 @@ class StreamIngest:
 
 def run_stream(config: IbetConfig, registry: Registry, sensor_id: str, source: str | None = None,
                max_frames: int | None = None, *, progress: bool = True, clock: Clock | None = None,
-               max_reconnects: int | None = None, klv_source: str | None = None) -> StreamStats:
+               max_reconnects: int | None = None, klv_source: str | None = None,
+               telemetry_source: str | None = None) -> StreamStats:
     """Stream ``sensor_id``'s video (``source``, else its registry ``source_url``) onto the bus.
 
     Raises RegistryError for an unknown sensor, StreamError when a file cannot be read or an
@@ -395,7 +416,8 @@ def run_stream(config: IbetConfig, registry: Registry, sensor_id: str, source: s
         try:
             return StreamIngest(sensor, local_url, producer, settings, clock, health, progress=progress,
                                 max_frames=max_frames, flush_timeout_s=config.runner.flush_timeout_s,
-                                max_reconnects=max_reconnects, klv_source=klv_source).run()
+                                max_reconnects=max_reconnects, klv_source=klv_source,
+                                telemetry_source=telemetry_source).run()
         finally:
             producer.close()
             bus.close()

@@ -25,6 +25,7 @@ if (( with_test )); then
   command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || packages+=(maven)
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)
+  [[ -x /usr/sbin/mosquitto ]] || command -v mosquitto >/dev/null || packages+=(mosquitto)  # MQTT telemetry tests
 fi
 if (( ${#packages[@]} )); then
   say "installing Debian packages: ${packages[*]}"
