@@ -92,15 +92,19 @@ def demo_cmd(
                                            "as fast as the stages take them.")] = False,
     no_console: Annotated[bool, typer.Option("--no-console", help="Do not serve the console.")] = False,
     exit_when_done: Annotated[bool, typer.Option("--exit", help="Stop the console when the run is over.")] = False,
+    ingest: Annotated[str, typer.Option(help="'bus': the simulator's frames straight onto the bus; 'stream': "
+                                        "each drone as a STANAG 4609 stream through ibet ingest stream.")] = "bus",
 ) -> None:
     """The whole pipeline in one process: a scenario through detect, fuse and alerts to stand-in partners,
     the console on localhost, and a run report (map, scores, stage counts)."""
     from ibet_app.demo import run_demo
 
+    if ingest not in ("bus", "stream"):
+        _fail(f"--ingest must be 'bus' or 'stream', not '{ingest}'")
     cfg, registry = _load(config)
     try:
         run_demo(cfg, registry, scenario or None, seed, realtime=realtime, serve_console=not no_console,
-                 hold_console=not exit_when_done)
+                 hold_console=not exit_when_done, ingest=ingest)
     except IbetError as exc:
         _fail(str(exc))
 

@@ -119,10 +119,13 @@ def _serve_console(config: IbetConfig, registry: Registry, console: Console,
 
 
 def feed_scenario(bus: MemoryBus, scenario_name: str, seed: int | None, console: Console, *,
-                  realtime: bool = False, stand_in_detections: bool = False):
+                  realtime: bool = False, stand_in_detections: bool = False, ingest: str = "bus",
+                  registry: Registry | None = None):
     """Render ``scenario_name`` onto the frames topic (paced at capture times when ``realtime``) and
     return the simulation. ``stand_in_detections``: while detect is not built, each frame's exact
-    boxes, degraded like a real detector (:mod:`fuse.degrade`), also go onto ``ibet.detections.v1``."""
+    boxes, degraded like a real detector (:mod:`fuse.degrade`), also go onto ``ibet.detections.v1``.
+    ``ingest="stream"``: each drone's frames go the real way, as a STANAG 4609 stream (H.264 + ST 0601
+    KLV) read back by ``ibet ingest stream``'s decoder, pairing and sampling (see :func:`_streamed`)."""
     import numpy as np
     from rich.progress import Progress
 
@@ -133,7 +136,10 @@ def feed_scenario(bus: MemoryBus, scenario_name: str, seed: int | None, console:
 
     scenario = load_scenario(resolve_scenario(scenario_name))
     sim = simulate(scenario, seed)
-    sink = BusSink(bus.producer("ibet-sim"))
+    staging = MemoryBus() if ingest == "stream" else bus  # streamed: frames meet in capture order below
+    sink = BusSink(staging.producer("ibet-sim"))
+    drones = {s.id for s in scenario.sensors if s.kind == "drone"} if ingest == "stream" else set()
+    streams = _DroneStreams(drones)
     total = sum(int(scenario.duration_s * s.frame_rate_hz) for s in scenario.sensors)
     rng, detector, producer = np.random.default_rng(sim.seed), DetectorModel(), bus.producer("ibet-demo")
     started = time.monotonic()
@@ -144,18 +150,75 @@ def feed_scenario(bus: MemoryBus, scenario_name: str, seed: int | None, console:
                 delay = started + frame.true_time_s - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            sink.write(frame)
+            if frame.meta.sensor_id in drones:
+                streams.write(frame)
+            else:
+                sink.write(frame)
             if stand_in_detections:
                 dets, _ = degrade(frame.truth_boxes, frame.meta.width_px, frame.meta.height_px, detector, rng)
                 batch = detection_batch(frame, scenario.sector_id, dets)
                 producer.send(OutRecord(topics.DETECTIONS, scenario.sector_id.encode(), batch.to_bytes()))
             progress.advance(task)
     sink.close(sim)
-    console.print(f"{sink.count} frames from {len(scenario.sensors)} sensors on {topics.FRAMES}; truth:")
+    if drones:
+        _streamed(streams, staging, bus, registry, console)
+    console.print(f"{sink.count + streams.count} frames from {len(scenario.sensors)} sensors on {topics.FRAMES}; "
+                  "truth:")
     for e in sim.events:
         console.print(f"  true {e.kind} of a {e.target_kind} at t={e.time_s:.1f} s, {e.direction}, "
                       f"({e.lat_deg:.5f}, {e.lon_deg:.5f}){' at ' + e.port_of_entry_id if e.port_of_entry_id else ''}")
     return sim
+
+
+class _DroneStreams:
+    """Each drone's frames muxed into its own STANAG 4609 file, as its ground station would send them."""
+
+    def __init__(self, drones: set[str]):
+        import tempfile
+
+        from sim.stanag_sink import StanagSink
+
+        self.folder = Path(tempfile.mkdtemp(prefix="ibet-demo-streams-")) if drones else None
+        self.sinks = {d: StanagSink(str(self.folder / f"{d}.ts"), d, at_now=False) for d in drones}
+        self.count = 0
+
+    def write(self, frame) -> None:
+        self.sinks[frame.meta.sensor_id].write(frame)
+        self.count += 1
+
+    def close(self) -> None:
+        for sink in self.sinks.values():
+            sink.close()
+
+
+def _streamed(streams: _DroneStreams, staging: MemoryBus, bus: MemoryBus, registry: Registry | None,
+              console: Console) -> None:
+    """Read each drone's stream with ``ibet ingest stream``'s own runner into ``staging``, then hand
+    every frame to the pipeline in capture order (the drones' stream and the cameras' frames meet as
+    they would from live feeds)."""
+    import shutil
+
+    from ibet.clock import SystemClock
+    from ibet.config import IngestSettings
+    from ibet.messages import FrameMeta
+    from ibet.registry import Sensor
+    from ingest.stream import StreamIngest
+
+    streams.close()
+    for drone, sink in streams.sinks.items():
+        known = registry is not None and any(s.id == drone for s in registry.sensors)
+        sensor = registry.sensor(drone) if known else Sensor(
+            id=drone, kind="drone", owner_agency="demo", sector_id="demo", detection_rate_hz=sink.frame_rate_hz)
+        stats = StreamIngest(sensor, sink.target, staging.producer(f"ibet-ingest-stream-{drone}"), IngestSettings(),
+                             SystemClock()).run()
+        console.print(f"ibet ingest stream: {stats}", soft_wrap=True, markup=False)
+    records = sorted(staging.records(topics.FRAMES), key=lambda r: FrameMeta.from_headers(r.headers).capture_ts_ns)
+    producer = bus.producer("ibet-demo-feed")
+    for record in records:
+        producer.send(OutRecord(topics.FRAMES, record.key, record.value, tuple(record.headers)))
+    producer.flush(60)
+    if streams.folder is not None:
+        shutil.rmtree(streams.folder, ignore_errors=True)
 
 
 def _wait_until_quiet(runners: list[StageRunner], idle_s: float, timeout_s: float = 1800.0) -> None:
@@ -174,7 +237,8 @@ def _wait_until_quiet(runners: list[StageRunner], idle_s: float, timeout_s: floa
 def run_demo(config: IbetConfig, registry: Registry, scenario: str | None = "foot-crossing-forest-vista",
              seed: int | None = None, idle_stop_s: float = 2.0, console: Console | None = None, *,
              realtime: bool = False, serve_console: bool = True, hold_console: bool = True,
-             report_dir: Path = Path("reports/demo"), database: Path = DEMO_DATABASE) -> DemoResult:
+             report_dir: Path = Path("reports/demo"), database: Path = DEMO_DATABASE,
+             ingest: str = "bus") -> DemoResult:
     """Feed ``scenario`` through every built stage in one process; print alerts; write the run report."""
     console = console or Console()
     console.print(f"[bold]ibet embedded demo[/]: {len(registry.sectors)} sectors, {len(registry.sensors)} sensors, "
@@ -210,7 +274,8 @@ def run_demo(config: IbetConfig, registry: Registry, scenario: str | None = "foo
     detect_built = any(info.name == "detect" for info in built)
     try:
         if scenario:
-            sim = feed_scenario(bus, scenario, seed, console, realtime=realtime, stand_in_detections=not detect_built)
+            sim = feed_scenario(bus, scenario, seed, console, realtime=realtime, stand_in_detections=not detect_built,
+                                ingest=ingest, registry=registry)
             if not detect_built:
                 console.print("[yellow]detect is not built: the simulator's boxes, degraded like a detector, stand in "
                               "on ibet.detections.v1[/]")

@@ -114,6 +114,23 @@ def test_demo_feeds_a_scenario_onto_the_frames_topic(tmp_path):
     assert "run report:" in result.output
 
 
+def test_demo_can_feed_the_drone_as_a_stanag_4609_stream_through_ingest_stream(tmp_path):
+    text = (REPO / "sim" / "scenarios" / "foot-crossing-forest-vista.yaml").read_text()
+    short = tmp_path / "short-vista.yaml"
+    short.write_text(text.replace("duration_s: 100", "duration_s: 5").replace("name: foot-crossing-forest-vista",
+                                                                            "name: short-vista"))
+    result = runner.invoke(app, ["demo", "--config", CONFIG, "--scenario", str(short), "--no-console", "--exit",
+                                 "--ingest", "stream"])
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("ibet ingest stream: drone-vista-1"))
+    decoded, produced = (int(n) for n in re.search(r"(\d+) pictures decoded, (\d+) produced", line).groups())
+    assert decoded == produced > 0 and "paired: exact" in line and "refused: none" in line
+    sent = int(result.output.split(" frames from ")[0].split()[-1])
+    assert f"ibet.frames.v1 {sent}" in result.output and f"ibet.detections.v1 {sent}" in result.output
+    bad = runner.invoke(app, ["demo", "--config", CONFIG, "--scenario", "", "--ingest", "carrier-pigeon"])
+    assert bad.exit_code == 2 and "--ingest must be" in bad.output
+
+
 def test_demo_with_an_unknown_scenario_exits_2():
     result = runner.invoke(app, ["demo", "--config", CONFIG, "--scenario", "atlantis"])
     assert result.exit_code == 2 and "shipped" in result.output
