@@ -89,6 +89,11 @@ class StreamStats(PullStats):
                 f"{end}")
 
 
+def _worth_saying(count: int) -> bool:
+    """Log the 1st, 100th and every 1000th of a kind: a stream at 30 fps must not flood the log."""
+    return count in (1, 100) or count % 1000 == 0
+
+
 class _Timeline:
     """A fixed camera without KLV: capture time = ingest clock at the first picture + PTS since then."""
 
@@ -253,9 +258,10 @@ class StreamIngest:
             for telemetry, outcome, detail in self._mqtt.drain():
                 if telemetry is not None and (dropped := self.pairer.klv(MQTT_STREAM_INDEX, telemetry, None)):
                     outcome = dropped.removeprefix("klv_")
-                if outcome != "json":
-                    log.warning("%s: MQTT telemetry refused (%s) %s", self.sensor.id, outcome, detail)
                 self.stats.count(self.stats.klv_packets, outcome)
+                if outcome != "json" and _worth_saying(self.stats.klv_packets[outcome]):
+                    log.warning("%s: MQTT telemetry refused (%s) %s [%d so far]", self.sensor.id, outcome, detail,
+                                self.stats.klv_packets[outcome])
                 STREAM_KLV_PACKETS.labels(self.sensor.id, outcome).inc()
 
     def _picture(self, item: Picture) -> None:
@@ -272,20 +278,16 @@ class StreamIngest:
         if not self.needs_telemetry:
             return
         for reading in read_unit(unit.data, lenient_checksum=self.settings.klv_lenient_checksum):
-            outcome = reading.outcome
+            outcome, detail = reading.outcome, reading.detail
             if reading.telemetry is not None:
                 dropped = self.pairer.klv(unit.stream_index, reading.telemetry, unit.pts_s)
                 if dropped is not None:
-                    outcome = dropped.removeprefix("klv_")
-                    log.warning("%s: KLV packet on data stream %d refused: %s (tag 2 = %s)", self.sensor.id,
-                                unit.stream_index, outcome, reading.telemetry.precision_ts_us)
-                elif outcome == "st0601_lenient":
-                    log.warning("%s: KLV packet used despite its checksum (lenient mode): %s", self.sensor.id,
-                                reading.detail)
-            else:
-                log.warning("%s: KLV packet on data stream %d refused (%s): %s", self.sensor.id, unit.stream_index,
-                            outcome, reading.detail)
+                    outcome, detail = dropped.removeprefix("klv_"), f"tag 2 = {reading.telemetry.precision_ts_us}"
             self.stats.count(self.stats.klv_packets, outcome)
+            if outcome not in ("st0601", "eg0104") and _worth_saying(self.stats.klv_packets[outcome]):
+                log.warning("%s: KLV packet on data stream %d %s (%s): %s [%d so far]", self.sensor.id,
+                            unit.stream_index, "used despite its checksum" if outcome == "st0601_lenient" else
+                            "refused", outcome, detail, self.stats.klv_packets[outcome])
             STREAM_KLV_PACKETS.labels(self.sensor.id, outcome).inc()
 
     def _settle(self, results: list[Paired | Refused]) -> None:
@@ -294,7 +296,7 @@ class StreamIngest:
             if isinstance(result, Refused):
                 self.stats.count(self.stats.refused, result.reason)
                 STREAM_PAIRING_FAILURES.labels(self.sensor.id, result.reason).inc()
-                if self.stats.refused[result.reason] in (1, 100) or self.stats.refused[result.reason] % 1000 == 0:
+                if _worth_saying(self.stats.refused[result.reason]):
                     log.warning("%s: picture %d refused (%s): %s [%d so far]", self.sensor.id, picture.index,
                                 result.reason, result.detail, self.stats.refused[result.reason])
                 continue
