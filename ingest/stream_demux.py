@@ -10,12 +10,11 @@ UTC is :mod:`ingest.klv_pairing`'s job.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import av
 import av.error
@@ -27,8 +26,6 @@ log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = ("udp", "rtp", "rtsp", "rtsps", "rtmp", "rtmps", "tcp", "srt")
 FILE_SUFFIXES = (".ts", ".m2ts", ".mts", ".mp4", ".mov", ".mkv")
-#: FFmpeg's UDP receive buffer for a live transport stream: about 10 s of an 8 Mbit/s feed.
-UDP_FIFO_PACKETS = 50_000
 
 
 class StreamOpenError(IbetError):
@@ -66,50 +63,28 @@ def is_live(url: str) -> bool:
     return urlsplit(url).scheme.lower() in LIVE_SCHEMES
 
 
-def ffmpeg_url(url: str) -> tuple[str, dict[str, str]]:
-    """The URL and FFmpeg options to open it with: UDP gets a large FIFO and survives overruns,
-    multicast is joined (reuse of the port allowed), RTSP runs over TCP."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    options: dict[str, str] = {}
-    if scheme == "udp":
-        query = dict(parse_qsl(parts.query))
-        query.setdefault("overrun_nonfatal", "1")
-        query.setdefault("fifo_size", str(UDP_FIFO_PACKETS))
-        try:
-            if ipaddress.ip_address(parts.hostname or "").is_multicast:
-                query.setdefault("reuse", "1")
-        except ValueError:
-            pass
-        url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
-        options["probesize"] = str(2_000_000)
-    elif scheme in ("rtsp", "rtsps"):
-        options["rtsp_transport"] = "tcp"
-    return url, options
+def ffmpeg_options(url: str) -> dict[str, str]:
+    """FFmpeg options to open ``url`` with: RTSP runs over TCP (UDP sources never reach FFmpeg's
+    own UDP input: :mod:`ingest.udp_input` receives them)."""
+    return {"rtsp_transport": "tcp"} if urlsplit(url).scheme.lower() in ("rtsp", "rtsps") else {}
 
 
 def open_input(url: str, open_timeout_s: float, read_timeout_s: float, fileobj=None) -> av.container.InputContainer:
     """The opened container; StreamOpenError names the source and FFmpeg's reason. With ``fileobj``
     (a UDP receiver's reader) the transport stream is read from it, not from ``url``."""
-    if fileobj is not None:
-        try:
+    try:
+        if fileobj is not None:
             # a live feed: find the streams in what 1 s of it carries, not FFmpeg's default 5 s
             container = av.open(fileobj, format="mpegts", options={"probesize": "1000000", "analyzeduration": "1000000"})
-        except (av.error.FFmpegError, OSError) as exc:
-            raise StreamOpenError(f"no transport stream on {redact(url)} yet: {exc}") from None
-        if not container.streams.video:
-            container.close()
-            raise StreamOpenError(f"{redact(url)} has no video stream")
-        return container
-    if not is_live(url) and urlsplit(url).scheme.lower() in ("", "file"):
-        path = Path(urlsplit(url).path if url.startswith("file:") else url)
-        if not path.is_file():
-            raise StreamOpenError(f"no such file: {path}")
-    target, options = ffmpeg_url(url)
-    try:
-        container = av.open(target, options=options, timeout=(open_timeout_s, read_timeout_s))
+        else:
+            if not is_live(url) and urlsplit(url).scheme.lower() in ("", "file"):
+                path = Path(urlsplit(url).path if url.startswith("file:") else url)
+                if not path.is_file():
+                    raise StreamOpenError(f"no such file: {path}")
+            container = av.open(url, options=ffmpeg_options(url), timeout=(open_timeout_s, read_timeout_s))
     except (av.error.FFmpegError, OSError) as exc:
-        raise StreamOpenError(f"cannot open {redact(url)}: {exc}") from None
+        what = "no transport stream on" if fileobj is not None else "cannot open"
+        raise StreamOpenError(f"{what} {redact(url)}: {exc}") from None
     if not container.streams.video:
         container.close()
         raise StreamOpenError(f"{redact(url)} has no video stream")
