@@ -47,6 +47,10 @@ class UltralyticsDetector:
 
     def __init__(self, entry: ModelEntry, device: str = "cpu", conf: float = 0.1, iou: float = 0.7,
                  threads: int | None = None):
+        if entry.format == "openvino" and (device.startswith(("cuda", "mps")) or device.isdigit()):
+            raise ModelError(f"model {entry.ref} is an OpenVINO export, which runs on the CPU (or an Intel device, "
+                             f"'intel:gpu'), not on '{device}'; for a CUDA GPU set detect.model_version to the "
+                             "PyTorch version of the model (ibet models list)")
         path = verify(entry)  # a missing or tampered file stops here, naming the file and hashes
         ultralytics = ultralytics_module()
         try:

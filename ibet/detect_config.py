@@ -124,7 +124,8 @@ class DetectSettings(_Section):
     model_version: str | None = Field(default=None, description="its version; None: the one registered last")
     model_registry_path: Path | None = Field(default=None, description="model registry YAML; None: models/registry.yaml")
     device: str = Field(default="cpu", description="'cpu', 'cuda:0', ... (as Ultralytics names devices)")
-    torch_threads: int | None = Field(default=None, gt=0, description="CPU threads for inference; None: every core")
+    torch_threads: int | None = Field(default=None, gt=0, description="CPU threads for PyTorch inference; None: every "
+                                       "core (an OpenVINO model uses its own thread pool)")
     batch_size: int = Field(default=4, gt=0, description="frames (or tiles) per model call (CPU: 4 measured best)")
     max_wait_s: float = Field(default=0.05, ge=0,
                               description="longest wait to fill a batch once a frame is in hand (runner batch fill)")

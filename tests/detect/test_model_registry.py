@@ -138,3 +138,21 @@ def test_cli_list_verify_register(registered, tmp_path):
     bad = runner.invoke(models_app, ["verify", "--registry", str(path)])
     assert bad.exit_code == 2 and str(model) in bad.output and entry.sha256 in bad.output
     assert "det-onnx:1: OK" in bad.output  # the other model is still checked and fine
+
+
+def test_the_shipped_default_is_the_openvino_export_of_the_pytorch_weights_and_both_verify():
+    shipped = load_model_registry()
+    default = shipped.get(DetectSettings().model, DetectSettings().model_version)
+    assert (default.ref, default.format) == ("ibet-demo-det:2", "openvino")
+    pytorch = shipped.get("ibet-demo-det", "1")
+    assert pytorch.format == "pytorch" and pytorch.classes == default.classes
+    assert verify(default).is_dir() and verify(pytorch).is_file()
+
+
+@pytest.mark.parametrize("device", ["cuda:0", "cuda", "0"])
+def test_an_openvino_model_on_a_cuda_device_stops_start_up_naming_the_pytorch_version(device):
+    from detect.model import UltralyticsDetector
+
+    entry = load_model_registry().get("ibet-demo-det", "2")
+    with pytest.raises(ModelError, match="OpenVINO export.*model_version"):
+        UltralyticsDetector(entry, device)
