@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ibet.exceptions import RegistryError
+from ibet.urls import secret_params
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
@@ -130,7 +131,8 @@ class Sensor(_Model):
     ground_control_points: tuple[GroundControlPoint, ...] = Field(
         (), description="Pixel <-> lat/lon pairs of a fixed camera (at least 4, for a homography).")
     credential_hash: str | None = Field(None, repr=False, description="Hash of a drone's secret; never clear text.")
-    source_url: str | None = Field(None, description="Where ingest pulls a camera from (rtsp://, http(s)://, file://).")
+    source_url: str | None = Field(None, description="Where ingest reads the sensor's video: a camera it pulls (rtsp://, "
+                                   "http(s)://, file://) or a stream (udp://, srt://, rtmp://) for `ibet ingest stream`.")
 
     @field_validator("ground_control_points")
     @classmethod
@@ -153,10 +155,14 @@ class Sensor(_Model):
     def _pullable_url(cls, value: str | None) -> str | None:
         if value is not None:
             parts = urlsplit(value)
-            if parts.scheme not in ("rtsp", "rtsps", "http", "https", "file"):
-                raise ValueError("must be an rtsp://, rtsps://, http(s):// or file:// URL")
+            if parts.scheme not in ("rtsp", "rtsps", "http", "https", "file", "udp", "srt", "rtmp", "rtmps"):
+                raise ValueError("must be an rtsp://, rtsps://, http(s)://, file://, udp://, srt:// or rtmp(s):// URL")
             if parts.password:
                 raise ValueError("must not contain a password; give camera credentials through a secret")
+            if secret_params(value):
+                raise ValueError(f"must not contain a secret ({', '.join(secret_params(value))}); the registry is "
+                                 "not a secret store: give the URL with it as `ibet up --stream ID=URL` or "
+                                 "`ibet ingest stream --source URL` from a secret")
         return value
 
     @model_validator(mode="after")

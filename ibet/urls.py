@@ -7,6 +7,15 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 _SECRET_PARAMS = ("passphrase", "password", "pass", "token", "streamid")
 
 
+def secret_params(url: str) -> list[str]:
+    """The query parameters of ``url`` that carry a secret (``passphrase``, ``token``, ...).
+
+    >>> secret_params("srt://10.0.0.9:9000?mode=caller&passphrase=s3cret-pass")
+    ['passphrase']
+    """
+    return [k for k, _ in parse_qsl(urlsplit(url).query) if k.lower() in _SECRET_PARAMS]
+
+
 def redact(url: str) -> str:
     """``url`` without a password (SRT passphrases, RTSP/RTMP credentials, tokens in the query).
 

@@ -117,15 +117,22 @@ def up_cmd(
     no_push_api: Annotated[bool, typer.Option("--no-push-api", help="Do not start the drones' push API.")] = False,
     scenario: Annotated[str, typer.Option(help="Also feed this shipped scenario's frames onto Kafka.")] = "",
     logs: Annotated[Path, typer.Option(help="Folder of the processes' logs.")] = Path("var/up"),
+    stream: Annotated[list[str] | None, typer.Option(
+        help="SENSOR or SENSOR=URL: also run `ibet ingest stream` for this drone or camera (its registry source_url, "
+             "or URL: udp://, srt://...?passphrase=, rtsp://, rtmp://). Repeat for each stream.")] = None,
 ) -> None:
-    """The pipeline as separate processes (one per stage, the console, the push API) on a real Kafka broker."""
+    """The pipeline as separate processes (one per stage, the console, the push API, each video stream) on a real
+    Kafka broker."""
     import subprocess
     import sys
     import time
 
     from ibet_app.up import Pipeline
 
-    pipeline = Pipeline(bootstrap, config, console=not no_console, push_api=not no_push_api, log_dir=logs)
+    _, registry = _load(config)
+    streams = _stream_sources(stream or [], registry)
+    pipeline = Pipeline(bootstrap, config, console=not no_console, push_api=not no_push_api, log_dir=logs,
+                        streams=streams)
     try:
         pipeline.start()
     except subprocess.CalledProcessError as exc:
@@ -146,6 +153,22 @@ def up_cmd(
     finally:
         codes = pipeline.stop()
         typer.echo("stopped: " + ", ".join(f"{name} {code}" for name, code in codes.items()))
+
+
+def _stream_sources(specs: list[str], registry) -> dict[str, str | None]:
+    """``--stream SENSOR[=URL]`` options as sensor -> source; exits 2 on an unknown sensor or one with no source."""
+    sensors = {s.id: s for s in registry.sensors}
+    streams: dict[str, str | None] = {}
+    for spec in specs:
+        sensor, _, url = spec.partition("=")
+        if sensor not in sensors:
+            _fail(f"--stream {sensor}: unknown sensor (known: {', '.join(sorted(sensors)) or 'none'})")
+        if sensor in streams:
+            _fail(f"--stream {sensor}: given twice")
+        if not url and sensors[sensor].source_url is None:
+            _fail(f"--stream {sensor}: the sensor has no source_url in the registry; give one as {sensor}=URL")
+        streams[sensor] = url or None
+    return streams
 
 
 @topics_app.command("create")

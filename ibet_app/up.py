@@ -2,7 +2,8 @@
 first of several (start more ``ibet run detect`` workers elsewhere with the same configuration).
 
 Each stage is its own ``ibet run STAGE`` process (a consumer-group worker), plus the console's
-store, the console itself and (``push_api``) the drones' push API (``ibet ingest serve``); every child gets the broker from the environment
+store, the console itself, (``push_api``) the drones' push API (``ibet ingest serve``) and one
+``ibet ingest stream`` per video stream (``streams``: STANAG 4609 drones, RTMP/RTSP feeds); every child gets the broker from the environment
 (``IBET_BUS__KIND=kafka``, ``IBET_BUS__KAFKA__BOOTSTRAP_SERVERS``) and a free metrics port. The
 topics are created first. :class:`Pipeline` starts, watches and stops them; its logs go to one file
 per process.
@@ -45,6 +46,7 @@ class Pipeline:
     log_dir: Path = Path("var/up")
     env: dict[str, str] = field(default_factory=dict)
     replicas: dict[str, int] = field(default_factory=dict)  # stage -> workers in its group (default 1)
+    streams: dict[str, str | None] = field(default_factory=dict)  # sensor -> `ibet ingest stream` source (None: registry)
     children: list[Child] = field(default_factory=list)
 
     def environment(self) -> dict[str, str]:
@@ -74,6 +76,9 @@ class Pipeline:
             self.children.append(Child("console", self._ibet("console"), self.log_dir / "console.log"))
         if self.push_api:
             self.children.append(Child("ingest", self._ibet("ingest", "serve"), self.log_dir / "ingest.log"))
+        for sensor, source in self.streams.items():  # one `ibet ingest stream` per drone or camera stream
+            command = self._ibet("ingest", "stream", "--sensor", sensor, *(["--source", source] if source else []))
+            self.children.append(Child(f"stream-{sensor}", command, self.log_dir / f"stream-{sensor}.log"))
         for child in self.children:
             self.start_child(child)
         return self

@@ -26,6 +26,7 @@ if (( with_test )); then
   command -v mvn >/dev/null || packages+=(maven)
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)
   [[ -x /usr/sbin/mosquitto ]] || command -v mosquitto >/dev/null || packages+=(mosquitto)  # MQTT telemetry tests
+  [[ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]] || packages+=(libnginx-mod-rtmp)  # the RTMP media server in tests
 fi
 if (( ${#packages[@]} )); then
   say "installing Debian packages: ${packages[*]}"

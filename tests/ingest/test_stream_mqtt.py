@@ -4,16 +4,13 @@ video stream that has no KLV, the way a DJI dock's bridge reports aircraft state
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from pipeline_samples import service_missing
+from media_servers import mosquitto as mosquitto_broker
 from test_stream_bad_input import drone, free_port, send_udp, telemetry, write_ts
 
 from ibet import topics
@@ -26,28 +23,8 @@ from ingest.stream import StreamError, StreamIngest
 
 @pytest.fixture
 def mosquitto(tmp_path: Path):
-    binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if binary is None:
-        service_missing("Mosquitto (Debian mosquitto) is not installed")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        process.kill()
-        service_missing(f"Mosquitto did not listen: {process.stderr.read().decode()[:300]}")
-    yield port
-    process.terminate()
-    process.wait(5)
+    with mosquitto_broker(tmp_path) as port:
+        yield port
 
 
 def test_mqtt_telemetry_gives_klv_less_video_its_pose_and_bad_messages_are_counted(mosquitto, tmp_path):

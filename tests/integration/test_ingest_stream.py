@@ -1,7 +1,8 @@
 """`ibet ingest stream` on the real broker, fed by `ibet sim run --to udp://` and `--to srt://` on loopback
 (both entry points as users run them, in their own processes): the drone's frames land with their
 telemetry, a sender that restarts mid-stream is reconnected and counted, and an SRT caller with the
-wrong passphrase gets nothing in while the stream process keeps running."""
+wrong passphrase gets nothing in while the stream process keeps running; and a DJI-style dock's RTMP
+video through a real media server (nginx-rtmp) with its state on a real MQTT broker (Mosquitto)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import socket
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from media_servers import mosquitto, nginx_rtmp
 from pipeline_samples import service_missing
 
 from ibet import topics
@@ -142,3 +145,68 @@ def test_srt_listener_gets_the_stream_and_a_caller_with_the_wrong_passphrase_get
     assert sent - 6 <= produced <= sent, output
     metas = landed(drain, before, since_ns, produced)
     assert len(metas) == produced and all(m.telemetry is not None for m in metas)
+
+
+def _publish_dock(rtmp_url: str, mqtt_port: int, topic: str, seconds: float, fps: float = 10.0) -> int:
+    """A DJI dock as its bridge and media server see it: H.264 pushed over RTMP (FLV: no KLV), and the
+    aircraft's state published on MQTT in ST 0601 names, stamped with the time each picture is sent."""
+    import av
+    import numpy as np
+    import paho.mqtt.client as mqtt
+
+    from ibet.messages import Telemetry
+
+    bridge = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="dock-bridge")
+    bridge.connect("127.0.0.1", mqtt_port)
+    bridge.loop_start()
+    out = av.open(rtmp_url, "w", format="flv")
+    video = out.add_stream("libx264", rate=round(fps), options={"preset": "ultrafast", "tune": "zerolatency",
+                                                                  "g": str(round(fps))})
+    video.width, video.height, video.pix_fmt = 320, 180, "yuv420p"
+    frames, start = round(seconds * fps), time.monotonic()
+    for k in range(frames):
+        state = Telemetry(precision_ts_us=time.time_ns() // 1000, sensor_lat_deg=48.9931 + k * 1e-6,
+                          sensor_lon_deg=-122.7545, sensor_alt_m=95.0, platform_heading_deg=180.0, hfov_deg=60.0,
+                          sensor_rel_elevation_deg=-45.0)
+        bridge.publish(topic, state.model_dump_json(exclude_none=True), qos=1)
+        picture = av.VideoFrame.from_ndarray(np.full((180, 320, 3), (k * 7) % 256, np.uint8), format="bgr24")
+        picture.pts, picture.time_base = k, Fraction(1, round(fps))
+        for packet in video.encode(picture):
+            out.mux(packet)
+        time.sleep(max(0.0, start + (k + 1) / fps - time.monotonic()))
+    for packet in video.encode():
+        out.mux(packet)
+    out.close()
+    bridge.loop_stop()
+    bridge.disconnect()
+    return frames
+
+
+def test_rtmp_from_a_media_server_with_mqtt_telemetry_lands_paired_like_a_dji_dock(
+        kafka_bus, drain, env, tmp_path):
+    """A dock pushes RTMP to the agency's media server (nginx-rtmp) and its state to Mosquitto;
+    `ibet ingest stream` pulls the RTMP as a client and pairs each picture with the state by time."""
+    kafka_bus.create_topics([topics.FRAMES], partitions=3)
+    before = len(drain(topics.FRAMES, at_least=0, timeout_s=5, settle_s=1))
+    since_ns = time.time_ns()
+    with nginx_rtmp(tmp_path / "nginx") as rtmp_port, mosquitto(tmp_path) as mqtt_port:
+        url, topic = f"rtmp://127.0.0.1:{rtmp_port}/live/{DRONE}", f"thing/product/{DRONE}/osd"
+        receiver = ibet("ingest", "stream", "--sensor", DRONE, "--source", url, "--telemetry-source",
+                        f"mqtt://127.0.0.1:{mqtt_port}/{topic}", "--config", "config/ibet.yaml", env=env)
+        try:
+            time.sleep(2)  # the receiver is connected to both and waits for the publisher
+            sent = _publish_dock(f"rtmp://127.0.0.1:{rtmp_port}/live/{DRONE}", mqtt_port, topic, seconds=8.0)
+            output = stop(receiver)
+        finally:
+            receiver.kill()
+    summary = re.search(r"(\d+) produced to ", output)
+    assert summary is not None, output
+    produced = int(summary.group(1))
+    # 8 s at the drone's 2 Hz; the first picture or two may go by while the player joins the stream
+    assert sent / 10 * 2 - 4 <= produced <= sent / 10 * 2 + 1, output
+    metas = landed(drain, before, since_ns, produced)
+    assert len(metas) == produced, output
+    assert all(m.telemetry is not None and m.telemetry.sensor_lat_deg == pytest.approx(48.9931, abs=1e-4)
+               and m.telemetry.sensor_alt_m == 95.0 for m in metas), output
+    # paired by time: each frame's state was stamped within one picture interval of its capture
+    assert all(abs(m.telemetry.precision_ts_us * 1000 - m.capture_ts_ns) <= 150_000_000 for m in metas), output

@@ -94,6 +94,18 @@ def test_run_refuses_the_memory_bus_and_unknown_stages(monkeypatch):
     assert result.exit_code == 2 and "unknown stage" in result.output
 
 
+def test_up_refuses_a_stream_of_an_unknown_sensor_or_one_without_a_source_before_starting_anything(tmp_path):
+    for spec, words in (("nope", "--stream nope: unknown sensor"),
+                        ("drone-vista-1", "--stream drone-vista-1: the sensor has no source_url")):
+        result = runner.invoke(app, ["up", "--bootstrap", "127.0.0.1:1", "--config", CONFIG, "--stream", spec,
+                                     "--logs", str(tmp_path)])
+        assert result.exit_code == 2 and words in result.output, result.output
+    result = runner.invoke(app, ["up", "--bootstrap", "127.0.0.1:1", "--config", CONFIG, "--logs", str(tmp_path),
+                                 "--stream", "drone-vista-1=udp://0.0.0.0:5600", "--stream", "drone-vista-1"])
+    assert result.exit_code == 2 and "given twice" in result.output, result.output
+    assert list(tmp_path.iterdir()) == []  # no process was started, no log written
+
+
 def test_demo_without_a_scenario_runs_every_stage_on_an_empty_bus():
     result = runner.invoke(app, ["demo", "--config", CONFIG, "--scenario", "", "--no-console"])
     assert result.exit_code == 0, result.output
