@@ -61,6 +61,8 @@ def run_cmd(
     drone: Annotated[str | None, typer.Option(help="The drone streamed by --to FILE.ts / udp:// (default: the first).")]
     = None,
     speed: Annotated[float, typer.Option(help="With --realtime: this many times faster than captured.")] = 1.0,
+    klv: Annotated[str, typer.Option(help="KLV of a STANAG 4609 stream: 'sync' (each packet with its frame's PTS) "
+                                     "or 'async' (no PTS: paired by tag 2).")] = "sync",
 ) -> None:
     """Run SCENARIO once: every sensor's frames with telemetry, and the exact truth."""
     from rich.progress import Progress
@@ -88,12 +90,15 @@ def run_cmd(
     elif to.lower().startswith(("udp://", "srt://")) or to.lower().endswith(".ts"):
         from sim.stanag_sink import StanagSink
 
+        if klv not in ("sync", "async"):
+            typer.secho(f"error: --klv must be 'sync' or 'async', not '{klv}'", err=True)
+            raise typer.Exit(2)
         drones = [s for s in sc.sensors if s.kind == "drone" and (drone is None or s.id == drone)]
         if not drones:
             typer.secho(f"error: scenario {sc.name} has no drone {drone or ''} to stream", err=True)
             raise typer.Exit(2)
         sink = StanagSink(to, drones[0].id, realtime=realtime or to.lower().startswith(("udp://", "srt://")), speed=speed,
-                          frame_rate_hz=drones[0].frame_rate_hz)
+                          frame_rate_hz=drones[0].frame_rate_hz, klv=klv)
     else:
         typer.secho(f"error: --to must be 'dir', 'kafka', 'http', a .ts file or udp://host:port, not '{to}'", err=True)
         raise typer.Exit(2)

@@ -4,7 +4,8 @@ in an MPEG-2 transport stream, written to a ``.ts`` file, sent to ``udp://host:p
 
 One drone per stream, as a ground station sends it; fixed cameras are counted and skipped (ingest
 pulls those). Each frame's KLV packet carries the frame's capture time in tag 2 and the frame's PTS,
-so ``ibet ingest stream`` pairs them by PTS. With ``at_now`` (the default for UDP) capture times are
+so ``ibet ingest stream`` pairs them by PTS; with ``klv="async"`` the PTS is taken out of every KLV
+PES (:mod:`sim.ts_async_klv`), so the receiver must pair by tag 2, as with KWIVER's sample. With ``at_now`` (the default for UDP) capture times are
 shifted so the run starts now, since a live stream's capture times are checked against the clock.
 """
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from ibet.klv import encode_st0601
 from sim.run import SimFrame, Simulation
+from sim.ts_async_klv import AsyncKlvWriter
 
 TIME_BASE = Fraction(1, 90_000)  # MPEG-TS's 90 kHz clock
 
@@ -27,8 +29,12 @@ class StanagSink:
     """Frames of ``drone_id`` (None: the first drone seen) muxed into ``target`` (a path or udp:// URL)."""
 
     def __init__(self, target: str, drone_id: str | None = None, *, realtime: bool = False, speed: float = 1.0,
-                 at_now: bool | None = None, bitrate_bps: int = 2_000_000, frame_rate_hz: float = 2.0):
-        self.target, self.drone_id = target, drone_id
+                 at_now: bool | None = None, bitrate_bps: int = 2_000_000, frame_rate_hz: float = 2.0,
+                 klv: str = "sync"):
+        if klv not in ("sync", "async"):
+            raise ValueError(f"klv must be 'sync' or 'async', not {klv!r}")
+        self.target, self.drone_id, self.klv_mode = target, drone_id, klv
+        self._sink_file = self._socket = None
         self.srt = target.lower().startswith("srt://")
         self.udp = self.srt or target.lower().startswith("udp://")
         self._relay = None
@@ -74,6 +80,10 @@ class StanagSink:
             self._out.mux(packet)
         self._out.close()
         self._out = None
+        if self._sink_file is not None:
+            self._sink_file.close()
+        if self._socket is not None:
+            self._socket.close()
         if self._relay is not None:
             time.sleep(1.0)  # the relay's buffer drains
             self._relay.__exit__(None, None, None)
@@ -88,9 +98,12 @@ class StanagSink:
             url = self._relay.__enter__()
             time.sleep(0.5)  # let the relay bind its UDP port before the first datagram
         options = {"mpegts_flags": "resend_headers"}
-        if self.udp:
-            url += ("&" if "?" in url else "?") + "pkt_size=1316"
-        self._out = av.open(url, "w", format="mpegts", options=options)
+        if self.klv_mode == "async":  # the muxer writes into a rewriter, which sends the packets on
+            self._out = av.open(AsyncKlvWriter(self._sender(url)), "w", format="mpegts", options=options)
+        else:
+            if self.udp:
+                url += ("&" if "?" in url else "?") + "pkt_size=1316"
+            self._out = av.open(url, "w", format="mpegts", options=options)
         video = self._out.add_stream("libx264", rate=Fraction(self.frame_rate_hz).limit_denominator(1000), options={"preset": "ultrafast", "tune": "zerolatency",
                                                                   "g": "4", "bf": "0"})
         video.width, video.height, video.pix_fmt, video.time_base = width_px, height_px, "yuv420p", TIME_BASE
@@ -98,6 +111,23 @@ class StanagSink:
         video.bit_rate = self.bitrate_bps
         self._video = video
         self._data = self._out.add_data_stream("klv")
+
+    def _sender(self, url: str):
+        """Where the rewritten packets go: a UDP port, 7 packets a datagram as FFmpeg sends them, or a file."""
+        if url.lower().startswith("udp://"):
+            import socket
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(url)
+            self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            address = (parts.hostname or "127.0.0.1", parts.port or 5600)
+
+            def send(data: bytes) -> None:
+                for i in range(0, len(data), 1316):
+                    self._socket.sendto(data[i:i + 1316], address)
+            return send
+        self._sink_file = open(url, "wb")  # noqa: SIM115 - closed in close()
+        return self._sink_file.write
 
     def _pace(self, true_time_s: float) -> None:
         if not self.realtime:
