@@ -130,6 +130,9 @@ class IngestSettings(Section):
     jpeg_quality: int = Field(default=90, ge=30, le=100, description="quality when pulled frames are re-encoded")
     stream_read_timeout_s: float = Field(default=5.0, gt=0, description="ibet ingest stream: a live stream silent "
                                          "this long is reopened")
+    rtsp_transport: Literal["tcp", "udp"] = Field(default="tcp", description="ibet ingest stream: RTP over the "
+                                                  "RTSP connection (tcp: through firewalls and NAT) or over UDP ports "
+                                                  "(servers without interleaving)")
     klv_match_tolerance_s: float = Field(default=0.002, ge=0, description="a KLV packet this close to a frame's "
                                          "capture time is its telemetry as is")
     klv_max_interpolation_gap_s: float = Field(default=1.0, gt=0, description="frames between two KLV packets at "

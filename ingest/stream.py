@@ -169,7 +169,8 @@ class StreamIngest:
                         reader = None if receiver is None else receiver.reader(
                             self.settings.stream_read_timeout_s, self._waiting)
                         container = open_input(self.url, self.settings.stream_open_timeout_s,
-                                               self.settings.stream_read_timeout_s, reader)
+                                               self.settings.stream_read_timeout_s, reader,
+                                               rtsp_transport=self.settings.rtsp_transport)
                     except StreamOpenError as exc:
                         if not self.live:
                             raise StreamError(str(exc)) from None

@@ -63,13 +63,14 @@ def is_live(url: str) -> bool:
     return urlsplit(url).scheme.lower() in LIVE_SCHEMES
 
 
-def ffmpeg_options(url: str) -> dict[str, str]:
-    """FFmpeg options to open ``url`` with: RTSP runs over TCP (UDP sources never reach FFmpeg's
-    own UDP input: :mod:`ingest.udp_input` receives them)."""
-    return {"rtsp_transport": "tcp"} if urlsplit(url).scheme.lower() in ("rtsp", "rtsps") else {}
+def ffmpeg_options(url: str, rtsp_transport: str = "tcp") -> dict[str, str]:
+    """FFmpeg options to open ``url`` with: RTSP's RTP over ``rtsp_transport`` (UDP sources never
+    reach FFmpeg's own UDP input: :mod:`ingest.udp_input` receives them)."""
+    return {"rtsp_transport": rtsp_transport} if urlsplit(url).scheme.lower() in ("rtsp", "rtsps") else {}
 
 
-def open_input(url: str, open_timeout_s: float, read_timeout_s: float, fileobj=None) -> av.container.InputContainer:
+def open_input(url: str, open_timeout_s: float, read_timeout_s: float, fileobj=None,
+               rtsp_transport: str = "tcp") -> av.container.InputContainer:
     """The opened container; StreamOpenError names the source and FFmpeg's reason. With ``fileobj``
     (a UDP receiver's reader) the transport stream is read from it, not from ``url``."""
     try:
@@ -81,7 +82,8 @@ def open_input(url: str, open_timeout_s: float, read_timeout_s: float, fileobj=N
                 path = Path(urlsplit(url).path if url.startswith("file:") else url)
                 if not path.is_file():
                     raise StreamOpenError(f"no such file: {path}")
-            container = av.open(url, options=ffmpeg_options(url), timeout=(open_timeout_s, read_timeout_s))
+            container = av.open(url, options=ffmpeg_options(url, rtsp_transport),
+                                timeout=(open_timeout_s, read_timeout_s))
     except (av.error.FFmpegError, OSError) as exc:
         what = "no transport stream on" if fileobj is not None else "cannot open"
         raise StreamOpenError(f"{what} {redact(url)}: {exc}") from None

@@ -27,6 +27,7 @@ if (( with_test )); then
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)
   [[ -x /usr/sbin/mosquitto ]] || command -v mosquitto >/dev/null || packages+=(mosquitto)  # MQTT telemetry tests
   [[ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]] || packages+=(libnginx-mod-rtmp)  # the RTMP media server in tests
+  command -v rtsp-server-perl >/dev/null || packages+=(rtsp-server-perl)  # the RTSP media server in tests
 fi
 if (( ${#packages[@]} )); then
   say "installing Debian packages: ${packages[*]}"

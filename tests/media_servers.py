@@ -77,3 +77,30 @@ def nginx_rtmp(folder: Path) -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(5)
+
+
+@contextmanager
+def rtsp_server(folder: Path) -> Iterator[tuple[int, int]]:
+    """Debian's rtsp-server-perl (RTSP::Server): publishers ANNOUNCE/RECORD to the source port, players
+    pull from the client port; RTP goes over UDP only (it does not interleave RTP in the RTSP
+    connection). Yields (source port, client port)."""
+    binary = shutil.which("rtsp-server-perl")
+    if binary is None:
+        service_missing("rtsp-server-perl (Debian rtsp-server-perl) is not installed")
+    source, client = free_tcp_port(), free_tcp_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # a free run of UDP ports for its RTP
+        sock.bind(("127.0.0.1", 0))
+        rtp_start = sock.getsockname()[1] & ~1
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "rtsp-server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([binary, "--clientport", str(client), "--serverport", str(source),
+                                    "--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1",
+                                    "--rtp_start_port", str(rtp_start), "--loglevel", "3"],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    _wait_listening(process, client, "rtsp-server-perl", log)
+    try:
+        yield source, client
+    finally:
+        process.terminate()
+        process.wait(5)

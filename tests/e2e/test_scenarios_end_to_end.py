@@ -42,6 +42,7 @@ SECRET = "end-to-end-partner-secret"
 PASSWORD = "end-to-end-operator-pw"
 SEED = 211  # training used seeds 1-6 and 101
 GROUPS = ("detect", "fuse", "alerts")
+STREAM_DRONE = "drone-vista-1"  # also streamed as STANAG 4609 over UDP (the last test)
 
 
 def _free_port() -> int:
@@ -113,7 +114,10 @@ def pipeline(broker, partner, peers, tmp_path_factory) -> Iterator[Pipeline]:
         "detect": {"evidence": {"directory": str(folder / "evidence")}},
         "ingest": {"host": "127.0.0.1", "port": _free_port()},
     }, contacts=peers.contacts)
-    made = Pipeline(broker, config, push_api=True, log_dir=folder / "logs", env=env).start()
+    stream_url = f"udp://127.0.0.1:{_free_port()}"
+    made = Pipeline(broker, config, push_api=True, log_dir=folder / "logs", env=env,
+                    streams={STREAM_DRONE: stream_url}).start()  # as `ibet up --stream drone-vista-1=udp://...`
+    made.stream_url = stream_url  # type: ignore[attr-defined]
     made.folder = folder  # type: ignore[attr-defined]
     yield made
     codes = made.stop()
@@ -343,8 +347,10 @@ def test_partners_get_every_channel_and_the_consoles_actions_from_real_peers(pip
 
     # every routed partner, every channel: acknowledged, then resolved as a confirmed crossing
     _until(lambda: peers.example.held().get(alert_id) == "resolved", "the example receiver to hold the resolution")
-    states = {(d["partner_id"], d["alert"]["state"]) for d in partner.documents if d["alert"]["alert_id"] == alert_id}
-    assert {(p, s) for p in routed for s in ("acknowledged", "resolved")} <= states
+    # each partner's lane delivers on its own: the example receiver holding it says one partner has it
+    _until(lambda: {(p, s) for p in routed for s in ("acknowledged", "resolved")}
+           <= {(d["partner_id"], d["alert"]["state"]) for d in partner.documents if d["alert"]["alert_id"] == alert_id},
+           "the resolution by webhook to every routed partner")
     cancels = _until(lambda: {p for p, d in _caps(peers, alert_id) if d.findtext(f"{CAP}msgType") == "Cancel"} >= routed
                      and _caps(peers, alert_id), "a CAP Cancel for every routed partner")
     outcome = [v.findtext(f"{CAP}value") for _, d in cancels if d.findtext(f"{CAP}msgType") == "Cancel"
@@ -357,3 +363,49 @@ def test_partners_get_every_channel_and_the_consoles_actions_from_real_peers(pip
     final = _until(lambda: [e for e in _markers(peers, uid) if e.get("type").startswith("a-h-")],
                    "the resolved marker")[-1]
     assert _cot_time(final.get("stale")) - _cot_time(final.get("time")) <= 2.0
+
+
+def _drone_only_scenario(folder: Path, seconds: int) -> Path:
+    """The forest-vista scenario as its drone alone sees it, cut after the walker has crossed (at ~45 s)."""
+    scenario = load_scenario(next(p for p in shipped_scenarios() if p.stem == "foot-crossing-forest-vista"))
+    cut = scenario.model_copy(update={"duration_s": seconds,
+                                      "sensors": [s for s in scenario.sensors if s.id == STREAM_DRONE]})
+    path = folder / "vista-drone-only.yaml"
+    path.write_text(yaml.safe_dump(cut.model_dump(mode="json", exclude_none=True), sort_keys=False))
+    return path
+
+
+def _alerts_of(partner: WebhookPartner, before: set[str]) -> list[tuple]:
+    new = [a for k, a in partner.alerts().items() if k not in before]
+    return sorted((a["kind"], a.get("event_type"), a["direction"], a["sector_id"], tuple(a["sensor_ids"])) for a in new)
+
+
+def test_a_drone_streamed_as_stanag_4609_raises_the_same_alerts_as_its_http_push(pipeline, partner):
+    """One drone's view of a crossing, pushed frame by frame to the push API (`sim run --to http`), then
+    sent as a STANAG 4609 stream over UDP (`sim run --to udp://`) into the `ibet ingest stream` that
+    `ibet up --stream` started: both raise the same alerts, and the stream's frames carry the KLV."""
+    from ingest.credentials import enroll
+
+    path = _drone_only_scenario(pipeline.folder, seconds=60)
+    token = enroll(pipeline.folder / "registry.yaml", STREAM_DRONE)
+    tokens = pipeline.folder / "tokens.yaml"
+    tokens.write_text(yaml.safe_dump({STREAM_DRONE: token}))
+    ingest_url = f"http://127.0.0.1:{yaml.safe_load(pipeline.config.read_text())['ingest']['port']}"
+    raised = {}
+    for to, extra in (("http", ["--url", ingest_url, "--tokens", str(tokens), "--realtime"]),
+                      (pipeline.stream_url, [])):
+        time.sleep(10.0)  # the previous run's tracks are deleted (coasting 8 s) before the next begins
+        before = set(partner.alerts())
+        result = subprocess.run([sys.executable, "-m", "ibet_app.cli", "sim", "run", str(path), "--to", to,
+                                 "--seed", str(SEED), "--out", str(pipeline.folder / "runs" / f"stream-{len(raised)}"),
+                                 *extra], env=pipeline.environment(), capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "rejected: 0" in result.stdout or to != "http", result.stdout
+        time.sleep(8.0)  # the last datagrams are read and the stream's frames produced
+        _wait_processed(pipeline)
+        time.sleep(2.0)
+        raised[to] = _alerts_of(partner, before)
+    http, stream = raised["http"], raised[pipeline.stream_url]
+    assert any(kind == "border" and event == "crossing" for kind, event, *_ in http), http
+    assert stream == http, {"http": http, "stream": stream, "log": pipeline.tail(f"stream-{STREAM_DRONE}")}
+    assert pipeline.child(f"stream-{STREAM_DRONE}").alive()  # it keeps listening for the next flight

@@ -19,7 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from media_servers import mosquitto, nginx_rtmp
+from media_servers import mosquitto, nginx_rtmp, rtsp_server
 from pipeline_samples import service_missing
 
 from ibet import topics
@@ -210,3 +210,45 @@ def test_rtmp_from_a_media_server_with_mqtt_telemetry_lands_paired_like_a_dji_do
                and m.telemetry.sensor_alt_m == 95.0 for m in metas), output
     # paired by time: each frame's state was stamped within one picture interval of its capture
     assert all(abs(m.telemetry.precision_ts_us * 1000 - m.capture_ts_ns) <= 150_000_000 for m in metas), output
+
+
+def test_rtsp_from_a_media_server_lands_a_fixed_cameras_frames(kafka_bus, drain, env, tmp_path):
+    """A camera publishes RTSP to a media server (rtsp-server-perl: RTP over UDP only, so
+    `ingest.rtsp_transport: udp`); `ibet ingest stream` pulls it as a client, on the ingest clock."""
+    import av
+    import numpy as np
+
+    camera = "cam-vista-tower"
+    kafka_bus.create_topics([topics.FRAMES], partitions=3)
+    before = len(drain(topics.FRAMES, at_least=0, timeout_s=5, settle_s=1))
+    since_ns = time.time_ns()
+    with rtsp_server(tmp_path / "rtsp") as (source_port, client_port):
+        receiver = ibet("ingest", "stream", "--sensor", camera, "--source", f"rtsp://127.0.0.1:{client_port}/{camera}",
+                        "--config", "config/ibet.yaml", env={**env, "IBET_INGEST__RTSP_TRANSPORT": "udp"})
+        try:
+            out = av.open(f"rtsp://127.0.0.1:{source_port}/{camera}", "w", format="rtsp",
+                          options={"rtsp_transport": "udp"})
+            video = out.add_stream("libx264", rate=10, options={"preset": "ultrafast", "tune": "zerolatency", "g": "10"})
+            video.width, video.height, video.pix_fmt = 320, 180, "yuv420p"
+            start = time.monotonic()
+            for k in range(80):  # 8 s at 10 fps
+                picture = av.VideoFrame.from_ndarray(np.full((180, 320, 3), (k * 7) % 256, np.uint8), format="bgr24")
+                picture.pts, picture.time_base = k, Fraction(1, 10)
+                for packet in video.encode(picture):
+                    out.mux(packet)
+                time.sleep(max(0.0, start + (k + 1) / 10 - time.monotonic()))
+            out.close()
+            output = stop(receiver)
+        finally:
+            receiver.kill()
+    summary = re.search(r"(\d+) produced to ", output)
+    assert summary is not None, output
+    produced = int(summary.group(1))
+    # 8 s at the camera's 2 Hz, less what went by before the player had joined (it retries every 0.2-0.5 s)
+    assert 10 <= produced <= 17, output
+    records = [r for r in drain(topics.FRAMES, at_least=before + produced, timeout_s=30, settle_s=2)
+               if r.key == camera.encode()]
+    metas = [m for m in (FrameMeta.from_headers(r.headers) for r in records) if m.capture_ts_ns >= since_ns]
+    assert len(metas) == produced and all(m.telemetry is None and m.width_px == 320 for m in metas)
+    gaps = [b.capture_ts_ns - a.capture_ts_ns for a, b in zip(metas, metas[1:], strict=False)]
+    assert all(400_000_000 <= g <= 600_000_000 for g in gaps), gaps  # the camera's own 2 Hz timeline
