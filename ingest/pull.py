@@ -28,6 +28,7 @@ from ibet.clock import Clock, SystemClock
 from ibet.config import IbetConfig, IngestSettings
 from ibet.exceptions import IbetError, RegistryError
 from ibet.messages import FrameMeta, SensorHealthEvent, SensorHealthState
+from ibet.metrics import serve_metrics
 from ibet.registry import Registry, Sensor
 from ingest.health import FeedHealth
 from ingest.metrics import BYTES_ACCEPTED, FRAMES_ACCEPTED, FRAMES_RECEIVED, FRAMES_REJECTED, PRODUCE_SECONDS
@@ -235,6 +236,7 @@ def run_pull(config: IbetConfig, registry: Registry, sensor_id: str, source_over
     source = open_source(sensor, settings, clock, url=source_override, start_ts_ns=start_ts_ns)
     if config.bus.kind == "memory":
         log.warning("bus.kind is memory: pulled frames stay in this process (set bus.kind: kafka to feed the pipeline)")
+    serve_metrics(config.metrics)  # the pull's counters, for Prometheus beside the stages'
     bus = open_bus(config.bus)
     producer = bus.producer(f"ibet-ingest-pull-{sensor.id}")
     health = FeedHealth({sensor.id: (sensor.sector_id, 1.0 / sensor.detection_rate_hz)},

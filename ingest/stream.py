@@ -29,6 +29,7 @@ from ibet.clock import Clock, SystemClock
 from ibet.config import IbetConfig, IngestSettings
 from ibet.exceptions import IbetError, RegistryError
 from ibet.messages import FrameMeta, SensorHealthState, Telemetry
+from ibet.metrics import serve_metrics
 from ibet.registry import Registry, Sensor
 from ingest.capture_time import CaptureTimeSkewError, check_skew
 from ingest.health import FeedHealth
@@ -411,6 +412,7 @@ def run_stream(config: IbetConfig, registry: Registry, sensor_id: str, source: s
     settings = config.ingest
     if config.bus.kind == "memory":
         log.warning("bus.kind is memory: streamed frames stay in this process (set bus.kind: kafka to feed the pipeline)")
+    serve_metrics(config.metrics)  # the stream's counters, for Prometheus beside the stages'
     with _relayed(url, sensor.id) as local_url:
         bus = open_bus(config.bus)
         producer = bus.producer(f"ibet-ingest-stream-{sensor.id}")

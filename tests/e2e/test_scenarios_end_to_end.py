@@ -107,6 +107,8 @@ def pipeline(broker, partner, peers, tmp_path_factory) -> Iterator[Pipeline]:
         "database": {"url": f"sqlite:///{folder / 'ibet.sqlite3'}"},
         "alerts": {"channels": ["webhook", "email", "cap", "cot"], "delivery_poll_s": 0.2, "api_port": 0,
                    "exercise": True, "cap_sender": "ibet@e2e.ibet.example", "cot_stale_s": STALE_S,
+                   # 60 s, not 300: the last test sends one crossing twice, a minute and a half apart
+                   "dedup_window_s": 60.0,
                    "cot_keepalive_s": KEEPALIVE_S, "smtp": {"host": "127.0.0.1", "port": peers.mail.port,
                                                             "security": "none"}},
         "console": {"host": "127.0.0.1", "port": _free_port(), "cookie_secure": False,
@@ -173,7 +175,8 @@ def test_every_shipped_scenario_alerts_its_true_crossings_and_not_the_lawful_one
         new = [a for k, a in partner.alerts().items() if k not in before]
         raised[scenario.name] = new
         crossings = [a for a in new if a["title"].startswith("Crossing")]
-        mine = [a for a in new if a["sector_id"] == scenario.sector_id]
+        # border alerts: the streamed drone, not yet flying, may raise its feed_lost in the sector meanwhile
+        mine = [a for a in new if a["sector_id"] == scenario.sector_id and a["kind"] == "border"]
         if scenario.expected.crossings:
             assert len(crossings) >= 1, (scenario.name, new)
             assert all(a["exercise"] for a in mine)
@@ -376,8 +379,8 @@ def _drone_only_scenario(folder: Path, seconds: int) -> Path:
 
 
 def _alerts_of(partner: WebhookPartner, before: set[str]) -> list[tuple]:
-    new = [a for k, a in partner.alerts().items() if k not in before]
-    return sorted((a["kind"], a.get("event_type"), a["direction"], a["sector_id"], tuple(a["sensor_ids"])) for a in new)
+    new = [a for k, a in partner.alerts().items() if k not in before and a["kind"] == "border"]
+    return sorted((a.get("event_type"), a["direction"], a["sector_id"], tuple(a["sensor_ids"])) for a in new)
 
 
 def test_a_drone_streamed_as_stanag_4609_raises_the_same_alerts_as_its_http_push(pipeline, partner):
@@ -406,6 +409,6 @@ def test_a_drone_streamed_as_stanag_4609_raises_the_same_alerts_as_its_http_push
         time.sleep(2.0)
         raised[to] = _alerts_of(partner, before)
     http, stream = raised["http"], raised[pipeline.stream_url]
-    assert any(kind == "border" and event == "crossing" for kind, event, *_ in http), http
+    assert ("crossing", "CA_TO_US", "pac-blaine", (STREAM_DRONE,)) in http, http
     assert stream == http, {"http": http, "stream": stream, "log": pipeline.tail(f"stream-{STREAM_DRONE}")}
     assert pipeline.child(f"stream-{STREAM_DRONE}").alive()  # it keeps listening for the next flight

@@ -25,6 +25,8 @@ from ingest.sources import SourceFrame, VideoFileSource
 
 POSE = {"lat_deg": 49.0, "lon_deg": -122.75, "height_m": 10.0, "heading_deg": 0.0, "tilt_deg": 5.0, "hfov_deg": 60.0}
 
+NO_METRICS = IbetConfig(metrics={"enabled": False})  # run_pull serves /metrics; not from a test process
+
 
 
 def camera(sensor_id: str = "cam-1", source_url: str | None = None, rate_hz: float = 2.0) -> Sensor:
@@ -161,13 +163,13 @@ def drone() -> Sensor:
 def test_run_pull_reads_the_sensors_source_url(tmp_path):
     video = write_video(tmp_path / "cam.avi", seconds=3.0)
     registry = registry_with(camera("cam-1", video.as_uri()), drone())
-    stats = run_pull(IbetConfig(), registry, "cam-1", progress=False)
+    stats = run_pull(NO_METRICS, registry, "cam-1", progress=False)
     assert isinstance(stats, PullStats) and stats.frames_read == 30 and stats.frames_produced == 6
 
 
 def test_run_pull_takes_an_override_a_start_time_and_max_frames(tmp_path):
     video = write_video(tmp_path / "other.avi", seconds=3.0)
-    stats = run_pull(IbetConfig(), registry_with(camera("cam-1")), "cam-1", str(video), T0, 4, progress=False)
+    stats = run_pull(NO_METRICS, registry_with(camera("cam-1")), "cam-1", str(video), T0, 4, progress=False)
     assert stats.frames_produced == 4 and stats.first_capture_ts_ns == T0 and stats.stopped_by == "max_frames"
 
 
@@ -183,4 +185,4 @@ def test_run_pull_takes_an_override_a_start_time_and_max_frames(tmp_path):
 )
 def test_run_pull_refuses_with_a_clear_error(sensor_id, args, error, message):
     with pytest.raises(error, match=message):
-        run_pull(IbetConfig(), registry_with(camera("cam-1"), drone()), sensor_id, *args, progress=False)
+        run_pull(NO_METRICS, registry_with(camera("cam-1"), drone()), sensor_id, *args, progress=False)

@@ -45,7 +45,7 @@ def test_pulled_video_file_lands_its_sampled_frames_in_order(kafka_bus, kafka_se
     before = len(drain(topics.FRAMES, at_least=0, timeout_s=5, settle_s=1))
     sensor_id = f"cam-{unique}"
     video = write_video(tmp_path / "cam.avi")  # 60 frames, 10 fps, 6 s
-    config = IbetConfig(bus=BusSettings(kind="kafka", kafka=kafka_settings))
+    config = IbetConfig(bus=BusSettings(kind="kafka", kafka=kafka_settings), metrics={"port": 0})
 
     stats = run_pull(config, registry_with_camera(sensor_id, video.as_uri()), sensor_id, start_ts_ns=T0, progress=False)
     assert (stats.frames_read, stats.frames_produced) == (60, 12)

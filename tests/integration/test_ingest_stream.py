@@ -52,7 +52,7 @@ def short_scenario(tmp_path) -> Path:
 def env(kafka_bootstrap) -> dict[str, str]:
     return {**os.environ, "IBET_BUS__KIND": "kafka", "IBET_BUS__KAFKA__BOOTSTRAP_SERVERS": json.dumps([kafka_bootstrap]),
             "IBET_INGEST__STREAM_READ_TIMEOUT_S": "2", "IBET_INGEST__RECONNECT_INITIAL_S": "0.2",
-            "IBET_INGEST__RECONNECT_MAX_S": "0.5", "IBET_INGEST__STREAM_OPEN_TIMEOUT_S": "3"}
+            "IBET_INGEST__RECONNECT_MAX_S": "0.5", "IBET_INGEST__STREAM_OPEN_TIMEOUT_S": "3", "IBET_METRICS__PORT": "0"}
 
 
 def ibet(*args: str, env: dict[str, str]) -> subprocess.Popen:
@@ -147,11 +147,40 @@ def test_srt_listener_gets_the_stream_and_a_caller_with_the_wrong_passphrase_get
     assert len(metas) == produced and all(m.telemetry is not None for m in metas)
 
 
-def _publish_dock(rtmp_url: str, mqtt_port: int, topic: str, seconds: float, fps: float = 10.0) -> int:
-    """A DJI dock as its bridge and media server see it: H.264 pushed over RTMP (FLV: no KLV), and the
-    aircraft's state published on MQTT in ST 0601 names, stamped with the time each picture is sent."""
+def publish_pattern(url: str, container_format: str, seconds: float, fps: int = 10, options: dict | None = None,
+                    before_each=lambda k: None) -> int:
+    """A 320 x 180 H.264 test pattern published to ``url`` in real time (``before_each(k)`` runs as
+    picture k is sent); returns the pictures sent."""
     import av
     import numpy as np
+
+    out = av.open(url, "w", format=container_format, options=options or {})
+    video = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "tune": "zerolatency", "g": str(fps)})
+    video.width, video.height, video.pix_fmt = 320, 180, "yuv420p"
+    frames, start = round(seconds * fps), time.monotonic()
+    for k in range(frames):
+        before_each(k)
+        picture = av.VideoFrame.from_ndarray(np.full((180, 320, 3), (k * 7) % 256, np.uint8), format="bgr24")
+        picture.pts, picture.time_base = k, Fraction(1, fps)
+        for packet in video.encode(picture):
+            out.mux(packet)
+        time.sleep(max(0.0, start + (k + 1) / fps - time.monotonic()))
+    for packet in video.encode():
+        out.mux(packet)
+    out.close()
+    return frames
+
+
+def produced_count(output: str) -> int:
+    """Frames produced, from the stream process's closing summary (not its progress line)."""
+    summary = re.search(r"(\d+) produced to ", output)
+    assert summary is not None, output
+    return int(summary.group(1))
+
+
+def _publish_dock(rtmp_url: str, mqtt_port: int, topic: str, seconds: float) -> int:
+    """A DJI dock as its bridge and media server see it: H.264 pushed over RTMP (FLV: no KLV), and the
+    aircraft's state published on MQTT in ST 0601 names, stamped with the time each picture is sent."""
     import paho.mqtt.client as mqtt
 
     from ibet.messages import Telemetry
@@ -159,27 +188,18 @@ def _publish_dock(rtmp_url: str, mqtt_port: int, topic: str, seconds: float, fps
     bridge = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="dock-bridge")
     bridge.connect("127.0.0.1", mqtt_port)
     bridge.loop_start()
-    out = av.open(rtmp_url, "w", format="flv")
-    video = out.add_stream("libx264", rate=round(fps), options={"preset": "ultrafast", "tune": "zerolatency",
-                                                                  "g": str(round(fps))})
-    video.width, video.height, video.pix_fmt = 320, 180, "yuv420p"
-    frames, start = round(seconds * fps), time.monotonic()
-    for k in range(frames):
-        state = Telemetry(precision_ts_us=time.time_ns() // 1000, sensor_lat_deg=48.9931 + k * 1e-6,
-                          sensor_lon_deg=-122.7545, sensor_alt_m=95.0, platform_heading_deg=180.0, hfov_deg=60.0,
-                          sensor_rel_elevation_deg=-45.0)
-        bridge.publish(topic, state.model_dump_json(exclude_none=True), qos=1)
-        picture = av.VideoFrame.from_ndarray(np.full((180, 320, 3), (k * 7) % 256, np.uint8), format="bgr24")
-        picture.pts, picture.time_base = k, Fraction(1, round(fps))
-        for packet in video.encode(picture):
-            out.mux(packet)
-        time.sleep(max(0.0, start + (k + 1) / fps - time.monotonic()))
-    for packet in video.encode():
-        out.mux(packet)
-    out.close()
-    bridge.loop_stop()
-    bridge.disconnect()
-    return frames
+
+    def state(k: int) -> None:
+        now = Telemetry(precision_ts_us=time.time_ns() // 1000, sensor_lat_deg=48.9931 + k * 1e-6,
+                        sensor_lon_deg=-122.7545, sensor_alt_m=95.0, platform_heading_deg=180.0, hfov_deg=60.0,
+                        sensor_rel_elevation_deg=-45.0)
+        bridge.publish(topic, now.model_dump_json(exclude_none=True), qos=1)
+
+    try:
+        return publish_pattern(rtmp_url, "flv", seconds, before_each=state)
+    finally:
+        bridge.loop_stop()
+        bridge.disconnect()
 
 
 def test_rtmp_from_a_media_server_with_mqtt_telemetry_lands_paired_like_a_dji_dock(
@@ -199,9 +219,7 @@ def test_rtmp_from_a_media_server_with_mqtt_telemetry_lands_paired_like_a_dji_do
             output = stop(receiver)
         finally:
             receiver.kill()
-    summary = re.search(r"(\d+) produced to ", output)
-    assert summary is not None, output
-    produced = int(summary.group(1))
+    produced = produced_count(output)
     # 8 s at the drone's 2 Hz; the first picture or two may go by while the player joins the stream
     assert sent / 10 * 2 - 4 <= produced <= sent / 10 * 2 + 1, output
     metas = landed(drain, before, since_ns, produced)
@@ -215,8 +233,6 @@ def test_rtmp_from_a_media_server_with_mqtt_telemetry_lands_paired_like_a_dji_do
 def test_rtsp_from_a_media_server_lands_a_fixed_cameras_frames(kafka_bus, drain, env, tmp_path):
     """A camera publishes RTSP to a media server (rtsp-server-perl: RTP over UDP only, so
     `ingest.rtsp_transport: udp`); `ibet ingest stream` pulls it as a client, on the ingest clock."""
-    import av
-    import numpy as np
 
     camera = "cam-vista-tower"
     kafka_bus.create_topics([topics.FRAMES], partitions=3)
@@ -226,24 +242,11 @@ def test_rtsp_from_a_media_server_lands_a_fixed_cameras_frames(kafka_bus, drain,
         receiver = ibet("ingest", "stream", "--sensor", camera, "--source", f"rtsp://127.0.0.1:{client_port}/{camera}",
                         "--config", "config/ibet.yaml", env={**env, "IBET_INGEST__RTSP_TRANSPORT": "udp"})
         try:
-            out = av.open(f"rtsp://127.0.0.1:{source_port}/{camera}", "w", format="rtsp",
-                          options={"rtsp_transport": "udp"})
-            video = out.add_stream("libx264", rate=10, options={"preset": "ultrafast", "tune": "zerolatency", "g": "10"})
-            video.width, video.height, video.pix_fmt = 320, 180, "yuv420p"
-            start = time.monotonic()
-            for k in range(80):  # 8 s at 10 fps
-                picture = av.VideoFrame.from_ndarray(np.full((180, 320, 3), (k * 7) % 256, np.uint8), format="bgr24")
-                picture.pts, picture.time_base = k, Fraction(1, 10)
-                for packet in video.encode(picture):
-                    out.mux(packet)
-                time.sleep(max(0.0, start + (k + 1) / 10 - time.monotonic()))
-            out.close()
+            publish_pattern(f"rtsp://127.0.0.1:{source_port}/{camera}", "rtsp", 8.0, options={"rtsp_transport": "udp"})
             output = stop(receiver)
         finally:
             receiver.kill()
-    summary = re.search(r"(\d+) produced to ", output)
-    assert summary is not None, output
-    produced = int(summary.group(1))
+    produced = produced_count(output)
     # 8 s at the camera's 2 Hz, less what went by before the player had joined (it retries every 0.2-0.5 s)
     assert 10 <= produced <= 17, output
     records = [r for r in drain(topics.FRAMES, at_least=before + produced, timeout_s=30, settle_s=2)
