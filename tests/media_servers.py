@@ -37,6 +37,15 @@ def _wait_listening(process: subprocess.Popen, port: int, what: str, log: Path |
 
 
 @contextmanager
+def _stopped_after(process: subprocess.Popen) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+@contextmanager
 def mosquitto(folder: Path) -> Iterator[int]:
     """A Mosquitto broker on a free loopback port (anonymous, no persistence); yields the port."""
     binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
@@ -48,11 +57,8 @@ def mosquitto(folder: Path) -> Iterator[int]:
                     f"log_dest file {log}\n")
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     _wait_listening(process, port, "Mosquitto", log)
-    try:
+    with _stopped_after(process):
         yield port
-    finally:
-        process.terminate()
-        process.wait(5)
 
 
 @contextmanager
@@ -72,11 +78,8 @@ def nginx_rtmp(folder: Path) -> Iterator[int]:
     process = subprocess.Popen([nginx, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-e", str(log)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     _wait_listening(process, port, "nginx-rtmp", log)
-    try:
+    with _stopped_after(process):
         yield port
-    finally:
-        process.terminate()
-        process.wait(5)
 
 
 @contextmanager
@@ -99,8 +102,5 @@ def rtsp_server(folder: Path) -> Iterator[tuple[int, int]]:
                                     "--rtp_start_port", str(rtp_start), "--loglevel", "3"],
                                    stdout=out, stderr=subprocess.STDOUT)
     _wait_listening(process, client, "rtsp-server-perl", log)
-    try:
+    with _stopped_after(process):
         yield source, client
-    finally:
-        process.terminate()
-        process.wait(5)
