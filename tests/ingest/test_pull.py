@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 
 import cv2
@@ -112,7 +111,7 @@ def test_a_steady_feed_raises_no_health_event():
 def test_sigint_stops_the_pull_cleanly_with_everything_flushed():
     clock, bus = ManualClock(T0), MemoryBus()
     previous = signal.getsignal(signal.SIGINT)
-    source = FakeSource(clock, [("frame", 0.5)] * 20, hook=lambda n: n == 4 and os.kill(os.getpid(), signal.SIGINT))
+    source = FakeSource(clock, [("frame", 0.5)] * 20, hook=lambda n: n == 4 and signal.raise_signal(signal.SIGINT))  # to this thread only: not to a native worker thread
     stats = pull_frames(camera(), source, bus.producer(), RateSampler(2.0), IngestSettings(), clock)
     assert stats.stopped_by == "SIGINT"
     assert 4 <= stats.frames_produced == len(bus.records(topics.FRAMES)) < 20
