@@ -2,15 +2,16 @@
 
 Consumes ``ibet.detections.v1`` (keyed by sector, so one worker holds all sensors of a sector),
 produces ``ibet.tracks.v1`` and ``ibet.events.v1`` (keyed by sector), and saves each sector's
-state on the compacted ``ibet.fuse-state.v1`` with the committed offsets (see the runner).
+state on the compacted ``ibet.fuse-state.v1`` with the committed offsets (see the runner): as a
+changelog of small parts (a head, one per track, pages of the reorder buffer), only what changed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 
+from fuse import state_parts
 from fuse.border_relation import BorderModel
 from fuse.event_time import describe_time
 from fuse.measurements import measurements, sigmas_from
@@ -23,6 +24,7 @@ from ibet.exceptions import IbetError
 from ibet.messages import DetectionBatch
 from ibet.registry import Registry
 from ibet.stage import Outcome
+from ibet.state_changelog import HEAD, StateChangelog, split_key
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class FuseStage:
         self.sigmas, self.fixed_sigmas = sigmas_from(self.settings)
         self.sectors: dict[str, SectorFusion] = {}
         self._changed: set[str] = set()
+        self.changelog = StateChangelog(self.state_topic)
 
     def process_batch(self, records: Sequence[Record]) -> list[Outcome]:
         return [self._process(record) for record in records]
@@ -83,15 +86,24 @@ class FuseStage:
 
     # -- state saved with the offsets -------------------------------------------------------
     def snapshot(self) -> list[OutRecord]:
+        """The changelog records of the sectors this batch changed: only their changed parts."""
         changed, self._changed = sorted(self._changed), set()
-        return [OutRecord(self.state_topic, s.encode(), json.dumps(self.sectors[s].to_state()).encode())
-                for s in changed if s in self.sectors]
+        out: list[OutRecord] = []
+        for sector_id in changed:
+            if sector_id in self.sectors:
+                out += self.changelog.records(sector_id, state_parts.split(self.sectors[sector_id].to_state()))
+        return out
 
     def restore(self, records: Sequence[Record]) -> None:
-        latest = {r.key.decode(): r.value for r in records if r.key is not None}
         now_ns = self.clock.now_ns()
-        for sector_id, value in latest.items():
-            fusion = self.sectors[sector_id] = SectorFusion.from_state(json.loads(value), self.model, self.settings)
+        for sector_id, parts in self.changelog.read(records).items():
+            if HEAD not in parts:  # parts whose head never landed (a worker died mid-flush): nothing to continue
+                log.warning("sector %s: %d saved state parts without their head, ignored", sector_id, len(parts))
+                continue
+            state = state_parts.join(parts)
+            fusion = self.sectors[sector_id] = SectorFusion.from_state(state, self.model, self.settings)
+            if not state_parts.is_parted(parts[HEAD]):
+                self._changed.add(sector_id)  # saved whole before the changelog: rewritten as parts
             try:
                 fusion.expect_sensors([s.id for s in self.registry.sensors_in(sector_id)])
             except IbetError as exc:  # a sector no longer in the registry: its state waits, window release only
@@ -104,6 +116,6 @@ class FuseStage:
                 self._changed.add(sector_id)
 
     def forget(self, keys: set[bytes]) -> None:
-        for key in keys:
-            self.sectors.pop(key.decode(), None)
-
+        for sector_id in {split_key(key)[0] for key in keys}:
+            self.sectors.pop(sector_id, None)
+            self.changelog.forget(sector_id)

@@ -7,6 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from fuse.tracking.types import Measurement, Track, TrackStatus
 
@@ -63,26 +66,49 @@ class MahalanobisGnnAssociator:
         self.confirmed_first = bool(confirmed_first)
 
     def cost_matrix(self, tracks: Sequence[Track], measurements: Sequence[Measurement]) -> tuple[np.ndarray, np.ndarray]:
-        """(cost (n, m), admissible (n, m) bool) for n tracks and m measurements, as described above."""
+        """(cost (n, m), admissible (n, m) bool) for n tracks and m measurements, as described above
+        (dense: for inspection and small cases; :meth:`associate` works on the admissible pairs only)."""
         n, m = len(tracks), len(measurements)
+        cost, admissible = np.zeros((n, m)), np.zeros((n, m), dtype=bool)
+        rows, cols, pair_cost = self.admissible_pairs(tracks, measurements)
+        cost[rows, cols], admissible[rows, cols] = pair_cost, True
+        return cost, admissible
+
+    def admissible_pairs(self, tracks: Sequence[Track], measurements: Sequence[Measurement]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(track index, measurement index, cost) of every pair inside the gate.
+
+        A k-d tree over the measurements pre-gates by distance: d² <= gate needs
+        |z - x|² <= gate * lambda_max(P_pos + R) <= gate * (lambda_max(P_pos) + max lambda_max(R)),
+        so only measurements within that radius of a track are scored; the cost grows with the
+        pairs near each other, not with tracks x measurements.
+        """
+        n, m = len(tracks), len(measurements)
+        empty = np.zeros(0, dtype=np.intp)
         if n == 0 or m == 0:
-            return np.zeros((n, m)), np.zeros((n, m), dtype=bool)
+            return empty, empty, np.zeros(0)
         pos = np.stack([t.x[:2] for t in tracks])
         pos_cov = np.stack([t.P[:2, :2] for t in tracks])
         z = np.stack([meas.xy_m for meas in measurements])
         R = np.stack([meas.cov_m2 for meas in measurements])
-        d2 = pairwise_mahalanobis_sq(pos, pos_cov, z, R)
-        admissible = d2 <= self.gate_chi2
-        hinted = np.zeros((n, m), dtype=bool)
-        holders: dict[tuple[str, int], list[int]] = {}
+        radius = np.sqrt(self.gate_chi2 * (largest_eigenvalue(pos_cov) + largest_eigenvalue(R).max())) * (1 + 1e-9)
+        near = cKDTree(z).query_ball_point(pos, radius)
+        counts = np.fromiter((len(js) for js in near), dtype=np.intp, count=n)
+        rows = np.repeat(np.arange(n), counts)
+        cols = np.fromiter((j for js in near for j in js), dtype=np.intp, count=int(counts.sum()))
+        nu = z[cols] - pos[rows]
+        S = pos_cov[rows] + R[cols]
+        a, b, d = S[:, 0, 0], (S[:, 0, 1] + S[:, 1, 0]) / 2.0, S[:, 1, 1]
+        d2 = (d * nu[:, 0] ** 2 - 2.0 * b * nu[:, 0] * nu[:, 1] + a * nu[:, 1] ** 2) / (a * d - b * b)
+        inside = d2 <= self.gate_chi2
+        rows, cols, d2 = rows[inside], cols[inside], d2[inside]
+        holders: dict[tuple[str, int], set[int]] = {}
         for i, t in enumerate(tracks):
             for sensor, sid in t.hints.items():
-                holders.setdefault((sensor, sid), []).append(i)
-        for j, meas in enumerate(measurements):
-            if meas.sensor_track_id is not None:
-                hinted[holders.get((meas.sensor_id, meas.sensor_track_id), []), j] = True
-        cost = np.where(admissible, d2 - self.gate_chi2 - self.hint_bonus * hinted, 0.0)
-        return cost, admissible
+                holders.setdefault((sensor, sid), set()).add(i)
+        hinted = np.fromiter((int(r) in holders.get((measurements[c].sensor_id, measurements[c].sensor_track_id), ())
+                              if measurements[c].sensor_track_id is not None else False
+                              for r, c in zip(rows, cols, strict=True)), dtype=bool, count=len(rows))
+        return rows, cols, d2 - self.gate_chi2 - self.hint_bonus * hinted
 
     def associate(
         self, tracks: Sequence[Track], measurements: Sequence[Measurement], time_ns: int
@@ -94,22 +120,52 @@ class MahalanobisGnnAssociator:
         for track in tracks:
             if track.state_ns != time_ns:
                 raise ValueError(f"track {track.track_id} is at {track.state_ns} ns, not predicted to the scan at {time_ns} ns")
-        cost, admissible = self.cost_matrix(tracks, measurements)
+        rows, cols, cost = self.admissible_pairs(tracks, measurements)
         tentative = np.array([t.status is TrackStatus.TENTATIVE for t in tracks], dtype=bool)
         stages = [~tentative, tentative] if self.confirmed_first else [np.ones(len(tracks), dtype=bool)]
+        sensor_of = np.array([meas.sensor_id for meas in measurements], dtype=object)
         taken = np.zeros(len(measurements), dtype=bool)
         pairs: dict[int, list[int]] = {}
-        for sensor in sorted({meas.sensor_id for meas in measurements}):
-            of_sensor = np.array([meas.sensor_id == sensor for meas in measurements], dtype=bool)
+        for sensor in sorted(set(sensor_of.tolist())):
+            of_sensor = sensor_of == sensor
             for stage in stages:
-                cols = np.flatnonzero(of_sensor & ~taken)
-                rows = np.flatnonzero(stage & admissible[:, cols].any(axis=1)) if cols.size else cols
-                if rows.size == 0:
-                    continue
-                block = cost[np.ix_(rows, cols)]
-                for r, c in zip(*linear_sum_assignment(block), strict=True):
-                    i, j = int(rows[r]), int(cols[c])
-                    if admissible[i, j]:
-                        pairs.setdefault(i, []).append(j)
-                        taken[j] = True
+                keep = of_sensor[cols] & ~taken[cols] & stage[rows]
+                for i, j in min_cost_pairs(rows[keep], cols[keep], cost[keep]):
+                    pairs.setdefault(i, []).append(j)
+                    taken[j] = True
         return {tracks[i]: tuple(measurements[j] for j in sorted(js)) for i, js in sorted(pairs.items())}
+
+
+def largest_eigenvalue(cov: np.ndarray) -> np.ndarray:
+    """Largest eigenvalue of each symmetric 2x2 matrix in ``cov`` (k, 2, 2), closed form."""
+    a, b, d = cov[:, 0, 0], (cov[:, 0, 1] + cov[:, 1, 0]) / 2.0, cov[:, 1, 1]
+    return (a + d) / 2.0 + np.sqrt(((a - d) / 2.0) ** 2 + b * b)
+
+
+def min_cost_pairs(rows: np.ndarray, cols: np.ndarray, cost: np.ndarray) -> list[tuple[int, int]]:
+    """The assignment of minimum total cost over the given (row, col, cost <= 0) pairs, any other
+    pair forbidden (as leaving both unassigned). Solved per connected component of the pairs, each
+    with scipy's ``linear_sum_assignment`` on its own block: the same optimum as one block of all
+    rows and columns, at the cost of the components' sizes."""
+    if rows.size == 0:
+        return []
+    row_ids, r = np.unique(rows, return_inverse=True)
+    col_ids, c = np.unique(cols, return_inverse=True)
+    nr, nc = len(row_ids), len(col_ids)
+    graph = coo_matrix((np.ones(len(r)), (r, nr + c)), shape=(nr + nc, nr + nc))
+    _, label = connected_components(graph, directed=False)
+    pair_label = label[r]
+    order = np.argsort(pair_label, kind="stable")
+    bounds = np.flatnonzero(np.diff(pair_label[order])) + 1
+    chosen: list[tuple[int, int]] = []
+    for group in np.split(order, bounds):
+        gr, gc = r[group], c[group]
+        ur, lr = np.unique(gr, return_inverse=True)
+        uc, lc = np.unique(gc, return_inverse=True)
+        block = np.zeros((len(ur), len(uc)))
+        allowed = np.zeros((len(ur), len(uc)), dtype=bool)
+        block[lr, lc], allowed[lr, lc] = cost[group], True
+        for a, b in zip(*linear_sum_assignment(block), strict=True):
+            if allowed[a, b]:
+                chosen.append((int(row_ids[ur[a]]), int(col_ids[uc[b]])))
+    return sorted(chosen)

@@ -63,6 +63,7 @@ class ReorderBuffer:
         self.dropped_late_total = 0
         self.duplicates_total = 0
         self._pending: dict[tuple, Measurement] = {}
+        self._dicts: dict[tuple, dict[str, Any]] = {}  # saved form of pending measurements (to_state)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -155,10 +156,17 @@ class ReorderBuffer:
             "watermark_ns": self.watermark_ns,
             "dropped_late_total": self.dropped_late_total,
             "duplicates_total": self.duplicates_total,
-            "pending": [measurement_to_dict(m) for m in self.pending],
+            "pending": self._pending_dicts(),
             "first_ns": self.first_ns,
             "sensor_latest_ns": dict(sorted(self.sensor_latest_ns.items())),
         }
+
+    def _pending_dicts(self) -> list[dict[str, Any]]:
+        """The pending measurements as dicts, in release order. A measurement is immutable, so its
+        dict is made once and reused while it waits (callers must not change the dicts)."""
+        cache = self._dicts
+        self._dicts = {k: cache.get(k) or measurement_to_dict(self._pending[k]) for k in sorted(self._pending)}
+        return list(self._dicts.values())
 
     def load_state(self, data: dict[str, Any]) -> None:
         """Replace this buffer's contents by a saved :meth:`to_state`; TrackerStateError if malformed."""

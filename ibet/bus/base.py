@@ -27,7 +27,7 @@ class Record:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes  # None only for a tombstone on a compacted topic (state changelogs)
     headers: Headers = ()
     timestamp_ms: int = 0
 
@@ -42,17 +42,23 @@ class Record:
 
 @dataclass(frozen=True)
 class OutRecord:
-    """A record to produce: topic, key, value and headers."""
+    """A record to produce: topic, key, value and headers.
+
+    ``value`` None is a tombstone: on a compacted topic it deletes its key. ``partition_key``, if
+    given, picks the partition instead of ``key``: records keyed apart (a sector's track parts) land
+    on the partition a record keyed ``partition_key`` (the sector) would.
+    """
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
     headers: Headers = field(default=())
+    partition_key: bytes | None = None
 
 
 def record_size(record: OutRecord) -> int:
     """Bytes of value, key and headers: what the size limit (MAX_RECORD_BYTES) is checked against."""
-    return len(record.value) + len(record.key or b"") + sum(len(k) + len(v) for k, v in record.headers)
+    return len(record.value or b"") + len(record.key or b"") + sum(len(k) + len(v) for k, v in record.headers)
 
 
 def next_offsets(records: Iterable[Record]) -> dict[TopicPartition, int]:

@@ -16,6 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
 from ibet.bus.base import OutRecord, Record, TopicPartition, record_size
@@ -146,10 +147,18 @@ class KafkaBusProducer:
         if size > MAX_RECORD_BYTES:
             raise RecordTooLargeError(record.topic, size, MAX_RECORD_BYTES)
         try:
-            future = self._producer.send(record.topic, value=record.value, key=record.key, headers=list(record.headers))
+            future = self._send(record)
         except KafkaError as exc:
             raise BusError(f"could not send to '{record.topic}': {exc}") from exc
         self._pending.append(future)
+
+    def _send(self, record: OutRecord) -> Any:
+        partition = None
+        if record.partition_key is not None:  # where the default partitioner (murmur2, as Java's) puts that key
+            partitions = sorted(self._producer.partitions_for(record.topic))
+            partition = partitions[(murmur2(record.partition_key) & 0x7FFFFFFF) % len(partitions)]
+        return self._producer.send(record.topic, value=record.value, key=record.key, headers=list(record.headers),
+                                   partition=partition)
 
     def send_and_wait(self, record: OutRecord, timeout_s: float) -> tuple[int, int]:
         """Send and block on this record's own acknowledgement (thread-safe; others keep batching)."""
@@ -157,7 +166,7 @@ class KafkaBusProducer:
         if size > MAX_RECORD_BYTES:
             raise RecordTooLargeError(record.topic, size, MAX_RECORD_BYTES)
         try:
-            future = self._producer.send(record.topic, value=record.value, key=record.key, headers=list(record.headers))
+            future = self._send(record)
             meta = future.get(timeout=timeout_s)
         except KafkaError as exc:
             raise DeliveryError(f"'{record.topic}' did not acknowledge the record: {exc}") from exc

@@ -80,7 +80,7 @@ class MemoryBus:
                 self._logs[out.topic] = [[] for _ in range(self.default_partitions)]
                 self._rebalance_subscribers([out.topic])
             parts = self._logs[out.topic]
-            p = partition_for(out.key, len(parts), next(self._ids))
+            p = partition_for(out.partition_key or out.key, len(parts), next(self._ids))
             offset = len(parts[p])
             parts[p].append(Record(out.topic, p, offset, out.key, out.value, out.headers, int(time.time() * 1000)))
             self._cond.notify_all()
