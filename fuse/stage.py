@@ -49,6 +49,7 @@ class FuseStage:
         self.sectors: dict[str, SectorFusion] = {}
         self._changed: set[str] = set()
         self.changelog = StateChangelog(self.state_topic)
+        self.state_interval_s = self.settings.state_interval_s  # the runner checkpoints at most this often
 
     def process_batch(self, records: Sequence[Record]) -> list[Outcome]:
         return [self._process(record) for record in records]

@@ -162,6 +162,9 @@ class FuseSettings(Section):
                                    description="a capture time this far from the sector's event time (its newest "
                                                "plus the clock time since) is dead-lettered, never moving the watermark")
     process_noise_accel_mps2: float = Field(default=1.0, gt=0, description="constant-velocity model noise")
+    state_interval_s: float = Field(default=2.0, ge=0, description="save the sectors' state and commit the input "
+                                    "at most this often (0: every batch); a replacement worker replays at most "
+                                    "this much input, with the same track and event ids")
     confirm_m: int = Field(default=3, gt=0, description="hits needed ...")
     confirm_n: int = Field(default=5, gt=0, description="... in this many scans to confirm a track")
     coast_after_s: float = Field(default=2.0, gt=0, description="confirmed -> coasting without updates")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ibet.bus.base import Bus, Record, next_offsets
+from ibet.bus.base import Bus, Record, TopicPartition, next_offsets
 from ibet.bus.exceptions import CommitError, RecordTooLargeError
 from ibet.config import RunnerSettings
 from ibet.dead_letter import dead_letter
@@ -50,7 +50,11 @@ class StageRunner:
     """Runs one stage on a bus as a member of the consumer group named after the stage.
 
     A stage with ``state_topic``, ``restore``, ``forget`` and ``snapshot`` (see
-    :class:`~ibet.stage.StatefulStage`) has its state saved and reloaded with its partitions.
+    :class:`~ibet.stage.StatefulStage`) has its state saved and reloaded with its partitions. If it
+    also has ``state_interval_s`` > 0, its state is saved and the input committed together at most
+    that often (a checkpoint) rather than after every batch, and when the runner stops; between
+    checkpoints outputs are produced and flushed as usual. A worker that dies replays the input
+    since the last checkpoint from the state saved with it: duplicates, never loss, as before.
     """
 
     def __init__(
@@ -74,6 +78,9 @@ class StageRunner:
         self._stop = threading.Event()
         self._stateful = all(hasattr(stage, name) for name in ("state_topic", "restore", "forget", "snapshot"))
         self._restored: dict[int, set[bytes]] = {}  # input partition -> keys whose state is loaded
+        self._state_interval_s = float(getattr(stage, "state_interval_s", 0.0) or 0.0) if self._stateful else 0.0
+        self._last_checkpoint = float("-inf")
+        self._uncommitted: dict[TopicPartition, int] = {}  # processed since the last checkpoint
 
     def stop(self) -> None:
         """Ask the loop to stop after the batch in hand is produced and committed."""
@@ -97,8 +104,12 @@ class StageRunner:
                     last_record = time.monotonic()
                 elif idle_stop_s is not None and time.monotonic() - last_record >= idle_stop_s:
                     break
-        finally:
-            self.close()
+                elif self._uncommitted and time.monotonic() - self._last_checkpoint >= self._state_interval_s:
+                    self.checkpoint()  # idle: what is processed gets saved without waiting for a batch
+        except BaseException:
+            self.close(checkpoint=False)  # a failure: the next owner replays from the last checkpoint
+            raise
+        self.close()
         return self.stats
 
     def run_once(self) -> int:
@@ -150,43 +161,66 @@ class StageRunner:
                 self.metrics.dead_lettered(record.topic)
                 self.stats.dead_lettered += 1
 
-        # 2b. Stateful stages: their state as of this batch goes out in the same flush, so the
-        #     saved state always matches the committed offsets (or is newer, never older).
-        #     A state record over the bus's limit is not saved (an error log and a metric): the
-        #     batch still commits, the worker keeps the state in memory and goes on, and a worker
-        #     that takes the partition over starts that key from its last saved state. Never a
-        #     crash that would make every successor die on the same batch.
-        if self._stateful:
-            for state in self.stage.snapshot():
-                try:
-                    self.producer.send(state)
-                except RecordTooLargeError as exc:
-                    self.metrics.state_not_saved.inc()
-                    self.stats.state_not_saved += 1
-                    log.error("%s: state of %r not saved: %s", self.stage.name,
-                              (state.key or b"").decode("utf-8", "replace"), exc)
+        # 2b. Stateful stages: their state as of this batch goes out in the same flush as the
+        #     commit, so the saved state always matches the committed offsets (or is newer, never
+        #     older). With a state interval that happens at checkpoints only; between them the
+        #     batch's offsets wait in ``_uncommitted``.
+        due = not self._stateful or time.monotonic() - self._last_checkpoint >= self._state_interval_s
+        if self._stateful and due:
+            self._send_state()
 
         # 3. Flush: block until the bus acknowledges everything sent above. If any record is
         #    unproduced this raises, nothing is committed, and the batch will be consumed again.
         self.producer.flush(self.settings.flush_timeout_s)
-        self.hooks.before_commit(records)
+        self._uncommitted.update(next_offsets(records))
+        self.stats.batches += 1
+        if due:
+            self._commit(records)
 
-        # 4. Commit the consumed offsets, now that every output is durable. A commit refused
-        #    because the group rebalanced means the new owner re-reads the batch: duplicates,
-        #    never loss.
+    def checkpoint(self) -> None:
+        """Save the state and commit everything processed since the last checkpoint."""
+        if self._stateful:
+            self._send_state()
+        self.producer.flush(self.settings.flush_timeout_s)
+        self._commit(())
+
+    def _send_state(self) -> None:
+        """The stage's state records. A state record over the bus's limit is not saved (an error
+        log and a metric): the batch still commits, the worker keeps the state in memory and goes
+        on, and a worker that takes the partition over starts that key from its last saved state.
+        Never a crash that would make every successor die on the same batch."""
+        for state in self.stage.snapshot():
+            try:
+                self.producer.send(state)
+            except RecordTooLargeError as exc:
+                self.metrics.state_not_saved.inc()
+                self.stats.state_not_saved += 1
+                log.error("%s: state of %r not saved: %s", self.stage.name,
+                          (state.key or b"").decode("utf-8", "replace"), exc)
+
+    def _commit(self, records: Sequence[Record]) -> None:
+        """4. Commit the consumed offsets, now that every output is durable. A commit refused
+        because the group rebalanced means the new owner re-reads the batch: duplicates, never loss."""
+        self.hooks.before_commit(records)
+        offsets, self._uncommitted = self._uncommitted, {}
+        self._last_checkpoint = time.monotonic()
+        if not offsets:
+            return
         try:
-            self.consumer.commit(next_offsets(records))
+            self.consumer.commit(offsets)
         except CommitError as exc:
             log.warning("%s: %s", self.stage.name, exc)
             self.metrics.commit_failures.inc()
             self.stats.commit_failures += 1
-        self.stats.batches += 1
 
     def _forget_revoked(self) -> None:
-        """Drop the state of partitions the group has given to another worker."""
-        assigned = {tp.partition for tp in self.consumer.assignment() if tp.topic in self.stage.input_topics}
+        """Drop the state of partitions the group has given to another worker (and their
+        uncommitted offsets: the new owner replays them from the last checkpoint)."""
+        held = self.consumer.assignment()
+        assigned = {tp.partition for tp in held if tp.topic in self.stage.input_topics}
         for partition in [p for p in self._restored if p not in assigned]:
             self.stage.forget(self._restored.pop(partition))
+        self._uncommitted = {tp: o for tp, o in self._uncommitted.items() if tp in held}
 
     def _restore_state(self, records: Sequence[Record]) -> None:
         """Reload the saved state of input partitions this worker did not hold yet."""
@@ -198,8 +232,11 @@ class StageRunner:
             if r.key is not None:
                 self._restored[r.partition].add(r.key)
 
-    def close(self) -> None:
-        """Stop the stage's workers, leave the group and close the producer (all produced is flushed)."""
+    def close(self, checkpoint: bool = True) -> None:
+        """Stop the stage's workers, leave the group and close the producer (all produced is flushed).
+        With ``checkpoint`` (a clean stop) what was processed since the last checkpoint is saved first."""
+        if checkpoint and self._uncommitted:
+            self.checkpoint()
         stop_workers = getattr(self.stage, "stop_workers", None)
         if stop_workers is not None:
             stop_workers()

@@ -24,7 +24,8 @@ from ibet_app.stages import build_stage
 pytestmark = pytest.mark.kafka
 
 REGISTRY = load_registry("config/registry.yaml")
-SECTOR, CAMERA = "prairie-emerson", "cam-emerson-rural"
+SECTOR, CAMERA = "qc-derby", "drone-derby-1"  # a sector no other test on the shared broker uses
+SOUTH_WEST = (44.975, -72.12)  # ~3 km south of the line at Derby Line: no border events
 TARGETS = 10_000
 
 
@@ -44,12 +45,11 @@ class DiesOnSecondBatch:
 
 def seeded_sector(stage, start_ns: int) -> SectorFusion:
     """The sector with TARGETS confirmed tracks: a 100 x 100 grid of people 15 m apart seen 4 times."""
-    pose = REGISTRY.sensor(CAMERA).pose
     fusion = SectorFusion(SECTOR, stage.model, stage.settings)
     fusion.expect_sensors([s.id for s in REGISTRY.sensors_in(SECTOR)])
     east, north = np.meshgrid(np.arange(100) * 15.0, np.arange(100) * 15.0)
-    lat = pose.lat_deg + 0.002 + north.ravel() / 111_320.0
-    lon = pose.lon_deg + 0.002 + east.ravel() / (111_320.0 * np.cos(np.radians(pose.lat_deg)))
+    lat = SOUTH_WEST[0] + north.ravel() / 111_320.0
+    lon = SOUTH_WEST[1] + east.ravel() / (111_320.0 * np.cos(np.radians(SOUTH_WEST[0])))
     for scan in range(4):
         t = start_ns + scan * 500_000_000
         placed = [GroundMeasurement(CAMERA, t, float(a), float(o), np.eye(2), "person", 0.9, None, f"{CAMERA}:{scan}:{k}")
@@ -60,7 +60,7 @@ def seeded_sector(stage, start_ns: int) -> SectorFusion:
 
 def empty_batch(sequence: int, capture_ns: int) -> OutRecord:
     batch = DetectionBatch(sensor_id=CAMERA, sector_id=SECTOR, frame_sequence=sequence, capture_ts_ns=capture_ns,
-                           image_width_px=1920, image_height_px=1080, model_name="test", model_version="1")
+                           image_width_px=1280, image_height_px=720, model_name="test", model_version="1")
     return OutRecord(topics.DETECTIONS, SECTOR.encode(), batch.to_bytes())
 
 

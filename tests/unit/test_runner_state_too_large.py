@@ -36,7 +36,7 @@ def test_an_oversized_fuse_state_is_counted_and_the_stage_goes_on(caplog):
                                 detection_batch(frame, scenario.sector_id, dets).to_bytes()))
         sent += 1
     before = STATE_NOT_SAVED.labels("fuse")._value.get()
-    runner = StageRunner(build_stage("fuse", IbetConfig(), registry), bus,
+    runner = StageRunner(build_stage("fuse", IbetConfig(fuse={"state_interval_s": 0}), registry), bus,  # state every batch
                          RunnerSettings(batch_max_records=20, poll_timeout_s=0.01))
     with caplog.at_level(logging.ERROR, logger="ibet.runner"):
         stats = runner.run(idle_stop_s=0.1)
