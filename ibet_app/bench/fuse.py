@@ -18,6 +18,12 @@ fed to every side, scan by scan, the sides' order rotating each scan, in one pro
   GNNWith2DAssignment, a MultiMeasurementInitiator and a time / covariance deleter like ours;
   one step per sensor frame, as our associator assigns each sensor's block separately.
 
+The saved state is timed beside "ours", outside its detections/s, with the two writers taking
+turns first: the stage's changelog (``fuse.state_parts`` + ``StateChangelog``) after every frame
+(``fuse.state_interval_s: 0``, the most it can cost) and at the default checkpoint interval, and
+the whole-sector snapshot fuse wrote before (``json.dumps(to_state())``), as the baseline.
+Stone Soup runs up to ``stonesoup_max`` targets (its hypothesiser is O(tracks x detections)).
+
 Reported per N: detections/s of each side (measurements / wall seconds), the ratios ours / Stone
 Soup, and accuracy after a 3 s warm-up: position RMSE of confirmed tracks matched to truth by
 optimal assignment (pairs closer than the OSPA cutoff) and OSPA (c = 20 m, p = 1). Plus
@@ -27,6 +33,7 @@ GeoPandas loop. A benchmark, not a test: nothing here asserts a timing.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +45,7 @@ import typer
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
+from fuse import state_parts
 from fuse.border_relation import BorderModel
 from fuse.frames import LocalPlane
 from fuse.georef import georeference_fixed_pose
@@ -48,6 +56,7 @@ from fuse.tracking import CHI2_2DOF_99, Measurement, Tracker, TrackStatus
 from ibet.border import load_border, load_ports_of_entry, nearest_on_border
 from ibet.config import FuseSettings
 from ibet.registry import FixedPose
+from ibet.state_changelog import StateChangelog
 from ibet_app.bench.border import DEFAULT_PORTS, bench_border
 
 NEAR_LAT_DEG, NEAR_LON_DEG = 49.0, -97.45  # the scene is centred on the border line nearest this
@@ -268,22 +277,73 @@ class StoneSoupGnn:
         return self.time_ns, np.array([np.asarray(t.state_vector, dtype=float)[[0, 2], 0] for t in tracks]).reshape(-1, 2)
 
 
+class StateWriters:
+    """The saved state of "ours", three ways, each timed per call and its bytes counted."""
+
+    def __init__(self, fusion: SectorFusion, frames_per_checkpoint: int) -> None:
+        self.fusion, self.every = fusion, max(1, frames_per_checkpoint)
+        self.every_frame, self.checkpointed = StateChangelog("bench"), StateChangelog("bench")
+        self.seconds = {"changelog": 0.0, "checkpointed": 0.0, "whole": 0.0}
+        self.bytes = dict.fromkeys(self.seconds, 0)
+        self.largest_record = dict.fromkeys(self.seconds, 0)
+        self.frames = 0
+
+    def frame(self) -> None:
+        self.frames += 1
+        writers = [("changelog", self._changelog), ("whole", self._whole)]
+        if self.frames % self.every == 0:
+            writers.append(("checkpointed", self._checkpointed))
+        for name, write in writers[self.frames % 2:] + writers[: self.frames % 2]:
+            start = time.perf_counter()
+            sizes = write()
+            self.seconds[name] += time.perf_counter() - start
+            self.bytes[name] += sum(sizes)
+            self.largest_record[name] = max(self.largest_record[name], max(sizes, default=0))
+
+    def _changelog(self) -> list[int]:
+        return [len(r.value or b"") for r in self.every_frame.records("bench", state_parts.split(self.fusion.to_state()))]
+
+    def _checkpointed(self) -> list[int]:
+        return [len(r.value or b"") for r in self.checkpointed.records("bench", state_parts.split(self.fusion.to_state()))]
+
+    def _whole(self) -> list[int]:
+        return [len(json.dumps(self.fusion.to_state()).encode())]
+
+    def summary(self, processing_s: float) -> dict[str, Any]:
+        n = max(self.frames, 1)
+        return {
+            "state_changelog_ms_per_frame": round(1000 * self.seconds["changelog"] / n, 2),
+            "state_whole_ms_per_frame": round(1000 * self.seconds["whole"] / n, 2),
+            "state_changelog_kb_per_frame": round(self.bytes["changelog"] / n / 1000, 1),
+            "state_whole_kb_per_frame": round(self.bytes["whole"] / n / 1000, 1),
+            "state_largest_record_kb": round(self.largest_record["changelog"] / 1000, 1),
+            "state_whole_record_kb": round(self.largest_record["whole"] / 1000, 1),
+            "state_fraction_every_frame": round(self.seconds["changelog"] / processing_s, 3),
+            "state_fraction_checkpointed": round(self.seconds["checkpointed"] / processing_s, 3),
+            "state_fraction_whole": round(self.seconds["whole"] / processing_s, 3),
+        }
+
+
 def _run_case(n_targets: int, n_scans: int, seed: int, model: BorderModel, plane: LocalPlane,
-              settings: FuseSettings) -> dict[str, Any]:
+              settings: FuseSettings, stonesoup_max: int = 1000) -> dict[str, Any]:
     """One N: every side on the same frames, scan by scan, the order rotating each scan."""
     scene = make_scene(n_targets, n_scans, plane, seed)
-    sides: dict[str, Any] = {"ours": OursFull(model, plane, settings), "ours_tracker": OursTracker(model, plane, settings),
-                             "stonesoup": StoneSoupGnn(settings)}
+    sides: dict[str, Any] = {"ours": OursFull(model, plane, settings), "ours_tracker": OursTracker(model, plane, settings)}
+    if n_targets <= stonesoup_max:
+        sides["stonesoup"] = StoneSoupGnn(settings)
+    writers = StateWriters(sides["ours"].fusion, round(settings.state_interval_s * SCAN_HZ * len(SENSORS)))
     seconds = dict.fromkeys(sides, 0.0)
     counts = dict.fromkeys(sides, 0)
-    accuracy = {name: Accuracy(scene, round(WARMUP_S * 1e9)) for name in ("ours", "stonesoup")}
+    accuracy = {name: Accuracy(scene, round(WARMUP_S * 1e9)) for name in ("ours", "stonesoup") if name in sides}
     names = list(sides)
     for k, frames in enumerate(scene.scans):
-        for name in names[k % 3:] + names[: k % 3]:
-            start = time.perf_counter()
+        for name in names[k % len(names):] + names[: k % len(names)]:
             for frame in frames:
+                start = time.perf_counter()
                 counts[name] += sides[name].frame(frame)
-            seconds[name] += time.perf_counter() - start
+                seconds[name] += time.perf_counter() - start
+                if name == "ours":
+                    writers.frame()  # timed on its own, outside ours' detections/s
             if name in accuracy:
                 accuracy[name].add(*sides[name].state())
             if k == n_scans - 1:  # end of input: release what the reorder buffer still holds
@@ -293,14 +353,18 @@ def _run_case(n_targets: int, n_scans: int, seed: int, model: BorderModel, plane
                 if name in accuracy:
                     accuracy[name].add(*sides[name].state())
     rates = {name: counts[name] / seconds[name] for name in sides}
+    stonesoup = rates.get("stonesoup")
     return {"targets": n_targets, "scans": n_scans, "warmup_scans": round(WARMUP_S * SCAN_HZ),
-            "measurements": counts["stonesoup"],
+            "measurements": counts["ours_tracker"],
             "ours_detections_per_s": round(rates["ours"], 1),
             "ours_tracker_detections_per_s": round(rates["ours_tracker"], 1),
-            "stonesoup_detections_per_s": round(rates["stonesoup"], 1),
-            "ratio": round(rates["ours"] / rates["stonesoup"], 2),
-            "tracker_ratio": round(rates["ours_tracker"] / rates["stonesoup"], 2),
-            **accuracy["ours"].summary("ours"), **accuracy["stonesoup"].summary("stonesoup")}
+            "stonesoup_detections_per_s": None if stonesoup is None else round(stonesoup, 1),
+            "ratio": None if stonesoup is None else round(rates["ours"] / stonesoup, 2),
+            "tracker_ratio": None if stonesoup is None else round(rates["ours_tracker"] / stonesoup, 2),
+            "ours_ms_per_frame": round(1000 * seconds["ours"] / max(writers.frames, 1), 2),
+            **writers.summary(seconds["ours"]),
+            **accuracy["ours"].summary("ours"),
+            **(accuracy["stonesoup"].summary("stonesoup") if "stonesoup" in accuracy else {})}
 
 
 def scans_for(n_targets: int, scans: int) -> int:
@@ -309,7 +373,7 @@ def scans_for(n_targets: int, scans: int) -> int:
 
 
 def run_fuse_bench(targets_list: Sequence[int] = (10, 100, 500), scans: int = 60, seed: int = 0,
-                   border_points: int = 10_000, border_loop_points: int = 1_000) -> dict[str, Any]:
+                   border_points: int = 10_000, border_loop_points: int = 1_000, stonesoup_max: int = 1000) -> dict[str, Any]:
     """Run every N of ``targets_list`` (see the module docstring) and the border bench; all figures in one dict.
 
     Returns ``{"cases": [per-N dict, ...], "border": bench_border(...), "scene": {...}}``; each case
@@ -322,7 +386,8 @@ def run_fuse_bench(targets_list: Sequence[int] = (10, 100, 500), scans: int = 60
     centre_lon, centre_lat, _ = nearest_on_border(model.border, NEAR_LON_DEG, NEAR_LAT_DEG)
     plane = LocalPlane(centre_lat, centre_lon)
     settings = FuseSettings()
-    cases = [_run_case(n, scans_for(n, scans), seed + i, model, plane, settings) for i, n in enumerate(targets_list)]
+    cases = [_run_case(n, scans_for(n, scans), seed + i, model, plane, settings, stonesoup_max)
+             for i, n in enumerate(targets_list)]
     border = bench_border(border_points, border_loop_points, seed, model)
     scene = {"centre_lat_deg": round(centre_lat, 5), "centre_lon_deg": round(centre_lon, 5),
              "area_km2": (2 * HALF_SIDE_M / 1000) ** 2, "sensors": len(SENSORS), "scan_hz": SCAN_HZ,
@@ -340,14 +405,23 @@ FIGURES = [("scans (2 Hz)", "scans"), ("measurements", "measurements"),
            ("ratio tracker only", "tracker_ratio"), ("RMSE ours (m)", "ours_rmse_m"),
            ("RMSE Stone Soup (m)", "stonesoup_rmse_m"), ("OSPA ours (m)", "ours_ospa_m"),
            ("OSPA Stone Soup (m)", "stonesoup_ospa_m"), ("tracks ours (mean)", "ours_confirmed_tracks_mean"),
-           ("tracks Stone Soup (mean)", "stonesoup_confirmed_tracks_mean")]
+           ("tracks Stone Soup (mean)", "stonesoup_confirmed_tracks_mean"),
+           ("ours ms per frame", "ours_ms_per_frame"),
+           ("state: changelog ms per frame", "state_changelog_ms_per_frame"),
+           ("state: whole snapshot ms per frame (before)", "state_whole_ms_per_frame"),
+           ("state: changelog KB per frame", "state_changelog_kb_per_frame"),
+           ("state: whole snapshot KB per frame", "state_whole_kb_per_frame"),
+           ("state: largest changelog record KB", "state_largest_record_kb"),
+           ("state / processing, every frame", "state_fraction_every_frame"),
+           ("state / processing, checkpoint every state_interval_s", "state_fraction_checkpointed"),
+           ("state / processing, whole snapshot every frame (before)", "state_fraction_whole")]
 
 
 def table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """The report's columns (one per N) and rows (one per figure), then the border bench's rows."""
     cases = result["cases"]
     columns = ["figure", *(f"N={c['targets']}" for c in cases)]
-    rows: list[list[Any]] = [[label, *(c[key] for c in cases)] for label, key in FIGURES]
+    rows: list[list[Any]] = [[label, *("–" if c.get(key) is None else c[key] for c in cases)] for label, key in FIGURES]
     b, blank = result["border"], [""] * (len(cases) - 1)
     rows += [[f"border: vectorised pts/s ({b['n_points']:,})", b["vectorised_points_per_s"], *blank],
              [f"border: GeoPandas loop pts/s ({b['loop_points']:,})", b["loop_points_per_s"], *blank],
@@ -358,7 +432,8 @@ def table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
 def summary(result: dict[str, Any]) -> dict[str, Any]:
     """The one JSON object: ``ratio`` is the 100-target full-path ratio (else the middle case's)."""
     cases = result["cases"]
-    headline = next((c for c in cases if c["targets"] == 100), cases[len(cases) // 2])
+    compared = [c for c in cases if c["ratio"] is not None] or cases
+    headline = next((c for c in compared if c["targets"] == 100), compared[len(compared) // 2])
     out: dict[str, Any] = {"bench": "fuse", "baseline": "Stone Soup GNN + Kalman", "ratio": headline["ratio"],
                            "ratio_targets": headline["targets"]}
     for case in cases:
@@ -372,6 +447,7 @@ def bench_fuse_command(
     targets: Annotated[str, typer.Option(help="Comma-separated target counts.")] = "10,100,500",
     scans: Annotated[int, typer.Option(help="Scans (2 Hz) per case; fewer for N > 100.")] = 60,
     seed: Annotated[int, typer.Option(help="Scene seed.")] = 0,
+    stonesoup_max: Annotated[int, typer.Option(help="Run Stone Soup up to this many targets (it is O(tracks x detections)).")] = 1000,
 ) -> None:
     """Georeference + track + border against Stone Soup GNN + Kalman on the same measurements: ratio, RMSE, OSPA."""
     from ibet_app.bench.report import report
@@ -382,7 +458,7 @@ def bench_fuse_command(
         raise typer.BadParameter(f"targets must be comma-separated integers, got {targets!r}") from None
     if not targets_list or min(targets_list) < 1 or scans < 2 * round(WARMUP_S * SCAN_HZ):
         raise typer.BadParameter(f"need target counts >= 1 and scans >= {2 * round(WARMUP_S * SCAN_HZ)}")
-    result = run_fuse_bench(targets_list, scans, seed)
+    result = run_fuse_bench(targets_list, scans, seed, stonesoup_max=stonesoup_max)
     columns, rows = table(result)
     report("bench-fuse", "ibet bench fuse: ours vs Stone Soup GNN + Kalman, same measurements", columns, rows,
            summary(result))

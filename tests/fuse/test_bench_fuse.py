@@ -24,7 +24,11 @@ from ibet_app.bench.fuse import NOISE_SIGMA_M, OSPA_CUTOFF_M, ospa_and_errors, r
 from ibet_app.bench.report import report
 
 RATES = ("ours_detections_per_s", "ours_tracker_detections_per_s", "stonesoup_detections_per_s")
+STATE = ("state_changelog_ms_per_frame", "state_whole_ms_per_frame", "state_changelog_kb_per_frame",
+         "state_whole_kb_per_frame", "state_largest_record_kb", "state_whole_record_kb", "state_fraction_every_frame",
+         "state_fraction_checkpointed", "state_fraction_whole")
 CASE_KEYS = {"targets", "scans", "warmup_scans", "measurements", *RATES, "ratio", "tracker_ratio",
+             "ours_ms_per_frame", *STATE,
              *(f"{side}_{k}" for side in ("ours", "stonesoup")
                for k in ("rmse_m", "ospa_m", "confirmed_tracks_mean", "scans_scored"))}
 
@@ -43,6 +47,14 @@ def test_tiny_run_has_every_figure(result: dict) -> None:
         assert math.isfinite(case[key]) and case[key] > 0, key
     assert {"vectorised_points_per_s", "loop_points_per_s", "ratio"} <= set(result["border"])
     assert result["border"]["max_abs_diff_m"] < 0.01  # the vectorised relation and the loop agree
+    assert all(case[key] >= 0 for key in STATE)
+    assert 0 < case["state_largest_record_kb"] <= case["state_whole_record_kb"]  # parts, not the whole sector
+
+
+def test_above_stonesoup_max_only_ours_runs() -> None:
+    [case] = run_fuse_bench((6,), scans=10, seed=1, border_points=200, border_loop_points=20, stonesoup_max=5)["cases"]
+    assert case["ratio"] is None and case["stonesoup_detections_per_s"] is None and "stonesoup_rmse_m" not in case
+    assert case["ours_detections_per_s"] > 0 and case["ours_rmse_m"] < 3 * NOISE_SIGMA_M
 
 
 def test_both_trackers_track_within_three_sigma(result: dict) -> None:
