@@ -124,11 +124,14 @@ def _bench_fuse(
     targets: Annotated[str, typer.Option(help="Comma-separated numbers of simultaneous targets.")] = "10,100,500",
     scans: Annotated[int, typer.Option(help="Scans at 2 Hz (the largest case runs fewer).")] = 60,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic scene.")] = 0,
+    stonesoup_max: Annotated[int, typer.Option(help="Run Stone Soup up to this many targets (it is O(tracks x "
+                                                    "detections)); above it only ours runs.")] = 1000,
 ) -> None:
-    """Georeference + track + border against Stone Soup (GNN + Kalman) on the same measurements."""
+    """Georeference + track + border against Stone Soup (GNN + Kalman) on the same measurements, and
+    the saved state (changelog every frame, at the checkpoint interval, the whole snapshot before)."""
     from ibet_app.bench.fuse import bench_fuse_command
 
-    bench_fuse_command(targets, scans, seed)
+    bench_fuse_command(targets, scans, seed, stonesoup_max)
 
 
 bench_app.command("fuse")(_bench_fuse)

@@ -38,7 +38,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import typer
@@ -444,10 +444,10 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def bench_fuse_command(
-    targets: Annotated[str, typer.Option(help="Comma-separated target counts.")] = "10,100,500",
-    scans: Annotated[int, typer.Option(help="Scans (2 Hz) per case; fewer for N > 100.")] = 60,
-    seed: Annotated[int, typer.Option(help="Scene seed.")] = 0,
-    stonesoup_max: Annotated[int, typer.Option(help="Run Stone Soup up to this many targets (it is O(tracks x detections)).")] = 1000,
+    targets: str = "10,100,500",
+    scans: int = 60,
+    seed: int = 0,
+    stonesoup_max: int = 1000,
 ) -> None:
     """Georeference + track + border against Stone Soup GNN + Kalman on the same measurements: ratio, RMSE, OSPA."""
     from ibet_app.bench.report import report
