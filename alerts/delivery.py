@@ -191,18 +191,21 @@ def deliver_due(outbox: Outbox, channels: Mapping[str, Channel], now_ns: int | N
     else:
         with ThreadPoolExecutor(min(max_lanes, len(lanes)), thread_name_prefix="alerts-lane") as pool:
             done = list(pool.map(run, lanes.values()))
-    for job, result in (pair for lane in done for pair in lane):
-        _record(outbox, job, result, now_ns, stats)
+    outcomes = [pair for lane in done for pair in lane]
+    delivered = [job for job, result in outcomes if result.outcome is Outcome.DELIVERED]
+    outbox.delivered_many([job.key for job in delivered], now_ns)  # the pass's successes: one transaction
+    for job in delivered:
+        stats.claimed += 1
+        stats.delivered += 1
+        DELIVERIES.labels(job.partner_id, job.channel, "delivered").inc()
+    for job, result in outcomes:
+        if result.outcome is not Outcome.DELIVERED:
+            _record_failure(outbox, job, result, now_ns, stats)
     return stats
 
 
-def _record(outbox: Outbox, job: DeliveryJob, result: SendResult, now_ns: int, stats: DeliveryStats) -> None:
+def _record_failure(outbox: Outbox, job: DeliveryJob, result: SendResult, now_ns: int, stats: DeliveryStats) -> None:
     stats.claimed += 1
-    if result.outcome is Outcome.DELIVERED:
-        outbox.delivered(job.key, now_ns)
-        stats.delivered += 1
-        DELIVERIES.labels(job.partner_id, job.channel, "delivered").inc()
-        return
     record = outbox.failed(job.key, result.detail, now_ns, permanent=result.outcome is Outcome.DEAD)
     if record is not None and record.status == DEAD:
         stats.dead += 1

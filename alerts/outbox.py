@@ -312,6 +312,23 @@ class Outbox:
             raise OutboxError(f"outbox unavailable, cannot mark {key} delivered: {exc}") from exc
         return changed == 1
 
+    def delivered_many(self, keys: Collection[str], now_ns: int | None = None) -> int:
+        """:meth:`delivered` for many keys in one transaction (a delivery pass's successes);
+        returns how many rows this changed."""
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return 0
+        now_ns = self.clock.now_ns() if now_ns is None else now_ns
+        d = deliveries_table
+        try:
+            with self.engine.begin() as conn:
+                return conn.execute(
+                    update(d).where(d.c.delivery_key.in_(keys), d.c.status != DELIVERED)
+                    .values(status=DELIVERED, delivered_ns=now_ns, last_error=None)
+                ).rowcount
+        except SQLAlchemyError as exc:
+            raise OutboxError(f"outbox unavailable, cannot mark {len(keys)} deliveries delivered: {exc}") from exc
+
     def failed(self, key: str, error: str, now_ns: int | None = None, backoff: Backoff | None = None, *,
                permanent: bool = False) -> DeliveryRecord | None:
         """Record a failed attempt of a claimed (``sending``) delivery: back to ``pending`` with the

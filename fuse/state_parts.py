@@ -9,7 +9,7 @@ Parts (see :mod:`ibet.state_changelog`):
   one capture time), ``PAGE`` per part: written once when the frame arrives, a tombstone when the
   frame is released.
 
-Every part stays small whatever the sector's size: a track is ~2-3 KB, a page ~``PAGE`` x 0.4 KB.
+Every part stays small whatever the sector's size: a track is ~2-3 KB, a page ~``PAGE`` x 0.2 KB (~55 KB).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from ibet.state_changelog import HEAD
 
 LAYOUT = "ibet.fuse.sector-parts.v1"
-PAGE = 1000
+PAGE = 250
 
 
 def split(state: dict[str, Any]) -> dict[str, Any]:
