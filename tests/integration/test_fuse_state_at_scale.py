@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 
 from fuse.measurements import GroundMeasurement
 from fuse.sector_fusion import SectorFusion
@@ -23,9 +24,25 @@ from ibet_app.stages import build_stage
 
 pytestmark = pytest.mark.kafka
 
-REGISTRY = load_registry("config/registry.yaml")
-SECTOR, CAMERA = "qc-derby", "drone-derby-1"  # a sector no other test on the shared broker uses
 SOUTH_WEST = (44.975, -72.12)  # ~3 km south of the line at Derby Line: no border events
+SECTOR = CAMERA = REGISTRY = None  # set per test: a sector of its own on the shared broker
+
+
+@pytest.fixture(autouse=True)
+def own_sector(tmp_path, unique):
+    """The shipped registry plus a copy of qc-derby and its drone under ids of this test's own, so no
+    state another test saved on the shared broker is restored into it."""
+    global SECTOR, CAMERA, REGISTRY
+    data = yaml.safe_load(open("config/registry.yaml", encoding="utf-8"))
+    SECTOR, CAMERA = f"scale-{unique}", f"drone-scale-{unique}"
+    data["sectors"].append({**next(x for x in data["sectors"] if x["id"] == "qc-derby"), "id": SECTOR, "neighbours": []})
+    data["sensors"].append({**next(x for x in data["sensors"] if x["id"] == "drone-derby-1"), "id": CAMERA,
+                            "sector_id": SECTOR})
+    for partner in data.get("partners", []):
+        if "qc-derby" in partner.get("sectors", []):
+            partner["sectors"].append(SECTOR)
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    REGISTRY = load_registry(tmp_path / "registry.yaml")
 TARGETS = 10_000
 
 
@@ -79,7 +96,8 @@ def test_ten_thousand_tracks_survive_a_worker_that_dies_before_its_commit(kafka_
     with pytest.raises(DieBeforeCommit):
         StageRunner(first, kafka_bus, settings, hooks=hooks).run(idle_stop_s=5)
 
-    saved = [r for r in drain(topics.FUSE_STATE, at_least=TARGETS) if split_key(r.key)[0] == SECTOR]
+    saved = [r for partition in range(3) for r in kafka_bus.read_partition(topics.FUSE_STATE, partition, 60)
+             if r.key is not None and split_key(r.key)[0] == SECTOR]  # every partition to its end
     assert len({r.key for r in saved}) >= TARGETS and max(len(r.value or b"") for r in saved) < 64 * 1024
 
     produce([empty_batch(12, start_ns + 3_000_000_000)])

@@ -99,7 +99,7 @@ def test_dropping_mjpeg_stream_is_reconnected_and_its_frames_land(kafka_bus, kaf
     before = len(drain(topics.FRAMES, at_least=0, timeout_s=5, settle_s=1))
     sensor_id = f"cam-{unique}"
     ingest = IngestSettings(reconnect_initial_s=0.05, reconnect_max_s=0.2, stream_open_timeout_s=5.0)
-    config = IbetConfig(bus=BusSettings(kind="kafka", kafka=kafka_settings), ingest=ingest)
+    config = IbetConfig(bus=BusSettings(kind="kafka", kafka=kafka_settings), ingest=ingest, metrics={"port": 0})  # a free port for /metrics
     registry = registry_with_camera(sensor_id, dropping_mjpeg_url, rate_hz=100.0)  # keeps every frame
 
     stats = run_pull(config, registry, sensor_id, max_frames=7, progress=False)
