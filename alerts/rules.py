@@ -134,6 +134,8 @@ class AlertRules:
         self._tracks: dict[str, list[Any]] = {}  # track id -> [alert id, last event ts]
         self._groups: dict[str, list[Any]] = {}  # fuse's group id -> [alert id, last event ts]
         self._cells: list[list[Any]] = []  # [sector, direction, type, ix, iy, ts, alert id] of alerted events
+        self._cell_index: dict[tuple, list[tuple[int, list[Any]]]] = {}  # (sector, direction, type, ix, iy) -> cells
+        self._next_sweep_ns = -(2**63)  # _forget sweeps the memory when the horizon passes this
         self._last_new: dict[str, int] = {}  # "sector|type" -> ts of the last new alert
         self._watermark_ns = 0
 
@@ -168,8 +170,8 @@ class AlertRules:
             self._last_new[f"{event.sector_id}|{event.event_type.value}"] = ts
         if decision.action in ("new", "update"):  # an update's type and place also back-stop re-tracks
             ix, iy = self._cell(event)
-            self._cells.append([event.sector_id, event.direction.value, event.event_type.value, ix, iy, ts,
-                                decision.alert_id])
+            self._add_cell([event.sector_id, event.direction.value, event.event_type.value, ix, iy, ts,
+                            decision.alert_id])
             self._tracks[event.track_id] = [decision.alert_id, max(ts, self._tracks.get(event.track_id, [None, ts])[1])]
             if event.group_id is not None:
                 self._groups[event.group_id] = [decision.alert_id,
@@ -223,23 +225,42 @@ class AlertRules:
         return ix, iy
 
     def _same_cell(self, event: BorderEvent) -> str | None:
+        """The alert of the oldest remembered cell of the same sector, direction and type in the 3 x 3
+        cells around the event within ``dedup_window_s`` (an index lookup, not a scan of all cells)."""
         ix, iy = self._cell(event)
         window_ns = self.config.dedup_window_s * _NS
-        for sector, direction, kind, cx, cy, ts, other in self._cells:
-            if (sector, direction, kind) == (event.sector_id, event.direction.value, event.event_type.value) and \
-                    abs(cx - ix) <= 1 and abs(cy - iy) <= 1 and abs(event.event_ts_ns - ts) <= window_ns:
-                return other
-        return None
+        kind = (event.sector_id, event.direction.value, event.event_type.value)
+        found = [(seq, cell[6]) for dx in (-1, 0, 1) for dy in (-1, 0, 1)
+                 for seq, cell in self._cell_index.get((*kind, ix + dx, iy + dy), ())
+                 if abs(event.event_ts_ns - cell[5]) <= window_ns]
+        return min(found)[1] if found else None
+
+    def _add_cell(self, cell: list[Any]) -> None:
+        self._cells.append(cell)
+        self._cell_index.setdefault(tuple(cell[:5]), []).append((len(self._cells) - 1, cell))
+
+    def _index_cells(self) -> None:
+        self._cell_index = {}
+        for seq, cell in enumerate(self._cells):
+            self._cell_index.setdefault(tuple(cell[:5]), []).append((seq, cell))
 
     def _forget(self, now_ns: int) -> None:
-        """Drop memory older than ``retention_s`` before the watermark (the latest time seen)."""
+        """Drop memory older than ``retention_s`` before the watermark (the latest time seen).
+
+        The sweep runs when the horizon has moved 1 % of ``retention_s`` (15 min of 24 h) since the
+        last, not on every event, so an entry may outlive the retention by that much; every window
+        the rules compare against is far shorter than the retention."""
         self._watermark_ns = max(self._watermark_ns, now_ns)
         horizon = self._watermark_ns - round(self.config.retention_s * _NS)
+        if horizon < self._next_sweep_ns:
+            return
+        self._next_sweep_ns = horizon + max(_NS, round(self.config.retention_s * _NS / 100))
         self._seen = {k: v for k, v in self._seen.items() if v[0] >= horizon}
         self._tracks = {k: v for k, v in self._tracks.items() if v[1] >= horizon}
         self._groups = {k: v for k, v in self._groups.items() if v[1] >= horizon}
         self._cells = [c for c in self._cells if c[5] >= horizon]
         self._last_new = {k: v for k, v in self._last_new.items() if v >= horizon}
+        self._index_cells()
 
     # State
     def to_state(self) -> dict[str, Any]:
@@ -259,5 +280,6 @@ class AlertRules:
         rules._tracks = {k: list(v) for k, v in state["tracks"].items()}
         rules._groups = {k: list(v) for k, v in state.get("groups", {}).items()}  # absent before groups
         rules._cells = [list(c) for c in state["cells"]]
+        rules._index_cells()
         rules._last_new = {k: int(v) for k, v in state["last_new"].items()}
         return rules
