@@ -400,6 +400,21 @@ class Outbox:
         with self.engine.connect() as conn:
             return [Alert.model_validate_json(text) for text in conn.execute(query).scalars()]
 
+    def escalation_candidates(self, states: Collection[str], recorded_by_ns: int) -> list[tuple[Alert, int]]:
+        """(alert, first recorded ns) of the alerts in ``states`` first recorded at or before
+        ``recorded_by_ns`` (younger ones cannot be due), oldest first: one query, where calling
+        :meth:`first_recorded_ns` per alert made the escalation pass grow with the open backlog."""
+        d, a = deliveries_table, alerts_table
+        first_delivery = (select(d.c.alert_id, func.min(d.c.created_ns).label("first_ns"))
+                          .group_by(d.c.alert_id).subquery())
+        first = func.coalesce(first_delivery.c.first_ns, a.c.recorded_ns)
+        query = (select(a.c.alert_json, first.label("first_ns"))
+                 .select_from(a.outerjoin(first_delivery, first_delivery.c.alert_id == a.c.alert_id))
+                 .where(a.c.state.in_(list(states)), first <= recorded_by_ns)
+                 .order_by(a.c.updated_ts_ns, a.c.alert_id))
+        with self.engine.connect() as conn:
+            return [(Alert.model_validate_json(row.alert_json), int(row.first_ns)) for row in conn.execute(query)]
+
     def delivery_health(self) -> list[PartnerHealth]:
         """Per (partner, channel): pending deliveries, the oldest one's record time, the last success, the dead."""
         d = deliveries_table

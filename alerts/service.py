@@ -163,8 +163,9 @@ class EscalationWorker(_Worker):
         """Escalate what is due now; return the escalated versions."""
         now_ns = self.clock.now_ns()
         escalated = []
-        for alert in self.outbox.alerts_in((AlertState.OPEN.value, AlertState.ESCALATED.value)):
-            first_ns = self.outbox.first_recorded_ns(alert.alert_id)
+        states = (AlertState.OPEN.value, AlertState.ESCALATED.value)
+        due_by_ns = now_ns - round(self.policy.ack_timeout_s * 1e9)  # none younger than one timeout is due
+        for alert, first_ns in self.outbox.escalation_candidates(states, due_by_ns):
             level = self.policy.next_escalation(alert.state, first_ns, now_ns, alert.escalation_level)
             if level is None:
                 continue

@@ -83,6 +83,25 @@ def test_record_is_idempotent_and_keeps_the_newest_state(make_outbox):
     assert versions[new_keys[0]] == f"acknowledged.0.{T0 + 1_000_000_000}"
 
 
+def test_escalation_candidates_are_the_old_enough_alerts_in_the_states_with_their_first_record(make_outbox):
+    clock = ManualClock(NOW)
+    outbox = make_outbox(clock)
+    opened = alerts(3)
+    for an_alert in opened[:2]:
+        outbox.record(an_alert, webhook_deliveries(an_alert))
+        clock.advance(10)
+    outbox.record(opened[2], [])  # no delivery rows: its alert row's record time counts
+    acked = alert(alert_id=opened[1].alert_id, state=AlertState.ACKNOWLEDGED, updated_ts_ns=T0 + 9)
+    outbox.record(acked, webhook_deliveries(acked))  # acknowledged later: no longer a candidate
+    states = (AlertState.OPEN.value, AlertState.ESCALATED.value)
+    every = outbox.escalation_candidates(states, clock.now_ns())
+    assert [(a.alert_id, first) for a, first in every] == [(opened[0].alert_id, NOW),
+                                                          (opened[2].alert_id, NOW + 20_000_000_000)]
+    assert [a.alert_id for a, _ in outbox.escalation_candidates(states, NOW + 19_000_000_000)] == [opened[0].alert_id]
+    assert outbox.escalation_candidates(states, NOW - 1) == []
+    assert all(first == outbox.first_recorded_ns(a.alert_id) for a, first in every)
+
+
 # Claiming and leases
 def test_due_claims_oldest_first_under_a_lease(make_outbox):
     clock = ManualClock(NOW)
