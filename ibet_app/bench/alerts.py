@@ -24,6 +24,9 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -99,6 +102,7 @@ class SideResult:
     arrived: int
     p50_ms: float
     p99_ms: float
+    delivered_per_s: float = float("nan")  # deliveries arrived / (last arrival - first event sent)
 
 
 def _events(n: int, rate: float, tag: str) -> list[BorderEvent]:
@@ -128,8 +132,8 @@ def _paced(n: int, rate: float):
 
 
 def _pipeline(registry: Registry, rosters: Path, partner: Partner, events: list[BorderEvent], rate: float,
-              workdir: Path, timeout_s: float) -> SideResult:
-    engine = make_engine(DatabaseSettings(url=f"sqlite:///{workdir / 'bench-alerts.sqlite3'}"))
+              database_url: str, timeout_s: float) -> SideResult:
+    engine = make_engine(DatabaseSettings(url=database_url))
     migrate(engine)
     settings = AlertSettings(channels=["webhook"])
     roster = load_rosters(rosters, registry)
@@ -162,8 +166,10 @@ def _pipeline(registry: Registry, rosters: Path, partner: Partner, events: list[
     client.close()
     rows = outbox.deliveries()
     engine.dispose()
+    arrivals = [partner.arrivals[d.key] for d in rows if d.key in partner.arrivals]
     latencies = [partner.arrivals[d.key] - sent[d.alert_id] for d in rows if d.key in partner.arrivals]
-    return SideResult(len(rows), len(latencies), *_percentiles(latencies))
+    span = max(arrivals) - min(sent.values()) if arrivals else 0.0
+    return SideResult(len(rows), len(latencies), *_percentiles(latencies), len(arrivals) / span if span > 0 else float("nan"))
 
 
 def _baseline(registry: Registry, rosters: Path, partner: Partner, events: list[BorderEvent], rate: float) -> SideResult:
@@ -187,26 +193,70 @@ def _baseline(registry: Registry, rosters: Path, partner: Partner, events: list[
 
 
 def run_alerts_bench(rates: list[float], seconds: float, registry_path: Path = Path("config/registry.yaml"),
-                     rosters: Path = Path("config/rosters.yaml"), timeout_s: float = 120.0) -> list[dict[str, Any]]:
-    """One row per rate: both sides' p50/p99 (ms), deliveries and arrivals, and the ratios."""
+                     rosters: Path = Path("config/rosters.yaml"), timeout_s: float = 120.0,
+                     databases: Sequence[str] = ("sqlite",), postgres_url: str | None = None) -> list[dict[str, Any]]:
+    """One row per database and rate: both sides' p50/p99 (ms), deliveries and arrivals, the
+    deliveries per second that reached the partner, and the ratios. ``postgres``: the server at
+    ``postgres_url``, else one started here (Debian's PostgreSQL, as the tests do); a fresh
+    database per run."""
+    unknown = set(databases) - {"sqlite", "postgres"}
+    if unknown:
+        raise ValueError(f"unknown databases {sorted(unknown)}: sqlite, postgres")
     registry = load_registry(registry_path)
     results = []
-    for rate in rates:
-        n = max(1, round(rate * seconds))
-        partner = Partner()
-        try:
-            with tempfile.TemporaryDirectory(prefix="ibet-bench-alerts-") as tmp:
-                bare = _baseline(registry, rosters, partner, _events(n, rate, f"bare-{rate:g}"), rate)
-                ours = _pipeline(registry, rosters, partner, _events(n, rate, f"pipe-{rate:g}"), rate, Path(tmp),
-                                 timeout_s)
-        finally:
-            partner.stop()
-        results.append({
-            "events_per_s": rate, "events": n,
-            "pipeline_p50_ms": round(ours.p50_ms, 2), "pipeline_p99_ms": round(ours.p99_ms, 2),
-            "bare_post_p50_ms": round(bare.p50_ms, 2), "bare_post_p99_ms": round(bare.p99_ms, 2),
-            "ratio_p50": round(ours.p50_ms / bare.p50_ms, 1) if bare.p50_ms > 0 else None,
-            "ratio_p99": round(ours.p99_ms / bare.p99_ms, 1) if bare.p99_ms > 0 else None,
-            "pipeline_delivered": f"{ours.arrived}/{ours.deliveries}", "bare_delivered": f"{bare.arrived}/{bare.deliveries}",
-        })
+    with tempfile.TemporaryDirectory(prefix="ibet-bench-alerts-") as tmp, _postgres(databases, postgres_url, Path(tmp)) as server:
+        for n_run, (db, rate) in enumerate((db, rate) for db in databases for rate in rates):
+            n = max(1, round(rate * seconds))
+            partner = Partner()
+            try:
+                bare = _baseline(registry, rosters, partner, _events(n, rate, f"bare-{db}-{rate:g}"), rate)
+                url = (f"sqlite:///{Path(tmp) / f'bench-alerts-{n_run}.sqlite3'}" if db == "sqlite"
+                       else server(f"ibet_bench_{uuid.uuid4().hex[:10]}"))
+                ours = _pipeline(registry, rosters, partner, _events(n, rate, f"pipe-{db}-{rate:g}"), rate, url, timeout_s)
+            finally:
+                partner.stop()
+            results.append({
+                "db": db, "events_per_s": rate, "events": n,
+                "pipeline_p50_ms": round(ours.p50_ms, 2), "pipeline_p99_ms": round(ours.p99_ms, 2),
+                "bare_post_p50_ms": round(bare.p50_ms, 2), "bare_post_p99_ms": round(bare.p99_ms, 2),
+                "ratio_p50": round(ours.p50_ms / bare.p50_ms, 1) if bare.p50_ms > 0 else None,
+                "ratio_p99": round(ours.p99_ms / bare.p99_ms, 1) if bare.p99_ms > 0 else None,
+                "pipeline_delivered": f"{ours.arrived}/{ours.deliveries}", "bare_delivered": f"{bare.arrived}/{bare.deliveries}",
+                "pipeline_deliveries_per_s": round(ours.delivered_per_s, 1),
+            })
     return results
+
+
+@contextmanager
+def _postgres(databases: Sequence[str], url: str | None, workdir: Path) -> Iterator[Callable[[str], str]]:
+    """A function database name -> URL of a fresh database on PostgreSQL (when asked for)."""
+    if "postgres" not in databases:
+        yield lambda name: ""
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = None
+    if url is None:
+        from ibet_testing.postgres import LocalPostgres
+
+        server = LocalPostgres(workdir / "postgres")
+        url = server.start()
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+
+    def fresh(name: str) -> str:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+    made: list[str] = []
+    try:
+        yield fresh
+    finally:
+        with admin.connect() as conn:  # on a server of the caller's, leave nothing behind
+            for name in made:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+        if server is not None:
+            server.stop()

@@ -164,16 +164,25 @@ def bench_track(
 def bench_alerts(
     rates: Annotated[str, typer.Option(help="Comma-separated event rates (events/s).")] = "10,100,1000",
     seconds: Annotated[float, typer.Option(help="Seconds of events at each rate.")] = 3.0,
+    db: Annotated[str, typer.Option(help="Comma-separated outbox databases: sqlite, postgres.")] = "sqlite",
+    postgres_url: Annotated[str | None, typer.Option(help="A PostgreSQL server to use; default: start one "
+                                                            "(Debian's package).")] = None,
 ) -> None:
-    """Event -> webhook delivered latency p50/p99 through the alert service vs a bare HTTP POST."""
+    """Event -> webhook delivered latency p50/p99 through the alert service vs a bare HTTP POST,
+    and the deliveries per second that reached the partner, per outbox database."""
     from ibet_app.bench.alerts import run_alerts_bench
     from ibet_app.bench.report import report
 
-    results = run_alerts_bench([float(r) for r in rates.split(",") if r], seconds)
-    columns = ["events/s", "pipeline p50 ms", "pipeline p99 ms", "bare POST p50 ms", "bare POST p99 ms",
-               "ratio p50", "ratio p99", "delivered (pipeline)", "delivered (bare)"]
-    rows = [[r["events_per_s"], r["pipeline_p50_ms"], r["pipeline_p99_ms"], r["bare_post_p50_ms"], r["bare_post_p99_ms"],
-             r["ratio_p50"], r["ratio_p99"], r["pipeline_delivered"], r["bare_delivered"]] for r in results]
+    databases = [d.strip() for d in db.split(",") if d.strip()]
+    if not databases or set(databases) - {"sqlite", "postgres"}:
+        raise typer.BadParameter(f"--db takes sqlite and/or postgres, got {db!r}")
+    results = run_alerts_bench([float(r) for r in rates.split(",") if r], seconds, databases=databases,
+                               postgres_url=postgres_url)
+    columns = ["db", "events/s", "pipeline p50 ms", "pipeline p99 ms", "bare POST p50 ms", "bare POST p99 ms",
+               "ratio p50", "ratio p99", "delivered (pipeline)", "delivered (bare)", "deliveries/s at partner"]
+    rows = [[r["db"], r["events_per_s"], r["pipeline_p50_ms"], r["pipeline_p99_ms"], r["bare_post_p50_ms"],
+             r["bare_post_p99_ms"], r["ratio_p50"], r["ratio_p99"], r["pipeline_delivered"], r["bare_delivered"],
+             r["pipeline_deliveries_per_s"]] for r in results]
     report("bench-alerts", f"ibet bench alerts ({seconds:g} s per rate)", columns, rows,
            {"bench": "alerts", "baseline": "bare httpx POST of the same signed webhook body, same process",
             "results": results})
