@@ -50,7 +50,9 @@ class StateChangelog:
     """Turns each owner's parts into the records that changed, and reads a partition back into parts.
 
     Remembers a digest of what it wrote (or read) per part, so an unchanged part costs its encoding
-    and one comparison, never a record.
+    and one comparison, never a record. The digest counts as written once the records are handed
+    out: a flush that then fails ends the worker (the runner raises), and its successor reads the
+    partition afresh. A part the bus refuses as too large is not retried until it changes.
     """
 
     def __init__(self, topic: str) -> None:
@@ -81,12 +83,6 @@ class StateChangelog:
         self._written[owner] = now
         return out
 
-    def delete(self, owner: str) -> list[OutRecord]:
-        """Tombstones for every part of ``owner`` written so far (the owner's state is gone)."""
-        before = self._written.pop(owner, {})
-        return [OutRecord(self.topic, part_key(owner, name), None, partition_key=owner.encode())
-                for name in sorted(before, key=lambda n: (n == HEAD, n))]
-
     def read(self, records: Iterable[Record]) -> dict[str, dict[str, Any]]:
         """Owner -> part name -> decoded value, from a partition read oldest first (a tombstone
         removes its part). What was read counts as written."""
@@ -106,6 +102,3 @@ class StateChangelog:
     def forget(self, owner: str) -> None:
         """Stop tracking ``owner`` (its partition went to another worker)."""
         self._written.pop(owner, None)
-
-    def owners(self) -> set[str]:
-        return set(self._written)
