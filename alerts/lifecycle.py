@@ -9,11 +9,26 @@ The rules it applies are the pure functions of :mod:`alerts.transitions`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Engine, Index, Integer, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from alerts.transitions import (
@@ -32,7 +47,7 @@ from alerts.transitions import (
     parse_outcome,
     wire_alert,
 )
-from ibet.audit import SYSTEM, Actor, AuditEntry, audit_entries, record_audit
+from ibet.audit import SYSTEM, Actor, AuditEntry, audit_entries, record_audit, record_audits
 from ibet.clock import Clock, SystemClock
 from ibet.messages import Alert, AlertState
 
@@ -57,7 +72,7 @@ lifecycle_table = Table(
 )
 
 
-class _Conflict(Exception):
+class LifecycleConflict(Exception):
     """Another transaction changed the row between read and write: read again."""
 
 
@@ -84,39 +99,58 @@ class AlertLifecycle:
         for _ in range(_ATTEMPTS):
             try:
                 return self._open_once(alert, actor)
-            except (IntegrityError, _Conflict):
+            except (IntegrityError, LifecycleConflict):
                 continue  # a concurrent open of the same alert won: read again
             except SQLAlchemyError as exc:
                 raise LifecycleError(f"alert lifecycle unavailable, cannot open {alert.alert_id}: {exc}") from exc
         raise LifecycleError(f"could not open alert {alert.alert_id} after {_ATTEMPTS} attempts")
 
     def _open_once(self, alert: Alert, actor: Actor) -> Alert:
-        t, now_ns = lifecycle_table, self.clock.now_ns()
         with self.engine.begin() as conn:
-            row = conn.execute(select(t).where(t.c.alert_id == alert.alert_id).with_for_update()).first()
+            return self.open_many(conn, [alert], actor)[0]
+
+    def open_many(self, conn: Connection, alerts: Sequence[Alert], actor: Actor = SYSTEM) -> list[Alert]:
+        """:meth:`open` for distinct alerts in the caller's transaction ``conn`` (the alert stage's
+        batch): one read of the rows there are, one insert of the new ones and one of their audit
+        entries. A concurrent writer makes it raise (IntegrityError, or ``LifecycleConflict`` for a changed
+        row); the caller rolls back and opens them one by one."""
+        t, now_ns = lifecycle_table, self.clock.now_ns()
+        ids = [alert.alert_id for alert in alerts]
+        if len(set(ids)) != len(ids):
+            raise ValueError("open_many takes distinct alerts (open the versions of one alert in turn)")
+        rows = {row.alert_id: row for row in conn.execute(select(t).where(t.c.alert_id.in_(ids)).with_for_update())}
+        opened, new_rows, audits = [], [], []
+        for alert in alerts:
+            row = rows.get(alert.alert_id)
             if row is None:
                 status = initial_status(alert, now_ns)
-                conn.execute(insert(t).values(alert_id=alert.alert_id, alert_json=_json(alert), revision=0,
-                                              **_status_values(status)))
-                record_audit(conn, actor=actor, action="alert.opened", subject_kind="alert", subject_id=alert.alert_id,
-                             detail={"state": status.wire_state.value, "escalation_level": status.escalation_level,
-                                     "routed_partner_ids": list(alert.routed_partner_ids)}, now_ns=now_ns)
-                return wire_alert(alert, status)
+                new_rows.append(dict(alert_id=alert.alert_id, alert_json=_json(alert), revision=0,
+                                     **_status_values(status)))
+                audits.append(dict(actor=actor, action="alert.opened", subject_kind="alert", subject_id=alert.alert_id,
+                                   detail={"state": status.wire_state.value, "escalation_level": status.escalation_level,
+                                           "routed_partner_ids": list(alert.routed_partner_ids)}, now_ns=now_ns))
+                opened.append(wire_alert(alert, status))
+                continue
             stored, status = Alert.model_validate_json(row.alert_json), _status_of(row)
             merged = merge_content(stored, alert)
             if merged == stored:
-                return wire_alert(stored, status)
+                opened.append(wire_alert(stored, status))
+                continue
             status = replace(status, updated_ts_ns=max(status.updated_ts_ns, merged.updated_ts_ns))
             changed = conn.execute(update(t).where(t.c.alert_id == alert.alert_id, t.c.revision == row.revision)
                                    .values(alert_json=_json(merged), updated_ts_ns=status.updated_ts_ns,
                                            revision=row.revision + 1)).rowcount
             if changed != 1:
-                raise _Conflict
+                raise LifecycleConflict
             detail = {"added_partner_ids": [p for p in merged.routed_partner_ids if p not in stored.routed_partner_ids],
                       "added_event_ids": [e for e in merged.event_ids if e not in stored.event_ids]}
-            record_audit(conn, actor=actor, action="alert.updated", subject_kind="alert", subject_id=alert.alert_id,
-                         detail=detail, now_ns=now_ns)
-            return wire_alert(merged, status)
+            audits.append(dict(actor=actor, action="alert.updated", subject_kind="alert", subject_id=alert.alert_id,
+                               detail=detail, now_ns=now_ns))
+            opened.append(wire_alert(merged, status))
+        if new_rows:
+            conn.execute(insert(t), new_rows)
+        record_audits(conn, audits)
+        return opened
 
     def acknowledge(self, alert_id: str, actor: Actor, note: str = "") -> Alert:
         """Open -> acknowledged by ``actor``; returns the new alert version."""
@@ -163,7 +197,7 @@ class AlertLifecycle:
             try:
                 alert = self._transition_once(alert_id, actor, action, note, **options)
                 break
-            except _Conflict:
+            except LifecycleConflict:
                 continue
             except SQLAlchemyError as exc:
                 raise LifecycleError(f"alert lifecycle unavailable, cannot {action} {alert_id}: {exc}") from exc
@@ -186,7 +220,7 @@ class AlertLifecycle:
             changed = conn.execute(update(t).where(t.c.alert_id == alert_id, t.c.revision == row.revision)
                                    .values(revision=row.revision + 1, **_status_values(after))).rowcount
             if changed != 1:
-                raise _Conflict
+                raise LifecycleConflict
             detail: dict[str, Any] = {"from": before.wire_state.value, "to": after.wire_state.value,
                                       "escalation_level": after.escalation_level, "note": note}
             if after.outcome is not None:

@@ -27,13 +27,14 @@ an older one is in flight under its lease, so the two never cross on the wire.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Engine,
     ForeignKey,
     Index,
@@ -95,6 +96,7 @@ deliveries_table = Table(
 
 _ATTEMPTS = 5  # concurrent records of the same alert collide on a key at most a few times
 _MAX_ERROR_CHARS = 2000
+_IN_CHUNK = 500  # keys per IN (...) list: well under every driver's bound-parameter limit
 
 
 class OutboxError(IbetError):
@@ -204,40 +206,59 @@ class Outbox:
         raise OutboxError(f"could not record alert {alert.alert_id} after {_ATTEMPTS} attempts")
 
     def _record_once(self, alert: Alert, wanted: list[tuple[str, str, str]]) -> list[str]:
-        now_ns = self.clock.now_ns()
-        version = alert_version(alert)
-        alert_json = alert.model_dump_json(exclude_none=True)
         with self.engine.begin() as conn:
-            current = conn.execute(select(alerts_table.c.updated_ts_ns, alerts_table.c.alert_json)
-                                   .where(alerts_table.c.alert_id == alert.alert_id)).first()
+            return self.record_many(conn, [(alert, wanted)])[0]
+
+    def record_many(self, conn: Connection, items: Sequence[tuple[Alert, Iterable[tuple[str, str, str]]]]) -> list[list[str]]:
+        """:meth:`record` for distinct alerts in the caller's transaction ``conn`` (the alert stage's
+        batch), with one read of the alerts there are, one of the delivery keys there are, and one
+        insert each of the new alerts and deliveries; returns each alert's new keys. A concurrent
+        writer of the same alert or key makes it raise IntegrityError: the caller rolls back and
+        records them one by one."""
+        now_ns = self.clock.now_ns()
+        a, d = alerts_table, deliveries_table
+        items = [(alert, list(dict.fromkeys((str(p), str(c), str(k)) for p, c, k in wanted))) for alert, wanted in items]
+        ids = [alert.alert_id for alert, _ in items]
+        if len(set(ids)) != len(ids):
+            raise ValueError("record_many takes distinct alerts (record the versions of one alert in turn)")
+        current = {row.alert_id: row for row in conn.execute(
+            select(a.c.alert_id, a.c.updated_ts_ns, a.c.alert_json).where(a.c.alert_id.in_(ids)))}
+        keys = [key for _, wanted in items for _, _, key in wanted]
+        known: set[str] = set()
+        for start in range(0, len(keys), _IN_CHUNK):
+            known.update(conn.execute(select(d.c.delivery_key)
+                                      .where(d.c.delivery_key.in_(keys[start:start + _IN_CHUNK]))).scalars())
+        new_alerts, new_deliveries, new_keys = [], [], []
+        for alert, wanted in items:
+            version = alert_version(alert)
+            alert_json = alert.model_dump_json(exclude_none=True)
             values = dict(alert_json=alert_json, state=alert.state.value, version=version,
                           updated_ts_ns=alert.updated_ts_ns, recorded_ns=now_ns)
+            row = current.get(alert.alert_id)
             older = False  # a late replay of a version older than the one recorded
-            if current is None:
-                conn.execute(insert(alerts_table).values(alert_id=alert.alert_id, **values))
-            elif _newer(alert, Alert.model_validate_json(current.alert_json)):
-                conn.execute(update(alerts_table).where(alerts_table.c.alert_id == alert.alert_id).values(**values))
+            if row is None:
+                new_alerts.append(dict(alert_id=alert.alert_id, **values))
+            elif _newer(alert, Alert.model_validate_json(row.alert_json)):
+                conn.execute(update(a).where(a.c.alert_id == alert.alert_id).values(**values))
             else:
-                older = alert_json != current.alert_json
-            keys = [key for _, _, key in wanted]
-            known = set(conn.execute(select(deliveries_table.c.delivery_key)
-                                     .where(deliveries_table.c.delivery_key.in_(keys))).scalars()) if keys else set()
+                older = alert_json != row.alert_json
             new = [(partner, channel, key) for partner, channel, key in wanted if key not in known]
             sent_newer = set()
             if older and new:  # where a newer version is already recorded, the older one is superseded at once
-                d = deliveries_table
                 sent_newer = set(conn.execute(select(d.c.partner_id, d.c.channel)
                                               .where(d.c.alert_id == alert.alert_id)).tuples())
-            if new:
-                conn.execute(insert(deliveries_table), [
-                    dict(delivery_key=key, alert_id=alert.alert_id, partner_id=partner, channel=channel,
-                         alert_version=version, alert_json=alert_json, attempts=0, created_ns=now_ns,
-                         next_attempt_ns=now_ns,
-                         **({"status": SUPERSEDED, "last_error": "superseded by a newer version"}
-                            if (partner, channel) in sent_newer else {"status": PENDING}))
-                    for partner, channel, key in new
-                ])
-        return [key for _, _, key in new]
+            new_deliveries += [
+                dict(delivery_key=key, alert_id=alert.alert_id, partner_id=partner, channel=channel,
+                     alert_version=version, alert_json=alert_json, attempts=0, created_ns=now_ns,
+                     next_attempt_ns=now_ns, status=SUPERSEDED if (partner, channel) in sent_newer else PENDING,
+                     last_error="superseded by a newer version" if (partner, channel) in sent_newer else None)
+                for partner, channel, key in new]
+            new_keys.append([key for _, _, key in new])
+        if new_alerts:
+            conn.execute(insert(a), new_alerts)
+        if new_deliveries:
+            conn.execute(insert(d), new_deliveries)
+        return new_keys
 
     # Claiming
     def due(self, now_ns: int | None = None, limit: int = 100,
@@ -273,26 +294,24 @@ class Outbox:
                     .where(condition).order_by(d.c.next_attempt_ns, d.c.id).limit(limit)
                     .with_for_update(skip_locked=True, of=d)  # PostgreSQL; SQLite's BEGIN IMMEDIATE serializes anyway
                 ).all()
-                for row in rows:
-                    if row.superseded:  # never send an older version once a newer one is recorded
-                        conn.execute(update(d).where(d.c.id == row.id, d.c.status == row.status,
-                                                     d.c.next_attempt_ns == row.next_attempt_ns)
-                                     .values(status=SUPERSEDED, last_error="superseded by a newer version"))
-                        continue
-                    if row.behind:  # an older version is on its way: this one follows it
-                        continue
-                    # Conditional on the row being as read: a concurrent claimer that got there first
-                    # changed status/next_attempt_ns, and this UPDATE then matches nothing.
-                    claimed = conn.execute(
-                        update(d).where(d.c.id == row.id, d.c.status == row.status,
-                                        d.c.next_attempt_ns == row.next_attempt_ns)
+                gone = [row.id for row in rows if row.superseded]  # never send an older version once a newer one is recorded
+                wanted = [row for row in rows if not row.superseded and not row.behind]  # behind: follows the older in flight
+                # Both UPDATEs are conditional on the row still being due: a concurrent claimer that got
+                # there first set a lease in the future (or an outcome), and the row then matches nothing.
+                still_due = and_(d.c.status.in_((PENDING, SENDING)), d.c.next_attempt_ns <= now_ns)
+                if gone:
+                    conn.execute(update(d).where(d.c.id.in_(gone), still_due)
+                                 .values(status=SUPERSEDED, last_error="superseded by a newer version"))
+                claimed = set()
+                if wanted:
+                    claimed = set(conn.execute(
+                        update(d).where(d.c.id.in_([row.id for row in wanted]), still_due)
                         .values(status=SENDING, attempts=d.c.attempts + 1, next_attempt_ns=lease_until,
                                 first_attempt_ns=func.coalesce(d.c.first_attempt_ns, now_ns))
-                    ).rowcount
-                    if claimed == 1:
-                        jobs.append(DeliveryJob(row.delivery_key, Alert.model_validate_json(row.alert_json),
-                                                row.partner_id, row.channel, row.alert_version, row.attempts + 1,
-                                                lease_until))
+                        .returning(d.c.id)).scalars())
+                jobs = [DeliveryJob(row.delivery_key, Alert.model_validate_json(row.alert_json), row.partner_id,
+                                    row.channel, row.alert_version, row.attempts + 1, lease_until)
+                        for row in wanted if row.id in claimed]
         except SQLAlchemyError as exc:
             raise OutboxError(f"outbox unavailable, cannot claim due deliveries: {exc}") from exc
         return jobs

@@ -23,8 +23,10 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from alerts.compose import CHANNELS, deliveries_for, health_alert, new_alert, updated_alert
-from alerts.lifecycle import AlertLifecycle
+from alerts.lifecycle import AlertLifecycle, LifecycleConflict
 from alerts.outbox import Outbox
 from alerts.rosters import Roster
 from alerts.routing import Routing, route, route_sector
@@ -85,19 +87,60 @@ class AlertStage:
 
     # The stage
     def process_batch(self, records: Sequence[Record]) -> list[Outcome]:
-        return [self._process(record) for record in records]
-
-    def _process(self, record: Record) -> Outcome:
-        try:
-            if record.topic == topics.SENSOR_HEALTH:
-                alert = self._health(record)
+        """Decide each record in turn; the alerts of the batch are recorded together (one
+        transaction, see :meth:`_write`), and before an event that updates an alert of the batch
+        is decided on, so it reads that alert as recorded."""
+        self._outcomes: list[Outcome | None] = [None] * len(records)
+        self._unwritten: dict[str, tuple[int, Alert]] = {}  # alert id -> (record index, alert as composed)
+        for index, record in enumerate(records):
+            self._index = index
+            try:
+                alert = self._health(record) if record.topic == topics.SENSOR_HEALTH else self._event(record)
+            except (IbetError, MessageDecodeError, ValueError) as exc:
+                self._outcomes[index] = Outcome(error=exc)
+                continue
+            if alert is None:
+                self._outcomes[index] = Outcome()
             else:
-                alert = self._event(record)
-        except (IbetError, MessageDecodeError, ValueError) as exc:
-            return Outcome(error=exc)
-        if alert is None:
-            return Outcome()
-        return Outcome(outputs=(OutRecord(topics.ALERTS, key=alert.alert_id.encode(), value=alert.to_bytes()),))
+                if alert.alert_id in self._unwritten:
+                    self._write()
+                self._unwritten[alert.alert_id] = (index, alert)
+        self._write()
+        outcomes = [outcome or Outcome() for outcome in self._outcomes]
+        del self._outcomes, self._unwritten
+        return outcomes
+
+    def _write(self) -> None:
+        """Open and record the batch's alerts not yet written, in one transaction when the outbox and
+        the lifecycle share a database; where that fails (a concurrent writer of one of them, the
+        database unavailable) one by one, each with its own outcome."""
+        pending = list(self._unwritten.values())
+        self._unwritten.clear()
+        if not pending:
+            return
+        written: list[Alert] | None = None
+        if self.lifecycle is None or self.lifecycle.engine is self.outbox.engine:
+            try:
+                with self.outbox.engine.begin() as conn:
+                    alerts = [alert for _, alert in pending]
+                    if self.lifecycle is not None:
+                        alerts = self.lifecycle.open_many(conn, alerts)
+                    self.outbox.record_many(conn, [(alert, deliveries_for(alert, self.registry, self.channels))
+                                                   for alert in alerts])
+                written = alerts
+            except (SQLAlchemyError, LifecycleConflict, ValueError) as exc:
+                log.info("alerts: recording %d alerts together failed (%s); recording them one by one",
+                         len(pending), type(exc).__name__)
+        for n, (index, alert) in enumerate(pending):
+            try:
+                alert = written[n] if written is not None else self._record(alert)
+            except (IbetError, ValueError) as exc:
+                self._outcomes[index] = Outcome(error=exc)
+                continue
+            if written is not None and self.on_recorded is not None:
+                self.on_recorded(alert)
+            self._outcomes[index] = Outcome(outputs=(
+                OutRecord(topics.ALERTS, key=alert.alert_id.encode(), value=alert.to_bytes()),))
 
     def _event(self, record: Record) -> Alert | None:
         event = BorderEvent.from_bytes(record.value)
@@ -111,6 +154,8 @@ class AlertStage:
             if self.on_suppressed is not None:
                 self.on_suppressed(event, decision)
             return None
+        if decision.action == "update" and decision.alert_id in self._unwritten:
+            self._write()  # this event updates an alert of the batch: read it as recorded
         current = self._current(decision.alert_id) if decision.action == "update" else None
         if decision.action == "update" and current is None:
             log.warning("alert %s to update is not in the outbox; raising a new one for %s", decision.alert_id,
@@ -123,7 +168,7 @@ class AlertStage:
                 alert = alert.model_copy(update={"alert_id": decision.alert_id})
         else:
             alert = updated_alert(current, event, routing, self.registry)
-        return self._record(alert)
+        return alert
 
     def _health(self, record: Record) -> Alert | None:
         event = SensorHealthEvent.from_bytes(record.value)
@@ -134,7 +179,7 @@ class AlertStage:
             return None  # a restored feed needs nobody to act; the console shows it from the bus
         routing = self._routing(event.sector_id, event.event_ts_ns, Direction.NONE, lambda level: route_sector(
             event.sector_id, event.event_ts_ns, Direction.NONE, self.registry, self.roster, level))
-        return self._record(health_alert(event, routing, self.registry, exercise=self.exercise))
+        return health_alert(event, routing, self.registry, exercise=self.exercise)
 
     def _routing(self, sector_id: str, ts_ns: int, direction: Direction, at_level: Callable[[int], Routing]) -> Routing:
         """Level 0, or the first level with somebody on duty (nobody at the desk: escalate at once)."""

@@ -84,6 +84,29 @@ def record_audit(conn_or_engine: Connection | Engine, *, actor: Actor, action: s
     (dict of JSON values). ValueError names the field for an unknown actor kind, an empty or too
     long text, or a detail that is not JSON.
     """
+    values = _row(actor, action, subject_kind, subject_id, detail, now_ns)
+    detail = values["detail"]
+    if isinstance(conn_or_engine, Engine):
+        with conn_or_engine.begin() as conn:
+            entry_id = conn.execute(insert(audit_log).values(**values)).inserted_primary_key[0]
+    else:
+        entry_id = conn_or_engine.execute(insert(audit_log).values(**values)).inserted_primary_key[0]
+    return AuditEntry(int(entry_id), now_ns, Actor(actor.kind, actor.id, actor.partner_id, actor.role, actor.address),
+                      action, subject_kind, subject_id, detail or {})
+
+
+def record_audits(conn: Connection, entries: list[dict[str, Any]]) -> None:
+    """Append many entries in ``conn``'s transaction with one statement, in the given order (e.g. the
+    alert stage opening a batch of alerts). Each entry holds :func:`record_audit`'s keyword arguments
+    and is checked the same way (ValueError names the field)."""
+    rows = [_row(e["actor"], e["action"], e["subject_kind"], e["subject_id"], e.get("detail"), e["now_ns"])
+            for e in entries]
+    if rows:
+        conn.execute(insert(audit_log), rows)
+
+
+def _row(actor: Actor, action: str, subject_kind: str, subject_id: str, detail: dict[str, Any] | None,
+         now_ns: int) -> dict[str, Any]:
     _check(actor, action, subject_kind, subject_id)
     if detail is not None:
         if not isinstance(detail, dict):
@@ -94,16 +117,9 @@ def record_audit(conn_or_engine: Connection | Engine, *, actor: Actor, action: s
             raise ValueError(f"audit detail is not JSON: {exc}") from None
     if isinstance(now_ns, bool) or not isinstance(now_ns, int) or now_ns <= 0:
         raise ValueError(f"now_ns must be a positive int (ns since the epoch), got {now_ns!r}")
-    values = dict(ts_ns=now_ns, actor_kind=actor.kind, actor_id=actor.id, actor_role=actor.role,
-                  partner_id=actor.partner_id, address=actor.address, action=action,
-                  subject_kind=subject_kind, subject_id=subject_id, detail=detail)
-    if isinstance(conn_or_engine, Engine):
-        with conn_or_engine.begin() as conn:
-            entry_id = conn.execute(insert(audit_log).values(**values)).inserted_primary_key[0]
-    else:
-        entry_id = conn_or_engine.execute(insert(audit_log).values(**values)).inserted_primary_key[0]
-    return AuditEntry(int(entry_id), now_ns, Actor(actor.kind, actor.id, actor.partner_id, actor.role, actor.address),
-                      action, subject_kind, subject_id, detail or {})
+    return dict(ts_ns=now_ns, actor_kind=actor.kind, actor_id=actor.id, actor_role=actor.role,
+                partner_id=actor.partner_id, address=actor.address, action=action,
+                subject_kind=subject_kind, subject_id=subject_id, detail=detail)
 
 
 def audit_entries(engine: Engine, subject_kind: str | None = None, subject_id: str | None = None, limit: int = 100,

@@ -6,7 +6,8 @@ same crossings, in ``pac-blaine`` at the current time so the duty roster routes 
 on duty, go through:
 
 - the pipeline: produced on ``ibet.events.v1`` of the in-memory bus, consumed by the alert stage
-  (rules, routing, the SQLite outbox, committed before any delivery) and delivered by the delivery
+  (rules, routing, the lifecycle and the outbox, committed before any delivery), built by
+  ``build_service`` as `ibet run alerts` builds it, and delivered by the delivery
   worker's :class:`~alerts.delivery.WebhookChannel` (signed, with an idempotency key);
 - the baseline: the same signed webhook bodies POSTed by one ``httpx.Client`` from this process, as
   each event is due, with no bus, no rules and no outbox.
@@ -38,18 +39,13 @@ import numpy as np
 from alerts.compose import new_alert
 from alerts.delivery import WebhookChannel
 from alerts.formats.webhook import idempotency_key_of, webhook_request
-from alerts.outbox import Outbox
 from alerts.rosters import load_rosters
 from alerts.routing import route
-from alerts.rules import RulesConfig
-from alerts.service import AlertService
-from alerts.stage import AlertStage
+from alerts.service import build_service
 from ibet import topics
 from ibet.bus.base import OutRecord
 from ibet.bus.memory import MemoryBus
-from ibet.clock import SystemClock
-from ibet.config import AlertSettings, DatabaseSettings, RunnerSettings
-from ibet.db import make_engine, migrate
+from ibet.config import AlertSettings, DatabaseSettings, IbetConfig, RunnerSettings
 from ibet.ids import alert_id, event_id
 from ibet.messages import BorderEvent, BorderEventType, Direction, TrackClass
 from ibet.registry import Registry, load_registry
@@ -131,18 +127,15 @@ def _paced(n: int, rate: float):
         yield i
 
 
-def _pipeline(registry: Registry, rosters: Path, partner: Partner, events: list[BorderEvent], rate: float,
-              database_url: str, timeout_s: float) -> SideResult:
-    engine = make_engine(DatabaseSettings(url=database_url))
-    migrate(engine)
-    settings = AlertSettings(channels=["webhook"])
-    roster = load_rosters(rosters, registry)
-    outbox = Outbox(engine, SystemClock(), lease_s=settings.delivery_lease_s)
-    client = httpx.Client(timeout=settings.http_timeout_s)
+def _pipeline(registry: Registry, registry_path: Path, rosters: Path, partner: Partner, events: list[BorderEvent],
+              rate: float, database_url: str, timeout_s: float) -> SideResult:
+    config = IbetConfig(registry_path=registry_path, database=DatabaseSettings(url=database_url),
+                        alerts=AlertSettings(channels=["webhook"], cell_m=1.0, rosters_path=rosters,
+                                             link_secret="bench-link-secret-of-at-least-32-bytes"))
+    client = httpx.Client(timeout=config.alerts.http_timeout_s)
     channel = WebhookChannel(client, {p.id: (partner.url(p.id), SECRET) for p in registry.partners})
-    stage = AlertStage(registry, roster, outbox, rules_config=RulesConfig(cell_m=1.0), channels=("webhook",))
-    service = AlertService(stage, outbox, registry, roster, settings, {"webhook": channel})
-    stage.on_recorded, stage.service = service.recorded, service
+    service = build_service(config, registry, channels={"webhook": channel}, with_api=False)  # as `ibet run alerts`
+    stage, outbox = service.stage, service.outbox
     bus = MemoryBus(default_partitions=1)
     bus.create_topics([topics.EVENTS, topics.SENSOR_HEALTH, topics.ALERTS, topics.ALERTS_STATE])
     runner = StageRunner(stage, bus, RunnerSettings(poll_timeout_s=0.01, batch_max_records=100))
@@ -165,7 +158,7 @@ def _pipeline(registry: Registry, rosters: Path, partner: Partner, events: list[
     thread.join(30)
     client.close()
     rows = outbox.deliveries()
-    engine.dispose()
+    outbox.engine.dispose()
     arrivals = [partner.arrivals[d.key] for d in rows if d.key in partner.arrivals]
     latencies = [partner.arrivals[d.key] - sent[d.alert_id] for d in rows if d.key in partner.arrivals]
     span = max(arrivals) - min(sent.values()) if arrivals else 0.0
@@ -212,7 +205,7 @@ def run_alerts_bench(rates: list[float], seconds: float, registry_path: Path = P
                 bare = _baseline(registry, rosters, partner, _events(n, rate, f"bare-{db}-{rate:g}"), rate)
                 url = (f"sqlite:///{Path(tmp) / f'bench-alerts-{n_run}.sqlite3'}" if db == "sqlite"
                        else server(f"ibet_bench_{uuid.uuid4().hex[:10]}"))
-                ours = _pipeline(registry, rosters, partner, _events(n, rate, f"pipe-{db}-{rate:g}"), rate, url, timeout_s)
+                ours = _pipeline(registry, registry_path, rosters, partner, _events(n, rate, f"pipe-{db}-{rate:g}"), rate, url, timeout_s)
             finally:
                 partner.stop()
             results.append({
