@@ -93,8 +93,10 @@ class CapChannel:
 
     def __init__(self, client: httpx.Client, endpoints: Mapping[str, tuple[str, bytes | str]], sender: str, *,
                  context_for: AlertContext | None = None, exercise: bool = False,
-                 expires_s: float = DEFAULT_EXPIRES_S, read_links_for: LinksFor | None = None):
+                 expires_s: float = DEFAULT_EXPIRES_S, read_links_for: LinksFor | None = None,
+                 lane_concurrency: int = 8):
         self.client = client
+        self.lane_concurrency = lane_concurrency  # POSTs in flight at once per partner
         self.endpoints: dict[str, tuple[str, bytes]] = {}
         for partner, (url, secret) in endpoints.items():
             parts = urlsplit(url)

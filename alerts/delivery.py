@@ -41,7 +41,7 @@ LAST_SUCCESS_TIMESTAMP = Gauge("ibet_alert_delivery_last_success_timestamp_secon
                                "When a delivery last got through (Unix time; 0: never)", ["partner", "channel"])
 
 _RETRYABLE_4XX = frozenset({408, 425, 429})  # timeout, too early, rate limited: the partner asks to come back
-_MAX_DETAIL_CHARS = 300
+MAX_DETAIL_CHARS = 300
 
 MAX_ANSWER_BYTES = 64 * 1024
 """Of a partner's answer, ibet reads at most this much (the status is what counts; the start of the
@@ -80,14 +80,17 @@ class WebhookChannel:
     ``endpoints``: ``{partner_id: (url, secret)}``. 2xx and 409 (the partner already has this
     idempotency key) are delivered; 408/425/429, 5xx, timeouts and connection errors are retried;
     any other status (a 4xx refusal, an unexpected redirect) is dead, as is a partner without an
-    endpoint. ``exercise`` marks every body as an exercise.
+    endpoint. ``exercise`` marks every body as an exercise. ``lane_concurrency``: POSTs in flight at
+    once to one partner (:class:`alerts.delivery_pump.DeliveryPump`).
     """
 
     name = WEBHOOK
 
     def __init__(self, client: httpx.Client, endpoints: Mapping[str, tuple[str, bytes | str]], *,
-                 exercise: bool = False, links_for: LinksFor | None = None, read_links_for: LinksFor | None = None):
+                 exercise: bool = False, links_for: LinksFor | None = None, read_links_for: LinksFor | None = None,
+                 lane_concurrency: int = 8):
         self.client = client
+        self.lane_concurrency = lane_concurrency  # POSTs in flight at once per partner (httpx.Client is thread-safe)
         self.endpoints = {partner: (url, secret.encode("utf-8") if isinstance(secret, str) else bytes(secret))
                           for partner, (url, secret) in endpoints.items()}
         self.exercise = exercise
@@ -109,7 +112,7 @@ class WebhookChannel:
             return SendResult(Outcome.RETRY, f"timeout posting to {url}: {type(exc).__name__}")
         except httpx.TransportError as exc:
             return SendResult(Outcome.RETRY, f"cannot reach {url}: {type(exc).__name__}: {exc}")
-        detail = f"HTTP {status} from {url}: {text[:_MAX_DETAIL_CHARS]}".rstrip(": ")
+        detail = f"HTTP {status} from {url}: {text[:MAX_DETAIL_CHARS]}".rstrip(": ")
         if 200 <= status < 300 or status == 409:
             return SendResult(Outcome.DELIVERED, detail)
         if status >= 500 or status in _RETRYABLE_4XX:
@@ -176,7 +179,7 @@ def deliver_due(outbox: Outbox, channels: Mapping[str, Channel], now_ns: int | N
         results: list[tuple[DeliveryJob, SendResult]] = []
         for job in jobs:
             if results and results[-1][1].outcome is Outcome.RETRY:
-                results.append((job, SendResult(Outcome.RETRY, f"not tried: {results[-1][1].detail}"[:_MAX_DETAIL_CHARS])))
+                results.append((job, SendResult(Outcome.RETRY, f"not tried: {results[-1][1].detail}"[:MAX_DETAIL_CHARS])))
                 continue
             try:
                 result = channels[job.channel].send(job, now_ns)
@@ -200,12 +203,15 @@ def deliver_due(outbox: Outbox, channels: Mapping[str, Channel], now_ns: int | N
         DELIVERIES.labels(job.partner_id, job.channel, "delivered").inc()
     for job, result in outcomes:
         if result.outcome is not Outcome.DELIVERED:
-            _record_failure(outbox, job, result, now_ns, stats)
+            record_failure(outbox, job, result, now_ns, stats)
     return stats
 
 
-def _record_failure(outbox: Outbox, job: DeliveryJob, result: SendResult, now_ns: int, stats: DeliveryStats) -> None:
-    stats.claimed += 1
+def record_failure(outbox: Outbox, job: DeliveryJob, result: SendResult, now_ns: int, stats: DeliveryStats, *,
+                   count_claimed: bool = True) -> None:
+    """Record a failed attempt (retry or dead) with its counter and, for a dead one, an error log."""
+    if count_claimed:
+        stats.claimed += 1
     record = outbox.failed(job.key, result.detail, now_ns, permanent=result.outcome is Outcome.DEAD)
     if record is not None and record.status == DEAD:
         stats.dead += 1

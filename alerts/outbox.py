@@ -49,6 +49,8 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    not_,
+    or_,
     select,
     update,
 )
@@ -261,12 +263,13 @@ class Outbox:
         return new_keys
 
     # Claiming
-    def due(self, now_ns: int | None = None, limit: int = 100,
-            channels: Collection[str] | None = None) -> list[DeliveryJob]:
+    def due(self, now_ns: int | None = None, limit: int = 100, channels: Collection[str] | None = None,
+            excluding: Collection[tuple[str, str]] = ()) -> list[DeliveryJob]:
         """Claim up to ``limit`` deliveries that are due at ``now_ns``, oldest first: pending ones
         whose next attempt has come, and sending ones whose lease has ended (their worker died).
         Each is set ``sending`` under a lease of ``lease_s``, so another worker does not take it
-        meanwhile. ``channels``: only deliveries on these channels (those this worker can send).
+        meanwhile. ``channels``: only deliveries on these channels (those this worker can send);
+        ``excluding``: none of these (partner, channel) pairs (a sender's lanes that are full).
         """
         now_ns = self.clock.now_ns() if now_ns is None else now_ns
         if limit <= 0:
@@ -278,6 +281,9 @@ class Outbox:
             if not channels:
                 return []
             condition = and_(condition, d.c.channel.in_(list(channels)))
+        if excluding:
+            condition = and_(condition, not_(or_(*(and_(d.c.partner_id == partner, d.c.channel == channel)
+                                                   for partner, channel in set(excluding)))))
         other = deliveries_table.alias("other")
         same = and_(other.c.alert_id == d.c.alert_id, other.c.partner_id == d.c.partner_id,
                     other.c.channel == d.c.channel)

@@ -4,7 +4,7 @@ The stage (:mod:`alerts.stage`) records alerts; these workers act on what is rec
 die and restart at any point without losing anything:
 
 - :class:`DeliveryWorker` claims due deliveries from the outbox and sends them through the channels
-  (:func:`alerts.delivery.deliver_due`), every ``delivery_poll_s``.
+  (:class:`alerts.delivery_pump.DeliveryPump`), when woken and every ``delivery_poll_s``.
 - :class:`EscalationWorker` looks at open alerts: when nobody acknowledged one within
   ``ack_timeout_s`` per level (counted from when the alert was first recorded, not from the event's
   capture time, so a replayed scenario is not escalated at once), it routes the alert at the next
@@ -34,7 +34,8 @@ from alerts.api import SNAPSHOT, create_app
 from alerts.cap_channel import CapChannel
 from alerts.compose import deliveries_for, escalated_alert
 from alerts.cot_channel import CotChannel, tak_tls_context
-from alerts.delivery import Channel, DeliveryStats, LinksFor, WebhookChannel, deliver_due, publish_delivery_health
+from alerts.delivery import Channel, DeliveryStats, LinksFor, WebhookChannel, publish_delivery_health
+from alerts.delivery_pump import DeliveryPump
 from alerts.email_channel import EmailChannel
 from alerts.identity import LINK_ACTIONS, ContactTokens, LinkSigner
 from alerts.lifecycle import AlertLifecycle
@@ -101,31 +102,38 @@ class _Worker:
 
 
 class DeliveryWorker(_Worker):
-    """Sends what the outbox holds through ``channels`` (by channel name)."""
+    """Sends what the outbox holds through ``channels`` (by channel name) with a
+    :class:`~alerts.delivery_pump.DeliveryPump`: woken when an alert is recorded and when a send
+    finishes, else every ``interval_s``."""
 
     name = "delivery"
 
-    def __init__(self, outbox: Outbox, channels: Mapping[str, Channel], interval_s: float = 0.5, batch: int = 100):
+    def __init__(self, outbox: Outbox, channels: Mapping[str, Channel], interval_s: float = 0.5, batch: int = 250):
         super().__init__(interval_s)
         self.outbox, self.channels, self.batch = outbox, dict(channels), batch
+        self.pump = DeliveryPump(outbox, self.channels, batch=batch, on_done=self.wake)
         self._health_at = -HEALTH_EVERY_S
 
     def step(self) -> DeliveryStats:
-        """Deliver everything due now, batch after batch; return the totals (and, every
-        ``HEALTH_EVERY_S``, the per-partner delivery gauges)."""
+        """Record the finished sends, claim and start what is due, turn after turn while whole
+        batches come; return the totals (and, every ``HEALTH_EVERY_S``, the per-partner gauges)."""
         now = time.monotonic()
         if now - self._health_at >= HEALTH_EVERY_S:
             self._health_at = now
             publish_delivery_health(self.outbox)
         total = DeliveryStats()
         while True:
-            stats = deliver_due(self.outbox, self.channels, limit=self.batch)
+            stats = self.pump.step()
             total.claimed += stats.claimed
             total.delivered += stats.delivered
             total.retried += stats.retried
             total.dead += stats.dead
             if stats.claimed < self.batch:
                 return total
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        super().stop(timeout_s)
+        self.pump.close()
 
 
 class CotKeepAliveWorker(_Worker):
@@ -256,7 +264,9 @@ def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Cli
     """The enabled channels that can be built from the settings and the registry's partner contacts;
     ``links_for`` puts signed action links into webhook bodies and e-mails, ``read_links_for`` the
     links to the alert's page and snapshot into every channel (CAP web and resources, CoT links)."""
-    client = client or httpx.Client(timeout=settings.http_timeout_s)
+    pool = max(20, 4 * settings.delivery_concurrency)  # every partner's lane keeps its connections alive
+    client = client or httpx.Client(timeout=settings.http_timeout_s,
+                                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=pool))
     channels: dict[str, Channel] = {}
     partner_secrets = {p: v.get_secret_value() for p, v in settings.webhook_secrets.items()}
     if "email" in settings.channels:
@@ -284,7 +294,8 @@ def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Cli
             log.warning("no secret for the CAP endpoints of %s: their CAP deliveries will be dead until one is "
                         "configured (alerts.webhook_secrets)", ", ".join(missing))
         channels["cap"] = CapChannel(client, endpoints, settings.cap_sender, exercise=settings.exercise,
-                                     expires_s=settings.cap_expires_s, read_links_for=read_links_for)
+                                     expires_s=settings.cap_expires_s, read_links_for=read_links_for,
+                                     lane_concurrency=settings.delivery_concurrency)
     if "webhook" in settings.channels:
         endpoints = {p.id: (p.contacts.webhook_url, settings.webhook_secrets[p.id].get_secret_value())
                      for p in registry.partners if p.contacts.webhook_url and p.id in settings.webhook_secrets}
@@ -293,7 +304,8 @@ def make_channels(settings: AlertSettings, registry: Registry, client: httpx.Cli
             log.warning("no webhook secret for %s: their webhook deliveries will be dead until one is configured "
                         "(alerts.webhook_secrets)", ", ".join(missing))
         channels["webhook"] = WebhookChannel(client, endpoints, exercise=settings.exercise, links_for=links_for,
-                                             read_links_for=read_links_for)
+                                             read_links_for=read_links_for,
+                                             lane_concurrency=settings.delivery_concurrency)
     return channels
 
 
@@ -326,7 +338,8 @@ class AlertService:
     def start(self, bus: Bus) -> None:
         """Start the delivery and escalation workers and the acknowledge/resolve API."""
         publish = bus_publisher(bus.producer("alerts-service"))
-        self.delivery = DeliveryWorker(self.outbox, self.channels, self.settings.delivery_poll_s)
+        self.delivery = DeliveryWorker(self.outbox, self.channels, self.settings.delivery_poll_s,
+                                       self.settings.delivery_batch)
         if self.lifecycle is not None:
             self.lifecycle.publish = version_recorder(self.outbox, self.registry, self.settings.channels, publish,
                                                       self.delivery.wake)

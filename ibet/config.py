@@ -229,6 +229,9 @@ class AlertSettings(Section):
     cell_m: float = Field(default=250.0, gt=0, description="grid of the place-based de-duplication")
     delivery_poll_s: float = Field(default=0.5, gt=0, description="how often due deliveries are looked for")
     delivery_lease_s: float = Field(default=60.0, gt=0, description="a claimed delivery is reserved this long")
+    delivery_concurrency: int = Field(default=8, ge=1, le=64, description="webhook and CAP deliveries in flight "
+                                      "at once per partner (CoT and e-mail: one per TAK server or partner)")
+    delivery_batch: int = Field(default=250, ge=1, le=5000, description="most deliveries claimed at once")
     retry_initial_s: float = Field(default=2.0, gt=0, description="first retry after this, doubling, with jitter")
     retry_max_s: float = Field(default=300.0, gt=0, description="longest wait between retries")
     dead_after_s: float = Field(default=86_400.0, gt=0, description="a delivery still failing after this is dead")

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from alerts.compose import deliveries_for
+from alerts.lifecycle import AlertLifecycle, LifecycleConflict
 from alerts.outbox import Outbox
 from alerts.rosters import load_rosters
 from alerts.routing import EscalationPolicy
@@ -207,3 +208,52 @@ def test_an_acknowledged_alert_is_not_escalated(outbox: Outbox) -> None:
                               channels=("webhook",), publish=lambda a: None, clock=outbox.clock)
     outbox.clock.advance(3600)
     assert worker.step() == []
+
+
+def _crossings(n: int) -> list[BorderEvent]:
+    """``n`` crossings far enough apart not to be folded into one another, and an approach that grows
+    into the third one's alert (an update of an alert of the same batch)."""
+    events = [_event("crossing", NOON + i * S, track=f"trk-{i}", lat=49.0002 + i * 0.01) for i in range(n)]
+    events.insert(2, _event("approach", NOON - 10 * S, track="trk-2", lat=49.0002 + 2 * 0.01))
+    return events
+
+
+def _run_with_lifecycle(outbox: Outbox, events: list[BorderEvent], batch: int) -> tuple[list[Alert], AlertLifecycle]:
+    bus = MemoryBus()
+    lifecycle = AlertLifecycle(outbox.engine, outbox.clock)
+    _feed(bus, *events)
+    StageRunner(_stage(outbox, lifecycle=lifecycle), bus, RunnerSettings(poll_timeout_s=0.01, batch_max_records=batch)
+                ).run(idle_stop_s=0.05)
+    return _alerts_on_bus(bus), lifecycle
+
+
+def test_a_batch_records_its_alerts_together_as_one_by_one_would(database_url: str) -> None:
+    results = []
+    for batch in (1, 100):
+        engine = make_engine(DatabaseSettings(url=database_url))
+        migrate(engine)
+        outbox = Outbox(engine, ManualClock(NOON))
+        alerts, lifecycle = _run_with_lifecycle(outbox, _crossings(8), batch)
+        audit = [(e.action, e.subject_id) for a in alerts for e in reversed(lifecycle.audit(a.alert_id))]
+        results.append((alerts, sorted((d.key, d.status) for d in outbox.deliveries()), sorted(set(audit))))
+        with engine.begin() as conn:  # the next run starts from an empty database
+            for table in ("deliveries", "alerts", "alert_lifecycle", "audit_log"):
+                conn.exec_driver_sql(f"DELETE FROM {table}")
+        engine.dispose()
+    (one_by_one, deliveries_1, audit_1), (together, deliveries_n, audit_n) = results
+    assert together == one_by_one and deliveries_n == deliveries_1 and audit_n == audit_1
+    assert len(together) == 9 and len({a.alert_id for a in together}) == 8  # the approach's alert grew
+    assert ("alert.updated", together[3].alert_id) in audit_n
+
+
+def test_a_batch_that_cannot_be_recorded_together_is_recorded_one_by_one(outbox: Outbox, monkeypatch) -> None:
+    together = AlertLifecycle.open_many
+
+    def conflict(self, conn, alerts, *args):
+        if len(alerts) > 1:
+            raise LifecycleConflict  # a concurrent writer changed one of the batch's alerts
+        return together(self, conn, alerts, *args)
+    monkeypatch.setattr(AlertLifecycle, "open_many", conflict)
+    alerts, lifecycle = _run_with_lifecycle(outbox, _crossings(4), 100)
+    assert len({a.alert_id for a in alerts}) == 4
+    assert all(lifecycle.get(a.alert_id) is not None and outbox.deliveries(a.alert_id) for a in alerts)

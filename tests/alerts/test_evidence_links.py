@@ -79,7 +79,8 @@ def service_with_evidence(tmp_path, monkeypatch):
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     try:
-        _wait(lambda: any(d["partner_id"] == "usbp" for d in hooks.documents) and inbox.messages)
+        _wait(lambda: any(d["partner_id"] == "usbp" for d in hooks.documents)
+              and any(m["To"] == "desk@usbp.example.org" for m in inbox.messages))  # partners' mails come in any order
         yield service, hooks, inbox, alert_id(crossing.event_id), (crop, frame), evidence
     finally:
         runner.stop()
