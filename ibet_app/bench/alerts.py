@@ -58,7 +58,7 @@ S = 10**9
 class Partner:
     """Every partner's webhook endpoint (``/hook/<partner>``): notes the arrival time of each key."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
         self.arrivals: dict[str, float] = {}
         self.lock = threading.Lock()
         partner = self
@@ -73,6 +73,8 @@ class Partner:
                 with partner.lock:
                     repeat = key in partner.arrivals
                     partner.arrivals.setdefault(key, now)
+                if delay_s > 0:
+                    time.sleep(delay_s)  # a partner across a WAN, or one that takes its time to answer (after arrival)
                 self.send_response(409 if repeat else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -187,7 +189,8 @@ def _baseline(registry: Registry, rosters: Path, partner: Partner, events: list[
 
 def run_alerts_bench(rates: list[float], seconds: float, registry_path: Path = Path("config/registry.yaml"),
                      rosters: Path = Path("config/rosters.yaml"), timeout_s: float = 120.0,
-                     databases: Sequence[str] = ("sqlite",), postgres_url: str | None = None) -> list[dict[str, Any]]:
+                     databases: Sequence[str] = ("sqlite",), postgres_url: str | None = None,
+                     partner_latency_ms: float = 0.0) -> list[dict[str, Any]]:
     """One row per database and rate: both sides' p50/p99 (ms), deliveries and arrivals, the
     deliveries per second that reached the partner, and the ratios. ``postgres``: the server at
     ``postgres_url``, else one started here (Debian's PostgreSQL, as the tests do); a fresh
@@ -200,18 +203,21 @@ def run_alerts_bench(rates: list[float], seconds: float, registry_path: Path = P
     with tempfile.TemporaryDirectory(prefix="ibet-bench-alerts-") as tmp, _postgres(databases, postgres_url, Path(tmp)) as server:
         for n_run, (db, rate) in enumerate((db, rate) for db in databases for rate in rates):
             n = max(1, round(rate * seconds))
-            partner = Partner()
+            partner, remote = Partner(), Partner(partner_latency_ms / 1000.0)
             try:
                 bare = _baseline(registry, rosters, partner, _events(n, rate, f"bare-{db}-{rate:g}"), rate)
                 url = (f"sqlite:///{Path(tmp) / f'bench-alerts-{n_run}.sqlite3'}" if db == "sqlite"
                        else server(f"ibet_bench_{uuid.uuid4().hex[:10]}"))
-                ours = _pipeline(registry, registry_path, rosters, partner, _events(n, rate, f"pipe-{db}-{rate:g}"), rate, url, timeout_s)
+                ours = _pipeline(registry, registry_path, rosters, remote, _events(n, rate, f"pipe-{db}-{rate:g}"),
+                                 rate, url, timeout_s)
             finally:
                 partner.stop()
+                remote.stop()
             results.append({
                 "db": db, "events_per_s": rate, "events": n,
                 "pipeline_p50_ms": round(ours.p50_ms, 2), "pipeline_p99_ms": round(ours.p99_ms, 2),
                 "bare_post_p50_ms": round(bare.p50_ms, 2), "bare_post_p99_ms": round(bare.p99_ms, 2),
+                "partner_latency_ms": partner_latency_ms,
                 "ratio_p50": round(ours.p50_ms / bare.p50_ms, 1) if bare.p50_ms > 0 else None,
                 "ratio_p99": round(ours.p99_ms / bare.p99_ms, 1) if bare.p99_ms > 0 else None,
                 "pipeline_delivered": f"{ours.arrived}/{ours.deliveries}", "bare_delivered": f"{bare.arrived}/{bare.deliveries}",

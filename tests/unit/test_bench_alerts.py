@@ -18,7 +18,8 @@ def test_the_command_reports_each_database_with_every_delivery_arrived(tmp_path,
     (tmp_path / "config").symlink_to(REPO / "config")
     monkeypatch.chdir(tmp_path)  # reports/bench-alerts.json lands here
     result = CliRunner().invoke(app, ["bench", "alerts", "--rates", "20", "--seconds", "0.5",
-                                      "--db", "sqlite,postgres", "--postgres-url", postgres_url])
+                                      "--db", "sqlite,postgres", "--postgres-url", postgres_url,
+                                      "--partner-latency-ms", "50"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     rows = summary["results"]
@@ -26,7 +27,7 @@ def test_the_command_reports_each_database_with_every_delivery_arrived(tmp_path,
     for row in rows:
         arrived, recorded = map(int, row["pipeline_delivered"].split("/"))
         assert arrived == recorded > 0 and row["bare_delivered"] == row["pipeline_delivered"]
-        assert row["pipeline_deliveries_per_s"] > 0
+        assert row["pipeline_deliveries_per_s"] > 0 and row["partner_latency_ms"] == 50
     assert json.loads((tmp_path / "reports" / "bench-alerts.json").read_text()) == summary
 
 
