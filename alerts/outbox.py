@@ -16,8 +16,10 @@ sees it.
 
 Versions in order: per (alert, partner, channel) only the newest recorded version is sent. An older
 one that is still waiting when a newer one is recorded becomes ``superseded`` and is never sent
-(a partner that keeps the last document it got keeps the newest), and a newer version waits while
-an older one is in flight under its lease, so the two never cross on the wire.
+(a partner that keeps the last document it got keeps the newest), as does one in flight that fails
+then; and a newer version is not claimed while an older one is waiting or in flight, so the two
+never cross on the wire, even with several workers claiming at once (with ``SKIP LOCKED`` another
+worker's uncommitted claim reads as still waiting).
 
     >>> outbox = Outbox(engine, clock)  # doctest: +SKIP
     >>> outbox.record(alert, [("usbp-blaine", "webhook", idempotency_key(alert, "usbp-blaine"))])  # doctest: +SKIP
@@ -245,6 +247,11 @@ class Outbox:
             else:
                 older = alert_json != row.alert_json
             new = [(partner, channel, key) for partner, channel, key in wanted if key not in known]
+            if row is not None and not older and new:  # a newer version: the older ones still waiting never go
+                conn.execute(update(d).where(d.c.alert_id == alert.alert_id, d.c.status == PENDING,
+                                             or_(*(and_(d.c.partner_id == partner, d.c.channel == channel)
+                                                   for partner, channel, _ in new)))
+                             .values(status=SUPERSEDED, last_error="superseded by a newer version"))
             sent_newer = set()
             if older and new:  # where a newer version is already recorded, the older one is superseded at once
                 sent_newer = set(conn.execute(select(d.c.partner_id, d.c.channel)
@@ -288,8 +295,10 @@ class Outbox:
         same = and_(other.c.alert_id == d.c.alert_id, other.c.partner_id == d.c.partner_id,
                     other.c.channel == d.c.channel)
         newer = exists().where(same, other.c.id > d.c.id, other.c.status != SUPERSEDED)
-        older_in_flight = exists().where(same, other.c.id < d.c.id, other.c.status == SENDING,
-                                         other.c.next_attempt_ns > now_ns)
+        # Behind an older version still waiting or in flight: with SKIP LOCKED another worker may be
+        # claiming that one right now, uncommitted (it reads as pending here); it is superseded
+        # (by whoever reads it next, or when it fails) or delivered before this one goes.
+        older_in_flight = exists().where(same, other.c.id < d.c.id, other.c.status.in_((PENDING, SENDING)))
         jobs: list[DeliveryJob] = []
         try:
             with self.engine.begin() as conn:
@@ -358,17 +367,26 @@ class Outbox:
                permanent: bool = False) -> DeliveryRecord | None:
         """Record a failed attempt of a claimed (``sending``) delivery: back to ``pending`` with the
         next attempt after ``backoff``'s delay, or ``dead`` when ``permanent`` (the partner refused
-        it) or ``dead_after_s`` have passed since the first attempt. Returns the row after, or None
-        when ``key`` is unknown. A delivery not ``sending`` (already delivered, or dead) is left as is.
+        it) or ``dead_after_s`` have passed since the first attempt, or ``superseded`` (a retry) when
+        a newer version of the alert is recorded for the partner meanwhile: that one goes instead.
+        Returns the row after, or None when ``key`` is unknown. A delivery not ``sending`` (already
+        delivered, or dead) is left as is.
         """
         now_ns = self.clock.now_ns() if now_ns is None else now_ns
         backoff = backoff or self.backoff
         d = deliveries_table
         try:
             with self.engine.begin() as conn:
-                row = conn.execute(select(d.c.status, d.c.attempts, d.c.first_attempt_ns)
+                other = deliveries_table.alias("other")
+                newer = exists().where(other.c.alert_id == d.c.alert_id, other.c.partner_id == d.c.partner_id,
+                                       other.c.channel == d.c.channel, other.c.id > d.c.id,
+                                       other.c.status != SUPERSEDED)
+                row = conn.execute(select(d.c.status, d.c.attempts, d.c.first_attempt_ns, newer.label("newer"))
                                    .where(d.c.delivery_key == key)).first()
-                if row is not None and row.status == SENDING:
+                if row is not None and row.status == SENDING and row.newer and not permanent:
+                    conn.execute(update(d).where(d.c.delivery_key == key, d.c.status == SENDING).values(
+                        status=SUPERSEDED, last_error=f"superseded by a newer version after: {error}"[:_MAX_ERROR_CHARS]))
+                elif row is not None and row.status == SENDING:
                     first_ns = now_ns if row.first_attempt_ns is None else row.first_attempt_ns
                     expired = now_ns - first_ns >= ns_from_seconds(backoff.dead_after_s)
                     values: dict[str, object] = {"last_error": str(error)[:_MAX_ERROR_CHARS]}

@@ -16,11 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import select
 from wire_samples import T0, alert
 
 from alerts.delivery import DeliveryStats, Outcome, WebhookChannel, deliver_due, publish_delivery_health
 from alerts.formats.webhook import idempotency_key, idempotency_key_of, verify_webhook
-from alerts.outbox import DEAD, DELIVERED, PENDING, SENDING, SUPERSEDED, Backoff, Outbox
+from alerts.outbox import DEAD, DELIVERED, PENDING, SENDING, SUPERSEDED, Backoff, Outbox, deliveries_table
 from ibet.clock import ManualClock
 from ibet.config import DatabaseSettings
 from ibet.db import make_engine, migrate
@@ -78,7 +79,8 @@ def test_record_is_idempotent_and_keeps_the_newest_state(make_outbox):
     assert outbox.alert(first.alert_id) == acked
     outbox.record(first, webhook_deliveries(first))  # a late replay of the older state
     assert outbox.alert(first.alert_id) == acked
-    assert outbox.counts() == {PENDING: 4, SENDING: 0, DELIVERED: 0, DEAD: 0, SUPERSEDED: 0}
+    # the first version's deliveries, still waiting when the acknowledgement came, never go
+    assert outbox.counts() == {PENDING: 2, SENDING: 0, DELIVERED: 0, DEAD: 0, SUPERSEDED: 2}
     versions = {r.key: r.version for r in outbox.deliveries(first.alert_id)}
     assert versions[new_keys[0]] == f"acknowledged.0.{T0 + 1_000_000_000}"
 
@@ -428,3 +430,36 @@ def test_delivery_health_tells_one_unreachable_partner_apart(make_outbox):
     assert sample("ibet_alert_deliveries_pending", {"partner": PARTNERS[0], "channel": "webhook"}) == 0
     assert sample("ibet_alert_delivery_last_success_timestamp_seconds",
                   {"partner": PARTNERS[0], "channel": "webhook"}) == clock.now_ns() / 1e9
+
+
+def test_a_newer_version_never_goes_while_an_older_one_may_be_being_claimed(make_outbox):
+    """Two workers claiming at once on PostgreSQL: one locks the first version's row (SKIP LOCKED hides
+    it from the other, which still reads it as pending) while the second version is recorded. The
+    other worker must not claim the second meanwhile, or both would be on the wire together."""
+    clock = ManualClock(NOW)
+    outbox = make_outbox(clock, lease_s=30)
+    first, acked = alert(), alert(state=AlertState.ACKNOWLEDGED, updated_ts_ns=T0 + 1_000_000_000)
+    one = PARTNERS[:1]
+    outbox.record(first, webhook_deliveries(first, one))
+    outbox.record(acked, webhook_deliveries(acked, one))
+    assert [r.status for r in outbox.deliveries()] == [SUPERSEDED, PENDING]  # superseded when the newer came
+    with outbox.engine.begin() as conn:  # as the other worker sees it: the first one still pending
+        conn.execute(deliveries_table.update().where(deliveries_table.c.id == min(
+            r for r in conn.execute(select(deliveries_table.c.id)).scalars())).values(status=PENDING))
+    assert outbox.due(clock.now_ns()) == []  # not behind a version that may be on its way
+    [job] = outbox.due(clock.now_ns())  # the older one was superseded on that read: now the newer goes
+    assert job.alert == acked and [r.status for r in outbox.deliveries()] == [SUPERSEDED, SENDING]
+
+
+def test_an_older_version_that_fails_while_a_newer_one_waits_is_superseded_not_retried(make_outbox):
+    clock = ManualClock(NOW)
+    outbox = make_outbox(clock, lease_s=30)
+    first, acked = alert(), alert(state=AlertState.ACKNOWLEDGED, updated_ts_ns=T0 + 1_000_000_000)
+    one = PARTNERS[:1]
+    outbox.record(first, webhook_deliveries(first, one))
+    [in_flight] = outbox.due(clock.now_ns())
+    outbox.record(acked, webhook_deliveries(acked, one))
+    assert outbox.due(clock.now_ns()) == []  # behind the one in flight
+    assert outbox.failed(in_flight.key, "timed out", clock.now_ns()).status == SUPERSEDED
+    [job] = outbox.due(clock.now_ns())  # at once, not after the first one's backoff
+    assert job.alert == acked
