@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +59,7 @@ class DeliveryPump:
     """
 
     def __init__(self, outbox: Outbox, channels: Mapping[str, Channel], *, batch: int = 250, max_in_flight: int = 64,
-                 lane_queue: int = 4, on_done: Callable[[], None] | None = None):
+                 lane_queue: int = 4, on_done: Callable[[], None] | None = None, poll_s: float = 0.5):
         if batch < 1 or max_in_flight < 1 or lane_queue < 0:
             raise ValueError(f"batch and max_in_flight must be >= 1 and lane_queue >= 0, got {batch}, {max_in_flight}, "
                              f"{lane_queue}")
@@ -70,6 +71,16 @@ class DeliveryPump:
         self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="alerts-send")
         self._held_jobs = 0  # claimed and not yet recorded (waiting or in flight)
         self._lock = threading.Lock()  # step() and close() from different threads
+        # Claims cost a query: a turn claims only when something may be due (see :meth:`recorded`),
+        # its last claim filled the batch, a full lane got room, or ``poll_s`` passed (other
+        # processes' records, retries coming due).
+        self.poll_s = poll_s
+        self._may_be_due = True
+        self._claimed_at = float("-inf")
+
+    def recorded(self) -> None:
+        """Deliveries were just recorded in this process: the next turn claims."""
+        self._may_be_due = True
 
     @property
     def holding(self) -> int:
@@ -116,7 +127,10 @@ class DeliveryPump:
             DELIVERIES.labels(job.partner_id, job.channel, "delivered").inc()
         stats.delivered += len(delivered)
         for lane_key, job, result in finished:
-            self._lanes[lane_key].in_flight -= 1
+            lane = self._lanes[lane_key]
+            if len(lane.waiting) + lane.in_flight >= lane.limit * (1 + self.lane_queue):
+                self._may_be_due = True  # a full lane, left out of the claims, gets room
+            lane.in_flight -= 1
             self._held_jobs -= 1
             if result.outcome is Outcome.DELIVERED:
                 continue
@@ -142,11 +156,13 @@ class DeliveryPump:
 
     def _claim(self, now_ns: int, stats: DeliveryStats) -> None:
         room = min(self.batch, self.max_in_flight + self.batch - self._held_jobs)
-        if room <= 0:
+        if room <= 0 or not (self._may_be_due or time.monotonic() - self._claimed_at >= self.poll_s):
             return
+        self._may_be_due, self._claimed_at = False, time.monotonic()
         full = [pair for lane in self._lanes.values() if len(lane.waiting) + lane.in_flight >= lane.limit * (1 + self.lane_queue)
                 for pair in lane.pairs]
         jobs = self.outbox.due(now_ns, room, channels=list(self.channels), excluding=full)
+        self._may_be_due = len(jobs) == room  # a full claim: there may be more
         stats.claimed += len(jobs)
         self._held_jobs += len(jobs)
         for job in jobs:

@@ -111,8 +111,19 @@ class DeliveryWorker(_Worker):
     def __init__(self, outbox: Outbox, channels: Mapping[str, Channel], interval_s: float = 0.5, batch: int = 250):
         super().__init__(interval_s)
         self.outbox, self.channels, self.batch = outbox, dict(channels), batch
-        self.pump = DeliveryPump(outbox, self.channels, batch=batch, on_done=self.wake)
+        self.pump = DeliveryPump(outbox, self.channels, batch=batch, on_done=self._sent, poll_s=interval_s)
         self._health_at = -HEALTH_EVERY_S
+        self._turn_at = 0.0
+
+    TURN_S = 0.01  # finished sends are recorded together, at most a turn this often
+
+    def recorded(self) -> None:
+        """Deliveries were recorded in this process: claim them now."""
+        self.pump.recorded()
+        self.wake()
+
+    def _sent(self) -> None:
+        self.wake()
 
     def step(self) -> DeliveryStats:
         """Record the finished sends, claim and start what is due, turn after turn while whole
@@ -121,6 +132,8 @@ class DeliveryWorker(_Worker):
         if now - self._health_at >= HEALTH_EVERY_S:
             self._health_at = now
             publish_delivery_health(self.outbox)
+        time.sleep(max(0.0, self._turn_at + self.TURN_S - time.monotonic()))
+        self._turn_at = time.monotonic()
         total = DeliveryStats()
         while True:
             stats = self.pump.step()
@@ -333,7 +346,7 @@ class AlertService:
         (workers in other processes find it at their next poll)."""
         RAISED.labels(alert.severity.value, alert.kind).inc()
         if self.delivery is not None:
-            self.delivery.wake()
+            self.delivery.recorded()
 
     def start(self, bus: Bus) -> None:
         """Start the delivery and escalation workers and the acknowledge/resolve API."""
@@ -342,7 +355,7 @@ class AlertService:
                                        self.settings.delivery_batch)
         if self.lifecycle is not None:
             self.lifecycle.publish = version_recorder(self.outbox, self.registry, self.settings.channels, publish,
-                                                      self.delivery.wake)
+                                                      self.delivery.recorded)
         self.workers = [
             self.delivery,
             EscalationWorker(self.outbox, self.registry, self.roster,
