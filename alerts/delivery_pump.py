@@ -9,8 +9,9 @@ run on a pool of threads and wake the worker when they finish. So:
 - a lane (:func:`alerts.delivery.lane_of`: one per partner and channel, one per TAK server for CoT)
   has up to ``channel.lane_concurrency`` sends in flight (1 when the channel does not say: a CoT
   stream or an SMTP session is one connection; the HTTP channels say how many their client allows);
-- a lane that is full (that many in flight and ``lane_queue`` times as many waiting) is left out of the next
-  claims, so one slow partner's backlog stays in the outbox and does not hold the room of the others;
+- a lane that is full (that many in flight and ``lane_queue`` times as many waiting) is left out of
+  the next claims, so one slow partner's backlog stays in the outbox and does not take the others'
+  room;
 - a lane whose send is to be retried (the endpoint is down or not answering) is held until that
   delivery's next attempt: what it had waiting, and what is claimed for it meanwhile, is recorded as
   not tried and retried with it, so a dead endpoint costs one timeout per retry, not one per alert.
@@ -54,8 +55,10 @@ class DeliveryPump:
     """Continuous delivery over ``channels`` (by channel name); see the module doc.
 
     ``batch``: most deliveries claimed in one claim. ``max_in_flight``: sends in flight at once over
-    every lane (the thread pool). ``lane_queue``: claimed deliveries a lane may hold waiting beyond
-    those in flight. ``on_done``: called from a send's thread when it finished (wake the worker).
+    every lane (the thread pool). ``lane_queue``: claimed deliveries a lane may hold waiting, per
+    send it may have in flight (few, so that none waits out its lease behind a slow endpoint).
+    ``on_done``: called from a send's thread when it finished (wake the worker). ``poll_s``: the
+    longest a turn goes without claiming.
     """
 
     def __init__(self, outbox: Outbox, channels: Mapping[str, Channel], *, batch: int = 250, max_in_flight: int = 64,
@@ -128,7 +131,7 @@ class DeliveryPump:
         stats.delivered += len(delivered)
         for lane_key, job, result in finished:
             lane = self._lanes[lane_key]
-            if len(lane.waiting) + lane.in_flight >= lane.limit * (1 + self.lane_queue):
+            if self._full(lane):
                 self._may_be_due = True  # a full lane, left out of the claims, gets room
             lane.in_flight -= 1
             self._held_jobs -= 1
@@ -159,8 +162,7 @@ class DeliveryPump:
         if room <= 0 or not (self._may_be_due or time.monotonic() - self._claimed_at >= self.poll_s):
             return
         self._may_be_due, self._claimed_at = False, time.monotonic()
-        full = [pair for lane in self._lanes.values() if len(lane.waiting) + lane.in_flight >= lane.limit * (1 + self.lane_queue)
-                for pair in lane.pairs]
+        full = [pair for lane in self._lanes.values() if self._full(lane) for pair in lane.pairs]
         jobs = self.outbox.due(now_ns, room, channels=list(self.channels), excluding=full)
         self._may_be_due = len(jobs) == room  # a full claim: there may be more
         stats.claimed += len(jobs)
@@ -176,6 +178,9 @@ class DeliveryPump:
                 self._not_tried(job, lane.held_because, now_ns, stats)
             else:
                 lane.waiting.append(job)
+
+    def _full(self, lane: _Lane) -> bool:
+        return len(lane.waiting) + lane.in_flight >= lane.limit * (1 + self.lane_queue)
 
     def _start(self) -> None:
         for key, lane in self._lanes.items():

@@ -93,7 +93,6 @@ class AlertStage:
         self._outcomes: list[Outcome | None] = [None] * len(records)
         self._unwritten: dict[str, tuple[int, Alert]] = {}  # alert id -> (record index, alert as composed)
         for index, record in enumerate(records):
-            self._index = index
             try:
                 alert = self._health(record) if record.topic == topics.SENSOR_HEALTH else self._event(record)
             except (IbetError, MessageDecodeError, ValueError) as exc:
