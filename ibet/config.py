@@ -52,6 +52,9 @@ class KafkaSettings(Section):
     max_poll_interval_ms: int = Field(default=300_000, gt=0, description="longest allowed time between polls")
     metadata_max_age_ms: int = Field(default=10_000, gt=0,
                                      description="consumers refresh topic metadata this often (new topics, partitions)")
+    stuck_member_s: float = Field(
+        default=30.0, gt=0,
+        description="a worker that held no partition this long while its group left some unheld joins again as a new member")
     default_partitions: int = Field(default=6, gt=0, description="partitions of topics that ibet creates")
     replication_factor: int = Field(default=1, gt=0, description="3 on a production cluster")
     min_insync_replicas: int = Field(default=1, gt=0, description="2 on a production cluster")

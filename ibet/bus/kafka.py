@@ -185,22 +185,90 @@ class KafkaBusProducer:
 
 
 class KafkaBusConsumer:
-    """A consumer-group member; converts kafka-python records to :class:`Record` at the edge."""
+    """A consumer-group member; converts kafka-python records to :class:`Record` at the edge.
+
+    It also watches its own membership. kafka-python (3.0.12) has been seen, on a loaded machine,
+    to stay out of its group for good: a member removed for a missed heartbeat that looked for its
+    coordinator for 23 minutes without rejoining, and a leader that assigned before it had the
+    topics' metadata and never assigned again. A member that has held no partition for
+    ``stuck_member_s`` asks the broker (DescribeGroups); if its group leaves a partition of the
+    input topics unheld, it closes its consumer and joins again with a new one. An idle spare (more
+    workers than partitions, every partition held) is left alone.
+    """
 
     def __init__(self, settings: KafkaSettings, group_id: str, client_id: str):
         self.group_id = group_id
+        self.rejoins = 0  # times this member started over with a new consumer
+        self._settings, self._client_id = settings, client_id
         self._consumer = KafkaConsumer(**consumer_config(settings, group_id, client_id))
+        self._topics: list[str] = []
+        self._unassigned_since: float | None = None
+        self._next_check = 0.0
 
     def subscribe(self, topics: Sequence[str]) -> None:
-        self._consumer.subscribe(list(topics))
+        self._topics = list(topics)
+        self._subscribe()
+
+    def _subscribe(self) -> None:
+        for topic in self._topics:  # metadata first: a leader assigns only the partitions it knows of
+            self._consumer.partitions_for_topic(topic)
+        self._consumer.subscribe(self._topics)
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        if self._topics:
+            self._watch_membership()
         return [
             Record(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ()), r.timestamp)
             for records in batches.values()
             for r in records
         ]
+
+    def _watch_membership(self) -> None:
+        now = time.monotonic()
+        if self._consumer.assignment():
+            self._unassigned_since = None
+            return
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+            self._next_check = now + self._settings.stuck_member_s
+            return
+        if now < self._next_check:
+            return
+        self._next_check = now + self._settings.stuck_member_s
+        unheld = self._unheld_partitions()
+        if not unheld:
+            return
+        log.warning("group '%s': this member has held no partition for %.0f s while %s are unheld; "
+                    "joining again with a new consumer", self.group_id, now - self._unassigned_since,
+                    ", ".join(f"{t}[{p}]" for t, p in sorted(unheld)[:8]))
+        self._consumer.close(autocommit=False)
+        self._consumer = KafkaConsumer(**consumer_config(self._settings, self.group_id, self._client_id))
+        self._subscribe()
+        self.rejoins += 1
+        self._unassigned_since = now
+
+    def _unheld_partitions(self) -> set[tuple[str, int]]:
+        """Partitions of the input topics that no member of the group holds (empty if the broker cannot say)."""
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self._settings.bootstrap_servers, client_id="ibet-member-check",
+                                     **self._settings.security_config())
+        except KafkaError as exc:
+            log.warning("group '%s': could not check the group's members: %s", self.group_id, exc)
+            return set()
+        try:
+            described = admin.describe_groups([self.group_id])[self.group_id]
+            existing = {(t["name"], p["partition_index"]) for t in admin.describe_topics(self._topics)
+                        for p in t.get("partitions") or []}
+        except KafkaError as exc:
+            log.warning("group '%s': could not check the group's members: %s", self.group_id, exc)
+            return set()
+        finally:
+            admin.close()
+        held = {(a["topic"], p) for member in described.get("members") or []
+                for a in (member.get("member_assignment") or {}).get("assigned_partitions") or []
+                for p in a["partitions"]}
+        return existing - held
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         try:
