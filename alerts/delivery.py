@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple, Protocol
@@ -141,12 +140,20 @@ def post_bounded(client: httpx.Client, url: str, body: bytes, headers: Mapping[s
 
 @dataclass
 class DeliveryStats:
-    """What one :func:`deliver_due` pass did."""
+    """What one :func:`deliver_due` pass (or one turn of the delivery worker) did."""
 
     claimed: int = 0
     delivered: int = 0
     retried: int = 0
     dead: int = 0
+
+    def add(self, other: DeliveryStats) -> DeliveryStats:
+        """Add ``other``'s counts to these; returns self."""
+        self.claimed += other.claimed
+        self.delivered += other.delivered
+        self.retried += other.retried
+        self.dead += other.dead
+        return self
 
 
 def lane_of(channel: Channel, job: DeliveryJob) -> Hashable:
@@ -159,59 +166,27 @@ def lane_of(channel: Channel, job: DeliveryJob) -> Hashable:
 
 def deliver_due(outbox: Outbox, channels: Mapping[str, Channel], now_ns: int | None = None,
                 limit: int = 100, max_lanes: int = 8) -> DeliveryStats:
-    """Claim up to ``limit`` due deliveries on ``channels`` (by channel name), send them and record
-    each outcome; a channel that raises counts as a retry with the exception as the error.
+    """One pass: claim up to ``limit`` deliveries due at ``now_ns`` on ``channels`` (by channel name),
+    send them and record every outcome before returning; a channel that raises counts as a retry
+    with the exception as the error.
 
-    Deliveries are sent in lanes (:func:`lane_of`), up to ``max_lanes`` side by side, so the other
-    partners' deliveries of a pass go out while one partner's endpoint hangs. In a lane, once a
-    delivery is to be retried (the endpoint is down or not answering), the lane's later deliveries
-    of this pass are not tried and are retried with it: a dead endpoint costs one timeout per pass,
-    not one per alert. The pass ends when its slowest lane does, so a hanging partner still delays
-    the *next* pass (new alerts for everyone) by up to one timeout (``alerts.http_timeout_s``,
-    ``cot_timeout_s``); lanes that outlive a pass are not built yet.
+    It is one turn of the delivery worker's :class:`~alerts.delivery_pump.DeliveryPump` (lanes side
+    by side on ``max_lanes`` threads, a lane whose endpoint failed not trying the rest), run until
+    everything it claimed is recorded: for a script or a test that wants a pass, not for the worker.
     """
-    now_ns = outbox.clock.now_ns() if now_ns is None else now_ns
-    lanes: dict[Hashable, list[DeliveryJob]] = {}
-    for job in outbox.due(now_ns, limit, channels=list(channels)):
-        lanes.setdefault(lane_of(channels[job.channel], job), []).append(job)
+    from alerts.delivery_pump import DeliveryPump  # the pump is built on this module's channels
 
-    def run(jobs: list[DeliveryJob]) -> list[tuple[DeliveryJob, SendResult]]:
-        results: list[tuple[DeliveryJob, SendResult]] = []
-        for job in jobs:
-            if results and results[-1][1].outcome is Outcome.RETRY:
-                results.append((job, SendResult(Outcome.RETRY, f"not tried: {results[-1][1].detail}"[:MAX_DETAIL_CHARS])))
-                continue
-            try:
-                result = channels[job.channel].send(job, now_ns)
-            except Exception as exc:  # noqa: BLE001 - one broken send must not stop the pass or lose the job
-                result = SendResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
-            results.append((job, result))
-        return results
-
-    stats = DeliveryStats()
-    if len(lanes) <= 1:
-        done = [run(jobs) for jobs in lanes.values()]
-    else:
-        with ThreadPoolExecutor(min(max_lanes, len(lanes)), thread_name_prefix="alerts-lane") as pool:
-            done = list(pool.map(run, lanes.values()))
-    outcomes = [pair for lane in done for pair in lane]
-    delivered = [job for job, result in outcomes if result.outcome is Outcome.DELIVERED]
-    outbox.delivered_many([job.key for job in delivered], now_ns)  # the pass's successes: one transaction
-    for job in delivered:
-        stats.claimed += 1
-        stats.delivered += 1
-        DELIVERIES.labels(job.partner_id, job.channel, "delivered").inc()
-    for job, result in outcomes:
-        if result.outcome is not Outcome.DELIVERED:
-            record_failure(outbox, job, result, now_ns, stats)
+    pump = DeliveryPump(outbox, channels, batch=max(1, limit), max_in_flight=max(1, max_lanes), lane_queue=max(1, limit))
+    try:
+        stats = pump.step(now_ns) if limit > 0 else DeliveryStats()
+        stats.add(pump.drain())
+    finally:
+        pump.close()
     return stats
 
 
-def record_failure(outbox: Outbox, job: DeliveryJob, result: SendResult, now_ns: int, stats: DeliveryStats, *,
-                   count_claimed: bool = True) -> None:
+def record_failure(outbox: Outbox, job: DeliveryJob, result: SendResult, now_ns: int, stats: DeliveryStats) -> None:
     """Record a failed attempt (retry or dead) with its counter and, for a dead one, an error log."""
-    if count_claimed:
-        stats.claimed += 1
     record = outbox.failed(job.key, result.detail, now_ns, permanent=result.outcome is Outcome.DEAD)
     if record is not None and record.status == DEAD:
         stats.dead += 1

@@ -1,7 +1,7 @@
 """Deliveries sent continuously: each partner's lane keeps its own sends in flight, and no pass waits.
 
-:func:`alerts.delivery.deliver_due` is one pass: claim, send every lane, record, and the pass ends
-with its slowest lane. :class:`DeliveryPump` is what the delivery worker runs instead. Each
+:class:`DeliveryPump` is what the delivery worker runs (:func:`alerts.delivery.deliver_due` is one
+of its turns run until everything claimed is recorded). Each
 :meth:`~DeliveryPump.step` records the sends that finished (the successes in one transaction),
 claims as many due deliveries as there is room for, and starts the sends their lanes allow; sends
 run on a pool of threads and wake the worker when they finish. So:
@@ -73,6 +73,7 @@ class DeliveryPump:
         self._finished: queue.SimpleQueue[tuple[Hashable, DeliveryJob, SendResult]] = queue.SimpleQueue()
         self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="alerts-send")
         self._held_jobs = 0  # claimed and not yet recorded (waiting or in flight)
+        self._sent = threading.Event()  # a send finished
         self._lock = threading.Lock()  # step() and close() from different threads
         # Claims cost a query: a turn claims only when something may be due (see :meth:`recorded`),
         # its last claim filled the batch, a full lane got room, or ``poll_s`` passed (other
@@ -100,13 +101,33 @@ class DeliveryPump:
             self._start()
             return stats
 
+    def drain(self, timeout_s: float = 300.0) -> DeliveryStats:
+        """Claim nothing more; send everything claimed and record it, then return (``deliver_due``).
+        Raises TimeoutError if sends are still in flight after ``timeout_s``."""
+        stats = DeliveryStats()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._sent.clear()
+            with self._lock:
+                self._record_finished(stats)
+                self._start()
+                if self._held_jobs == 0:
+                    return stats
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self._held_jobs} deliveries still unrecorded after {timeout_s} s")
+            self._sent.wait(0.05)
+
     def close(self, timeout_s: float = 30.0) -> DeliveryStats:
         """Send nothing more; wait for the sends in flight (each ends within its channel's timeout)
-        and record them. What was waiting stays claimed until its lease ends, then is sent again."""
+        and record them. What was claimed and still waiting goes back to the outbox, due at once
+        and not counted as an attempt, for whichever worker claims next."""
         with self._lock:
+            waiting = [job for lane in self._lanes.values() for job in lane.waiting]
             for lane in self._lanes.values():
-                self._held_jobs -= len(lane.waiting)
                 lane.waiting.clear()
+            self._held_jobs -= len(waiting)
+            if waiting:
+                self.outbox.release_many([job.key for job in waiting])
         self._pool.shutdown(wait=True, cancel_futures=False)
         with self._lock:
             stats = DeliveryStats()
@@ -138,7 +159,7 @@ class DeliveryPump:
             if result.outcome is Outcome.DELIVERED:
                 continue
             before = stats.dead
-            record_failure(self.outbox, job, result, now_ns, stats, count_claimed=False)
+            record_failure(self.outbox, job, result, now_ns, stats)
             if result.outcome is Outcome.RETRY and stats.dead == before:
                 self._hold(lane_key, job, result, now_ns, stats)
 
@@ -155,7 +176,7 @@ class DeliveryPump:
     def _not_tried(self, job: DeliveryJob, because: str, now_ns: int, stats: DeliveryStats) -> None:
         self._held_jobs -= 1
         record_failure(self.outbox, job, SendResult(Outcome.RETRY, f"not tried: {because}"[:MAX_DETAIL_CHARS]),
-                        now_ns, stats, count_claimed=False)
+                        now_ns, stats)
 
     def _claim(self, now_ns: int, stats: DeliveryStats) -> None:
         room = min(self.batch, self.max_in_flight + self.batch - self._held_jobs)
@@ -195,5 +216,6 @@ class DeliveryPump:
         except Exception as exc:  # noqa: BLE001 - one broken send must not lose the job
             result = SendResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
         self._finished.put((lane_key, job, result))
+        self._sent.set()
         if self.on_done is not None:
             self.on_done()

@@ -363,6 +363,23 @@ class Outbox:
         except SQLAlchemyError as exc:
             raise OutboxError(f"outbox unavailable, cannot mark {len(keys)} deliveries delivered: {exc}") from exc
 
+    def release_many(self, keys: Collection[str]) -> int:
+        """Give claimed (``sending``) deliveries that were never tried back: ``pending``, due at once,
+        the claim not counted as an attempt (a worker stopping with deliveries still waiting in its
+        lanes). Returns how many rows this changed."""
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return 0
+        d = deliveries_table
+        try:
+            with self.engine.begin() as conn:
+                return conn.execute(
+                    update(d).where(d.c.delivery_key.in_(keys), d.c.status == SENDING)
+                    .values(status=PENDING, next_attempt_ns=self.clock.now_ns(), attempts=d.c.attempts - 1)
+                ).rowcount
+        except SQLAlchemyError as exc:
+            raise OutboxError(f"outbox unavailable, cannot release {len(keys)} claimed deliveries: {exc}") from exc
+
     def failed(self, key: str, error: str, now_ns: int | None = None, backoff: Backoff | None = None, *,
                permanent: bool = False) -> DeliveryRecord | None:
         """Record a failed attempt of a claimed (``sending``) delivery: back to ``pending`` with the

@@ -137,10 +137,7 @@ class DeliveryWorker(_Worker):
         total = DeliveryStats()
         while True:
             stats = self.pump.step()
-            total.claimed += stats.claimed
-            total.delivered += stats.delivered
-            total.retried += stats.retried
-            total.dead += stats.dead
+            total.add(stats)
             if stats.claimed < self.batch:
                 return total
 
