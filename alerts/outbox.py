@@ -254,8 +254,8 @@ class Outbox:
                              .values(status=SUPERSEDED, last_error="superseded by a newer version"))
             sent_newer = set()
             if older and new:  # where a newer version is already recorded, the older one is superseded at once
-                sent_newer = set(conn.execute(select(d.c.partner_id, d.c.channel)
-                                              .where(d.c.alert_id == alert.alert_id)).tuples())
+                sent_newer = {(row.partner_id, row.channel) for row in conn.execute(
+                    select(d.c.partner_id, d.c.channel).where(d.c.alert_id == alert.alert_id))}
             new_deliveries += [
                 dict(delivery_key=key, alert_id=alert.alert_id, partner_id=partner, channel=channel,
                      alert_version=version, alert_json=alert_json, attempts=0, created_ns=now_ns,
