@@ -15,7 +15,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
@@ -210,8 +210,6 @@ class KafkaBusConsumer:
         self._subscribe()
 
     def _subscribe(self) -> None:
-        for topic in self._topics:  # metadata first: a leader assigns only the partitions it knows of
-            self._consumer.partitions_for_topic(topic)
         self._consumer.subscribe(self._topics)
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
@@ -275,7 +273,7 @@ class KafkaBusConsumer:
             self._consumer.commit(
                 {KafkaTopicPartition(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
             )
-        except CommitFailedError as exc:
+        except (CommitFailedError, RebalanceInProgressError) as exc:
             raise CommitError(f"group '{self.group_id}' rebalanced before the commit; records will be redelivered") from exc
 
     def lag(self) -> dict[TopicPartition, int]:
