@@ -193,6 +193,21 @@ def summary_of(event: BorderEvent, routing: Routing, registry: Registry, exercis
     lead = f" Lead: {routing.lead_partner_id}." if routing.lead_partner_id else " Nobody on duty was found."
     who = f"A group of {what_of(event)}" if event.group_size > 1 else f"A {event.class_name.value}"
     return (f"{'EXERCISE - ' if exercise else ''}{who} {_WHAT[event.event_type]}{direction} "
-            f"at {event.lat_deg:.5f}, {event.lon_deg:.5f} ({sector.name}) at {local:%H:%M:%S %Z} "
+            f"at {event.lat_deg:.5f}, {event.lon_deg:.5f} ({sector.name}{near_port_of(event)}) at {local:%H:%M:%S %Z} "
             f"({when:%H:%M:%S} UTC), seen by {', '.join(event.sensor_ids) or 'no sensor'}, "
             f"confidence {event.confidence:.2f}.{lead}")
+
+
+_NOT_LAWFUL = {"outside_lanes": "outside its lanes", "wrong_mode": "in lanes not for a {cls}",
+               "closed": "while it was closed"}
+
+
+def near_port_of(event: BorderEvent) -> str:
+    """``", 280 m E of the Calais - St. Stephen (Ferry Point) port of entry, outside its lanes"``, or ``""``."""
+    near = event.near_port
+    if near is None:
+        return ""
+    why = _NOT_LAWFUL[near.reason].format(cls=event.class_name.value)
+    where = f"at the {near.port_name}" if near.distance_m < 5 else f"{near.distance_m:.0f} m {near.bearing} of the " \
+        f"{near.port_name}"
+    return f", {where} port of entry, {why}"

@@ -10,8 +10,11 @@ Rules (distances in metres from the border line, positive in Canada):
 - ``crossing``: the side a track is on is only taken once it is at least ``hysteresis_m`` inside a
   country; the event fires when it then reaches ``hysteresis_m`` inside the other. Time and place
   are interpolated where the signed distance last changed sign, between the two updates around
-  it. Inside a port of entry the event carries ``port_of_entry_id`` (lawful: recorded, not
-  alerted). A crossing seen while the track is tentative is held and sent when it is confirmed.
+  it. A crossing is lawful (``port_of_entry_id`` set: recorded, not alerted) only when the point
+  where it met the line and the point where it stands in the other country lie in one lane of a
+  port for the track's class (a vehicle in a road or rail lane, a person in a pedestrian
+  corridor, a boat at a ferry port) while the port is open; any other crossing at or beside a
+  port carries ``near_port`` (which port, how far, why not lawful) and is alerted. A crossing seen while the track is tentative is held and sent when it is confirmed.
 - ``approach``: within ``approach_distance_m`` and closing faster than ``min_closing_speed_mps``.
 - ``loitering``: positions over at least ``loiter_min_s`` all within ``loiter_radius_m`` of one
   point (the centre of their bounding box), while within ``loiter_max_distance_m`` of the line.
@@ -196,14 +199,15 @@ class BorderEventDetector:
         # a second crossing of the track in one window gets its own id: window start + its ordinal (ns)
         nth = mem.crossing_window[1] if mem.crossing_window[0] == window else 0
         mem.crossing_window = [window, nth + 1]
-        port = self.model.port_ids(np.array([zero_lat]), np.array([zero_lon]))[0]
+        port = self.model.lawful_port_id([(zero_lat, zero_lon), (lat, lon)], track.class_name, event_ts)
+        near = None if port else self.model.near_port(zero_lat, zero_lon, track.class_name, event_ts)
         event = BorderEvent(
             event_id=event_id(track.track_id, BorderEventType.CROSSING, window + nth),
             event_type=BorderEventType.CROSSING, track_id=track.track_id, sector_id=track.sector_id,
             event_ts_ns=event_ts, lat_deg=zero_lat, lon_deg=zero_lon,
             direction=Direction.CA_TO_US if mem.side == "CA" else Direction.US_TO_CA,
             class_name=track.class_name, confidence=mem.side_confidence * confidence,
-            sensor_ids=track.sensor_ids, port_of_entry_id=port, track=TrackSnapshot.of(track),
+            sensor_ids=track.sensor_ids, port_of_entry_id=port, near_port=near, track=TrackSnapshot.of(track),
             group_id=track.group_id, group_size=track.group_size)
         mem.side, mem.side_confidence, mem.zero = side, confidence, None
         return event

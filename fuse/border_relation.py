@@ -26,10 +26,13 @@ import numpy as np
 import shapely
 from pyproj import Proj, Transformer
 
-from ibet.border import BorderGeometry, PortOfEntry
+from ibet.border import MODES_OF_CLASS, BorderGeometry, PortOfEntry
+from ibet.messages import NearPort, NearPortReason
 
 METRIC_CRS = "EPSG:3978"
 DENSIFY_DEG = 0.002  # at most ~220 m between vertices: a projected chord strays < 1 mm from the edge
+NEAR_PORT_M = 1000.0  # an unlawful crossing this close to a port's lanes (or inside its area) names the port
+_COMPASS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
 ON_LINE_M = 0.01  # a point this close to the line with no country is on it (signed distance 0)
 _ALONG_LINE_M = 1e-6  # below this grid distance the direction to the line is the segment normal
 
@@ -44,7 +47,8 @@ class BorderRelation:
     closing_speed_mps: float64, rate at which distance_m shrinks (negative when moving away)
     heading_rel_border_deg: float64 in [0, 180], 0 = straight at the line; NaN when not moving or on it
     time_to_border_s: float64, distance_m / closing_speed_mps when closing, inf otherwise, 0 on the line
-    port_id: object, id of the port of entry whose polygon covers the point, or None
+    port_id: object, id of the port of entry whose area covers the point, or None (the area is
+        context: only a port's lanes make a crossing lawful, see BorderModel.lawful_port_id)
     """
 
     country: np.ndarray
@@ -89,6 +93,14 @@ class BorderModel:
         shapely.prepare(polygons)
         self._port_tree = shapely.STRtree(polygons)
         self._port_ids = np.array([p.id for p in self.ports] + [None], dtype=object)  # [-1] = no port
+        # every lane of every port, in the grid (metres): which port, which mode
+        self._lane_port = np.array([k for k, p in enumerate(self.ports) for _ in p.lanes], dtype=np.int64)
+        self._lane_mode = np.array([lane.mode for p in self.ports for lane in p.lanes], dtype=object)
+        lanes = [shapely.transform(lane.polygon, lambda xy: np.column_stack(self._to_grid.transform(*xy.T)))
+                 for p in self.ports for lane in p.lanes]
+        self._lanes = np.array(lanes, dtype=object)
+        shapely.prepare(self._lanes)
+        self._lane_tree = shapely.STRtree(self._lanes)
 
     @property
     def segment_count(self) -> int:
@@ -174,3 +186,59 @@ class BorderModel:
             np.minimum.at(first, point_idx, port_idx)
         first[first == len(self.ports)] = -1
         return self._port_ids[first]
+
+    def _lanes_covering(self, lat_deg: float, lon_deg: float) -> set[int]:
+        point = shapely.Point(*self._to_grid.transform(lon_deg, lat_deg))
+        return {int(k) for k in self._lane_tree.query(point, predicate="intersects")}
+
+    def lawful_port_id(self, path: Sequence[tuple[float, float]], class_name: str, ts_ns: int) -> str | None:
+        """The port through which a crossing along ``path`` is lawful, or None.
+
+        ``path``: (lat, lon) points of the crossing (where it met the line and where it then
+        stood inside the other country). Lawful when one lane of a mode for ``class_name`` (see
+        ``ibet.border.MODES_OF_CLASS``) covers every point and its port is open at ``ts_ns``.
+        """
+        modes = MODES_OF_CLASS.get(str(class_name), ())
+        common: set[int] | None = None
+        for lat, lon in path:
+            hits = self._lanes_covering(lat, lon)
+            common = hits if common is None else common & hits
+        for k in sorted(common or ()):
+            port = self.ports[self._lane_port[k]]
+            if self._lane_mode[k] in modes and port.hours.is_open(ts_ns):
+                return port.id
+        return None
+
+    def near_port(self, lat_deg: float, lon_deg: float, class_name: str, ts_ns: int,
+                  within_m: float = NEAR_PORT_M) -> NearPort | None:
+        """The port an unlawful crossing at (lat, lon) happened at or beside, and why it was not lawful.
+
+        The port whose lanes are nearest, if within ``within_m`` (true metres) or if its area covers
+        the point; None when no port is that close.
+        """
+        if not len(self._lanes):
+            return None
+        x, y = self._to_grid.transform(lon_deg, lat_deg)
+        point = shapely.Point(x, y)
+        k = int(self._lane_tree.query_nearest(point, all_matches=False)[0])
+        factors = self._proj.get_factors(lon_deg, lat_deg)
+        distance = float(shapely.distance(self._lanes[k], point)) / factors.meridional_scale
+        port = self.ports[self._lane_port[k]]
+        if distance > within_m and not shapely.intersects_xy(port.polygon, lon_deg, lat_deg):
+            return None
+        modes = MODES_OF_CLASS.get(str(class_name), ())
+        here = [j for j in self._lanes_covering(lat_deg, lon_deg) if self._lane_port[j] == self._lane_port[k]]
+        if any(self._lane_mode[j] in modes for j in here):
+            reason = NearPortReason.CLOSED if not port.hours.is_open(ts_ns) else NearPortReason.OUTSIDE_LANES
+        elif here:
+            reason = NearPortReason.WRONG_MODE
+        else:
+            reason = NearPortReason.OUTSIDE_LANES
+        gx, gy = shapely.get_coordinates(shapely.shortest_line(self._lanes[k], point))[[0, 1]].T.tolist() if distance \
+            else ([0.0, 0.0], [0.0, 0.0])
+        dx, dy = gx[1] - gx[0], gy[1] - gy[0]
+        beta = np.radians(-factors.meridian_convergence)  # grid -> true: the inverse of relation()'s rotation
+        east, north = dx * np.cos(beta) - dy * np.sin(beta), dx * np.sin(beta) + dy * np.cos(beta)
+        bearing = _COMPASS[round(float(np.degrees(np.arctan2(east, north))) % 360 / 45) % 8] if distance else "N"
+        return NearPort(port_id=port.id, port_name=port.name, distance_m=round(distance, 1), bearing=bearing,
+                        reason=reason)

@@ -2,8 +2,10 @@
 
 The border ships as GeoJSON in :mod:`ibet.data.border` (Natural Earth 1:10m, see its
 ``PROVENANCE.md``); any GeoJSON, Shapefile or GeoPackage can replace it, in any CRS. Ports of
-entry are polygons drawn around where that shipped line meets each crossing, kept in
-``config/ports_of_entry.geojson``. Loading validates everything and stops with a message that
+entry are kept in ``config/ports_of_entry.geojson``: each is an area drawn around where that
+shipped line meets the crossing (where the port is named as context) and, inside it, its lanes:
+corridors tens of metres wide, one per mode (road, rail, pedestrian, ferry), through which a
+crossing is lawful for the matching traffic (see :data:`MODES_OF_CLASS`), within its opening hours. Loading validates everything and stops with a message that
 names the file, the feature (list position and id) and what is wrong, e.g.::
 
     config/ports_of_entry.geojson: features[3] (id 'poe-sumas').geometry: ring 0 is not closed
@@ -16,17 +18,21 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import geopandas as gpd
 import numpy as np
 import shapely
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 from pyproj import Transformer
 from shapely.geometry import mapping
 
@@ -38,6 +44,7 @@ BOUNDARY_FILE = "us_ca_boundary.geojson"
 COUNTRIES_FILE = "countries_near_border.geojson"
 _LINE_TYPES = ("LineString", "MultiLineString")
 _AREA_TYPES = ("Polygon", "MultiPolygon")
+log = logging.getLogger(__name__)
 
 
 class BorderDataError(RegistryError):
@@ -185,6 +192,31 @@ def nearest_on_border(geom: BorderGeometry, lon: float, lat: float) -> tuple[flo
     return float(snapped_lon), float(snapped_lat), float(math.hypot(*nearest))
 
 
+def lane_across_line(geom: BorderGeometry, lon: float, lat: float, width_m: float,
+                     half_length_m: float) -> shapely.Polygon:
+    """A corridor ``width_m`` wide crossing the border line square at its point nearest (lon, lat).
+
+    It runs ``half_length_m`` into each country from that point, along the normal of the line
+    there (the line's direction is taken over 50 m either side). Lon/lat, computed in metres.
+    """
+    snapped_lon, snapped_lat, _ = nearest_on_border(geom, lon, lat)
+    to_m, to_deg = local_metres(snapped_lon, snapped_lat)
+    near = shapely.intersection(geom.lines, shapely.box(snapped_lon - 0.05, snapped_lat - 0.05,
+                                                        snapped_lon + 0.05, snapped_lat + 0.05))
+    near_m = shapely.transform(near, lambda xy: np.column_stack(to_m.transform(*xy.T)))
+    parts = shapely.get_parts(shapely.line_merge(near_m))
+    part = parts[int(np.argmin(shapely.distance(parts, shapely.Point(0.0, 0.0))))]
+    along = shapely.line_locate_point(part, shapely.Point(0.0, 0.0))
+    behind, ahead = (shapely.get_coordinates(shapely.line_interpolate_point(part, d))[0]
+                     for d in (max(along - 50.0, 0.0), min(along + 50.0, part.length)))
+    tangent = (ahead - behind) / max(float(np.hypot(*(ahead - behind))), 1e-9)
+    normal = np.array([-tangent[1], tangent[0]])
+    w, h = tangent * width_m / 2, normal * half_length_m
+    corners = np.array([-w - h, w - h, w + h, -w + h, -w - h])
+    lon_c, lat_c = to_deg.transform(corners[:, 0], corners[:, 1])
+    return shapely.set_precision(shapely.Polygon(np.column_stack([lon_c, lat_c])), 1e-7)
+
+
 # ---------------------------------------------------------------------------------- ports of entry
 
 def _ring_problem(ring: Any, k: int) -> str | None:
@@ -223,8 +255,96 @@ def _polygon(value: Any) -> shapely.Polygon:
 GeoPolygon = Annotated[shapely.Polygon, BeforeValidator(_polygon), PlainSerializer(mapping, return_type=dict)]
 
 
+Mode = Literal["road", "rail", "pedestrian", "ferry"]
+
+#: Which lanes make a crossing lawful for a track of each class: a vehicle by road or rail (a train
+#: is tracked as a vehicle), a person on foot only in a pedestrian corridor, a boat only at a ferry
+#: (marine) port. An animal or an unknown track is never lawful.
+MODES_OF_CLASS: dict[str, tuple[Mode, ...]] = {"vehicle": ("road", "rail"), "person": ("pedestrian",),
+                                               "boat": ("ferry",)}
+
+
+class PortLane(BaseModel):
+    """One corridor of a port through which traffic of one mode lawfully crosses the line."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, arbitrary_types_allowed=True)
+
+    mode: Mode = Field(..., description="Traffic the lane carries.")
+    name: Name | None = Field(None, description="What it is on the ground, e.g. 'I-5 / Highway 99 lanes'.")
+    polygon: GeoPolygon = Field(..., description="The corridor (lon/lat), crossing the border line.")
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = re.compile(r"^(?:24/7|(?P<open>[01]\d|2[0-3]):(?P<om>[0-5]\d)-(?P<close>[01]\d|2[0-4]):(?P<cm>[0-5]\d))$")
+
+
+def _opening(text: str) -> tuple[int, int] | None:
+    """'HH:MM-HH:MM' as (open, close) minutes after midnight (close may be 24:00 and before open:
+    open past midnight); '24/7' as None."""
+    match = _HOURS.match(text)
+    if match is None or (match["close"] == "24" and match["cm"] != "00"):
+        raise ValueError(f"hours {text!r} must be '24/7' or 'HH:MM-HH:MM' (e.g. '08:00-24:00')")
+    if match["open"] is None:
+        return None
+    return int(match["open"]) * 60 + int(match["om"]), int(match["close"]) * 60 + int(match["cm"])
+
+
+class OpeningHours(BaseModel):
+    """When a port is open, in its own time zone: one span for every day, or per weekday.
+
+    ``daily``: '24/7' or 'HH:MM-HH:MM' (close '24:00' is midnight; a close before the open runs past
+    midnight). ``days`` overrides it for named weekdays (``mon`` .. ``sun``); ``closed`` for a day
+    the port does not open. ``source`` says where the hours come from (agencies publish them).
+
+    >>> OpeningHours(daily="08:00-24:00", time_zone="America/Vancouver").is_open(1785049200_000_000_000)
+    False
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    daily: str = Field("24/7", description="Hours every day: '24/7' or 'HH:MM-HH:MM'.")
+    days: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], str] = Field(
+        default_factory=dict, description="Per-weekday hours ('closed' for no opening), overriding daily.")
+    time_zone: str = Field("UTC", description="IANA zone the hours are in, e.g. 'America/Vancouver'.")
+    source: str | None = Field(None, description="Where the hours come from.")
+
+    @model_validator(mode="after")
+    def _check(self) -> OpeningHours:
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"time_zone {self.time_zone!r} is not a known IANA time zone") from None
+        for text in (self.daily, *self.days.values()):
+            if text != "closed":
+                _opening(text)
+        return self
+
+    def is_open(self, ts_ns: int) -> bool:
+        """Whether the port is open at ``ts_ns`` (ns since the epoch, UTC)."""
+        local = datetime.fromtimestamp(ts_ns / 1e9, tz=ZoneInfo(self.time_zone))
+        minute = local.hour * 60 + local.minute
+        today = _DAYS[local.weekday()]
+        yesterday = _DAYS[(local.weekday() - 1) % 7]
+        for day, after_midnight in ((today, False), (yesterday, True)):
+            text = self.days.get(day, self.daily)  # type: ignore[call-overload]
+            if text == "closed":
+                continue
+            span = _opening(text)
+            if span is None:
+                if not after_midnight:
+                    return True
+                continue
+            start, end = span
+            if end > start:
+                if not after_midnight and start <= minute < end:
+                    return True
+            elif (not after_midnight and minute >= start) or (after_midnight and minute < end):
+                return True  # a span past midnight: the evening of its day and the morning after
+        return False
+
+
 class PortOfEntry(BaseModel):
-    """A land port of entry: the area around where the shipped border line meets the crossing."""
+    """A land or marine port of entry: its area around the shipped border line, its lanes and hours."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, arbitrary_types_allowed=True)
 
@@ -234,12 +354,26 @@ class PortOfEntry(BaseModel):
     ca_port: Name = Field(..., description="Canadian port of entry, e.g. 'Douglas (Surrey), BC'.")
     crossing: Name = Field(..., description="Road, bridge or tunnel, e.g. 'I-5 / BC Highway 99'.")
     sector_id: Id | None = Field(None, description="Registry sector the port lies in, if any.")
-    modes: tuple[Literal["road", "rail", "pedestrian", "ferry"], ...] = Field(
-        ..., min_length=1, description="Traffic the port handles.")
+    modes: tuple[Mode, ...] = Field(..., min_length=1, description="Traffic the port handles.")
     lon_deg: float = Field(..., ge=-180, le=180, description="Real crossing point on the road, WGS-84 longitude (deg).")
     lat_deg: float = Field(..., ge=-90, le=90, description="Real crossing point on the road, WGS-84 latitude (deg).")
     snap_distance_m: float = Field(..., ge=0, description="Distance from the real crossing to the shipped line (m).")
+    lanes: tuple[PortLane, ...] = Field(
+        (), description="Corridors where crossing is lawful, one or more per mode; none: no crossing here is lawful.")
+    hours: OpeningHours = Field(default_factory=OpeningHours, description="When the port is open (default 24/7).")
     polygon: GeoPolygon = Field(..., description="Port area (lon/lat); in the file it is the feature's geometry.")
+
+    @model_validator(mode="after")
+    def _lanes_in_modes(self) -> PortOfEntry:
+        for k, lane in enumerate(self.lanes):
+            if lane.mode not in self.modes:
+                raise ValueError(f"lanes[{k}] is a {lane.mode} lane but the port's modes are {list(self.modes)}")
+        return self
+
+    def lanes_for(self, class_name: str) -> tuple[PortLane, ...]:
+        """The lanes through which a track of ``class_name`` may lawfully cross (see MODES_OF_CLASS)."""
+        modes = MODES_OF_CLASS.get(str(class_name), ())
+        return tuple(lane for lane in self.lanes if lane.mode in modes)
 
 
 def _problem_text(source: str, index: int, fid: Any, loc: tuple[Any, ...], msg: str) -> str:
@@ -264,8 +398,11 @@ def load_ports_of_entry(path: str | Path, *, sector_ids: Iterable[str] | None = 
     Each feature has a Polygon geometry and the PortOfEntry fields (except ``polygon``) as
     properties. Raises BorderDataError naming the file, the feature (index and id) and the
     problem: unreadable or invalid JSON, wrong structure, invalid or open polygon rings, lon/lat
-    out of range, missing or unknown properties, duplicate ids; with ``sector_ids``, an unknown
-    sector; with ``border``, a polygon that does not touch the border line.
+    out of range, missing or unknown properties, duplicate ids, a lane of a mode the port does not
+    handle, bad opening hours; with ``sector_ids``, an unknown sector; with ``border``, an area that
+    does not touch the border line or a lane that does not cross it. ``lanes`` (a list of
+    ``{mode, name, polygon}`` with GeoJSON polygons) and ``hours`` are properties; a port without
+    lanes loads with a warning (nothing crossing there is lawful).
 
     >>> [p.id for p in load_ports_of_entry("config/ports_of_entry.geojson")][:1]
     ['poe-peace-arch']
@@ -307,6 +444,12 @@ def load_ports_of_entry(path: str | Path, *, sector_ids: Iterable[str] | None = 
             problems.append(f"{_where(source, i, fid)}.properties.sector_id: '{port.sector_id}' is not a known sector")
         if border is not None and not shapely.intersects(port.polygon, border.lines):
             problems.append(f"{_where(source, i, fid)}.geometry: does not touch the border line ({border.source})")
+        for k, lane in enumerate(port.lanes):
+            if border is not None and not shapely.intersects(lane.polygon, border.lines):
+                problems.append(f"{_where(source, i, fid)}.properties.lanes[{k}]: the {lane.mode} lane does not "
+                                f"cross the border line ({border.source}), so nothing could cross through it")
+        if not port.lanes:
+            log.warning("%s: port %s has no lanes: every crossing there will be alerted", source, port.id)
         ports.append(port)
     if problems:
         raise BorderDataError("\n".join(problems))

@@ -370,6 +370,25 @@ class TrackSnapshot(WireModel):
                    sensor_ids=update.sensor_ids, status=update.status)
 
 
+class NearPortReason(StrEnum):
+    """Why a crossing at or near a port of entry is not lawful."""
+
+    OUTSIDE_LANES = "outside_lanes"  # beside the port: not through any of its lanes
+    WRONG_MODE = "wrong_mode"  # through a lane for other traffic (a person on foot in the road lanes)
+    CLOSED = "closed"  # through the right lane, but outside the port's opening hours
+
+
+class NearPort(WireModel):
+    """The port of entry an unlawful crossing happened at or beside: context for the duty desk."""
+
+    port_id: Name
+    port_name: Name
+    distance_m: float = Field(ge=0.0, description="from the port's nearest lane to the event point")
+    bearing: Literal["N", "NE", "E", "SE", "S", "SW", "W", "NW"] = Field(
+        description="compass direction of the event point from that lane")
+    reason: NearPortReason
+
+
 class BorderEvent(WireMessage):
     """A border event on ``ibet.events.v1`` (key: sector id); the id comes from :func:`ibet.ids.event_id`."""
 
@@ -384,12 +403,15 @@ class BorderEvent(WireMessage):
     class_name: TrackClass
     confidence: Probability
     sensor_ids: tuple[SensorId, ...]
-    port_of_entry_id: Name | None = Field(None, description="set when inside a lawful port of entry")
+    port_of_entry_id: Name | None = Field(
+        None, description="set when the crossing was lawful: through a lane of this port for the track's class, while open")
+    near_port: NearPort | None = Field(
+        None, description="an unlawful crossing at or beside a port of entry: which one, how far, and why not lawful")
     evidence_refs: tuple[str, ...] = Field((), description="the track's evidence (see TrackUpdate.evidence_refs)")
     track: TrackSnapshot | None = Field(None, description="the fused track at the event")
     group_id: Name | None = Field(None, description="the track's group (TrackUpdate.group_id)")
     group_size: Count = Field(1, ge=1, description="how many move together in it (1: alone)")
-    OMIT_AT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"group_size"})
+    OMIT_AT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"group_size", "near_port"})
 
 
 # Alerts

@@ -12,7 +12,10 @@ marked *approx.* were placed by hand), the script finds the nearest point of the
 (``ibet.border.nearest_on_border``, in metres) and writes the convex hull of a ``SNAP_RADIUS_M``
 disc around that point and a ``REAL_RADIUS_M`` disc around the real location, computed in a local
 azimuthal equidistant plane (pyproj) and written back in WGS-84 lon/lat. ``snap_distance_m`` says
-how far the real crossing is from the shipped line.
+how far the real crossing is from the shipped line. Inside that area, one lane per mode
+(``LANE_WIDTH_M`` wide, ``LANE_HALF_LENGTH_M`` into each country) crosses the shipped line square
+at its point nearest the real crossing (or ``lanes_at``): only a crossing through a lane of the
+track's mode is lawful. Hours and their time zone come from ``hours`` and ``ZONE_OF_STATE``.
 
 Operators may edit the output by hand (add a port, widen a polygon); ``ibet.border.
 load_ports_of_entry`` validates it. Rerunning this script overwrites it from ``PORTS``.
@@ -30,7 +33,8 @@ import numpy as np
 import shapely
 from shapely.geometry import mapping
 
-from ibet.border import PortOfEntry, load_border, load_ports_of_entry, local_metres, nearest_on_border
+from ibet.border import (OpeningHours, PortLane, PortOfEntry, lane_across_line, load_border, load_ports_of_entry,
+                         local_metres, nearest_on_border)
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "config" / "ports_of_entry.geojson"
@@ -48,18 +52,38 @@ class Port(NamedTuple):
     lon_deg: float
     sector_id: str | None
     modes: tuple[str, ...] = ("road",)
+    lanes_at: tuple[float, float] | None = None  # (lat, lon) where the lanes meet the shipped line, if not nearest
+    hours: str = "24/7"
+
+
+#: Lane width per mode (m): a highway's lanes and booths' approach, a rail line's right of way, a
+#: bridge's sidewalk with its road (pedestrians at the shipped bridge ports walk the bridge), a
+#: ferry's channel. Each lane runs ``LANE_HALF_LENGTH_M`` into each country.
+LANE_WIDTH_M = {"road": 30.0, "rail": 15.0, "pedestrian": 30.0, "ferry": 80.0}
+LANE_HALF_LENGTH_M = 300.0
+
+#: The time zone each port's hours are published in (its US side; both sides' hours agree for the
+#: shipped ports). Hours: CBP's and CBSA's published hours (cbp.gov port pages, the CBSA's
+#: "Border wait times and hours" list), as of 2026; all shipped ports are open around the clock
+#: except Lynden - Aldergrove (8 am to midnight).
+ZONE_OF_STATE = {"AK": "America/Anchorage", "WA": "America/Los_Angeles", "MT": "America/Denver",
+                 "ND": "America/Chicago", "MN": "America/Chicago", "MI": "America/Detroit",
+                 "NY": "America/New_York", "VT": "America/New_York", "ME": "America/New_York"}
+HOURS_SOURCE = "CBP and CBSA published port hours (2026)"
 
 
 # West to east. Locations: where the road or bridge crosses the boundary (bridges: mid-span).
 PORTS = (
     Port("alcan-beaver-creek", "Alcan - Beaver Creek", "Alcan, AK", "Beaver Creek, YT",
          "Alaska Highway (AK 2 / Yukon Highway 1)", 62.615310, -141.001443, None),
+    # the shipped line ends 255 m east of I-5: the lanes are where the demo's road meets its end
     Port("peace-arch", "Peace Arch", "Blaine (Peace Arch), WA", "Douglas (Surrey), BC",
-         "I-5 / BC Highway 99", 49.00220, -122.75650, "pac-blaine"),
+         "I-5 / BC Highway 99", 49.00220, -122.75650, "pac-blaine", lanes_at=(48.9925, -122.749595)),
     Port("pacific-highway", "Pacific Highway", "Blaine (Pacific Highway), WA", "Pacific Highway (Surrey), BC",
          "SR 543 / BC Highway 15 (176th Street)", 49.00200, -122.73500, "pac-blaine"),
     Port("lynden-aldergrove", "Lynden - Aldergrove", "Lynden, WA", "Aldergrove (Langley), BC",
-         "SR 539 (Guide Meridian) / BC Highway 13 (264th Street)", 49.002270, -122.484984, None),
+         "SR 539 (Guide Meridian) / BC Highway 13 (264th Street)", 49.002270, -122.484984, None,
+         hours="08:00-24:00"),
     Port("sumas-huntingdon", "Sumas - Huntingdon", "Sumas, WA", "Huntingdon (Abbotsford), BC",
          "SR 9 / BC Highway 11", 49.002411, -122.265511, None),
     Port("sweetgrass-coutts", "Sweetgrass - Coutts", "Sweetgrass, MT", "Coutts, AB",
@@ -129,11 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     for p in PORTS:
         snapped_lon, snapped_lat, distance_m = nearest_on_border(border, p.lon_deg, p.lat_deg)
         polygon = port_polygon(p.lon_deg, p.lat_deg, snapped_lon, snapped_lat)
+        lane_lat, lane_lon = p.lanes_at or (p.lat_deg, p.lon_deg)
+        lanes = [PortLane(mode=mode, name=f"{p.crossing} {mode} lanes",
+                          polygon=lane_across_line(border, lane_lon, lane_lat, LANE_WIDTH_M[mode], LANE_HALF_LENGTH_M))
+                 for mode in p.modes]
+        hours = OpeningHours(daily=p.hours, time_zone=ZONE_OF_STATE[p.us_port.rsplit(", ", 1)[1]], source=HOURS_SOURCE)
         port = PortOfEntry(id=f"poe-{p.slug}", name=p.name, us_port=p.us_port, ca_port=p.ca_port,
                            crossing=p.crossing, sector_id=p.sector_id, modes=p.modes, lon_deg=p.lon_deg,
-                           lat_deg=p.lat_deg, snap_distance_m=round(distance_m, 1), polygon=polygon)
+                           lat_deg=p.lat_deg, snap_distance_m=round(distance_m, 1), lanes=tuple(lanes),
+                           hours=hours, polygon=polygon)
+        if not all(polygon.contains(lane.polygon) for lane in lanes):
+            raise SystemExit(f"{port.id}: a lane reaches outside the port's area; widen SNAP_RADIUS_M")
         props = port.model_dump(exclude={"polygon"}, mode="json")
-        features.append({"type": "Feature", "properties": props, "geometry": _rounded(mapping(polygon))})
+        features.append({"type": "Feature", "properties": _rounded(props), "geometry": _rounded(mapping(polygon))})
         print(f"{port.id:40s} snap {distance_m:7.1f} m  sector {p.sector_id or '-'}")
 
     body = ",\n".join(json.dumps(f, separators=(",", ":"), ensure_ascii=False) for f in features)

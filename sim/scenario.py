@@ -133,6 +133,10 @@ class TargetSpec(_Model):
     waypoints_m: Path_
     speed_mps: float = Field(gt=0, le=40)
     start_s: float = Field(0.0, ge=0)
+    lawful_port: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="the port of entry whose lanes this target lawfully crosses through (open, its mode); "
+                    "the truth takes a crossing as lawful only from this, never from the product's port data")
 
 
 class Expectation(_Model):

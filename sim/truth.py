@@ -1,8 +1,9 @@
 """Exact ground truth: where every target is at every step, and every true border event.
 
 Crossings are exact: each straight leg of a target's path is intersected with the border line,
-and the crossing time follows from the distance along the path at constant speed. A crossing
-inside a port-of-entry polygon is lawful. An approach is a target that comes within the
+and the crossing time follows from the distance along the path at constant speed. A crossing is
+lawful only when the scenario says so (the target's ``lawful_port``: it drives or walks through
+that port's lanes while it is open); the product's port polygons never decide it. An approach is a target that comes within the
 scenario's approach distance of the line and never crosses.
 """
 
@@ -16,7 +17,7 @@ import shapely
 from shapely.geometry import LineString, Point
 from shapely.geometry.base import BaseGeometry
 
-from ibet.border import BorderGeometry, PortOfEntry, country_at, port_at
+from ibet.border import BorderGeometry, PortOfEntry, country_at
 from sim.geo import LocalFrame
 from sim.motion import PolylineMotion
 from sim.scenario import TargetSpec
@@ -60,7 +61,14 @@ def _country(border: BorderGeometry, frame: LocalFrame, xy: np.ndarray) -> np.nd
 
 def crossings(target: Target, border: BorderGeometry, border_local: BaseGeometry, frame: LocalFrame,
               ports: Sequence[PortOfEntry]) -> list[TruthEvent]:
-    """Every point where the target's path crosses the border line, in path order."""
+    """Every point where the target's path crosses the border line, in path order.
+
+    Lawful only as the target declares (``lawful_port``); ``ports`` only checks that the port it
+    names exists. Raises ValueError for an unknown port.
+    """
+    if target.spec.lawful_port is not None and target.spec.lawful_port not in {p.id for p in ports}:
+        raise ValueError(f"target {target.spec.id}: lawful_port {target.spec.lawful_port!r} is not a known port "
+                         f"of entry (see config/ports_of_entry.geojson)")
     motion, events = target.motion, []
     cum = motion.cumulative_m
     for i in range(len(motion.points_m) - 1):
@@ -76,12 +84,12 @@ def crossings(target: Target, border: BorderGeometry, border_local: BaseGeometry
             if direction is None:
                 continue  # grazes the line without changing country
             lon, lat = frame.to_wgs84(p.x, p.y)
-            port = port_at(ports, float(lon), float(lat))
+            port = target.spec.lawful_port
             distance = cum[i] + float(np.linalg.norm(xy - a))
             events.append(TruthEvent(
                 "lawful_crossing" if port else "crossing", target.spec.id, target.spec.kind,
                 motion.time_at_distance(distance), float(p.x), float(p.y), float(lat), float(lon), direction,
-                port.id if port else None, 0.0,
+                port, 0.0,
             ))
     return events
 

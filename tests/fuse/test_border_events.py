@@ -265,17 +265,82 @@ def test_jitter_on_the_line_never_fires_twice(model: BorderModel) -> None:
     assert [e.direction for e in crossings] == [Direction.CA_TO_US]
 
 
-def test_crossing_inside_the_peace_arch_port_carries_its_id(model: BorderModel) -> None:
-    def crossing_at(lon: float) -> BorderEvent:
-        lat = np.linspace(48.9915, 48.9935, 60)  # ~110 m in the US to ~110 m in Canada
-        updates = [update("trk-p", T0 + i * NS // 2, float(la), lon, 0.0, 0.4) for i, la in enumerate(lat)]
-        [event] = of_type(run(BorderEventDetector(model), updates), BorderEventType.CROSSING)
-        return event
+ALL_PORTS = load_ports_of_entry(PORTS)
+PEACE_ARCH_ROAD = (-122.749574, 48.9925)  # where the lawful demo scenario's road meets the shipped line
 
-    lawful = crossing_at(-122.750)
-    assert lawful.direction is Direction.US_TO_CA and lawful.port_of_entry_id == "poe-peace-arch"
-    assert lawful.lat_deg == pytest.approx(48.992515, abs=2e-5)  # placed at the shipped line
-    assert crossing_at(-122.70).port_of_entry_id is None
+
+def across_line_at(lon: float, lat: float, offset_m: float = 0.0) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """A path square across the shipped line at its point nearest (lon, lat), shifted ``offset_m``
+    along the line: origin (lon, lat) and east/north metres, 150 m from one country into the other."""
+    border = load_border()
+    lon0, lat0, _ = nearest_on_border(border, lon, lat)
+    to_m, _ = local_metres(lon0, lat0)
+    near = shapely.intersection(border.lines, shapely.box(lon0 - 0.02, lat0 - 0.02, lon0 + 0.02, lat0 + 0.02))
+    near_m = shapely.transform(near, lambda xy: np.column_stack(to_m.transform(*xy.T)))
+    part = min(shapely.get_parts(shapely.line_merge(near_m)), key=lambda g: g.distance(shapely.Point(0, 0)))
+    d = part.project(shapely.Point(0, 0))
+    a, b = (np.array(part.interpolate(x).coords[0]) for x in (max(d - 30, 0), min(d + 30, part.length)))
+    tangent = (b - a) / np.hypot(*(b - a))
+    normal = np.array([-tangent[1], tangent[0]])
+    s = np.linspace(-150.0, 150.0, 120)
+    return lon0, lat0, tangent[0] * offset_m + normal[0] * s, tangent[1] * offset_m + normal[1] * s
+
+
+def crossings_along(model: BorderModel, lon0: float, lat0: float, east: np.ndarray, north: np.ndarray,
+                    cls: TrackClass, t0_ns: int = T0) -> list[BorderEvent]:
+    updates = [u.model_copy(update={"class_name": cls}) for u in walk("trk-p", lon0, lat0, east, north, t0_ns=t0_ns)]
+    return of_type(run(BorderEventDetector(model), updates), BorderEventType.CROSSING)
+
+
+def road_crossing(port) -> tuple[float, float]:
+    return PEACE_ARCH_ROAD if port.id == "poe-peace-arch" else (port.lon_deg, port.lat_deg)
+
+
+@pytest.mark.parametrize("port", ALL_PORTS, ids=lambda p: p.id)
+def test_the_lawful_vehicle_through_every_port_is_lawful_and_a_person_beside_it_is_not(model: BorderModel,
+                                                                                      port) -> None:
+    lon, lat = road_crossing(port)
+    vehicle = crossings_along(model, *across_line_at(lon, lat), TrackClass.VEHICLE)
+    assert [e.port_of_entry_id for e in vehicle] == [port.id]
+    assert vehicle[0].near_port is None
+
+    for side in (-1, 1):  # 30 m beside the road corridor (30 m wide), on either side
+        [person] = crossings_along(model, *across_line_at(lon, lat, side * (15.0 + 30.0)), TrackClass.PERSON)
+        assert person.port_of_entry_id is None
+        assert person.near_port is not None and person.near_port.port_id == port.id
+        assert person.near_port.reason == "outside_lanes"
+        assert person.near_port.distance_m == pytest.approx(30.0, abs=3.0)
+
+
+@pytest.mark.parametrize("port", [p for p in ALL_PORTS if "pedestrian" not in p.modes][:4], ids=lambda p: p.id)
+def test_a_person_on_foot_in_the_road_lanes_is_not_lawful(model: BorderModel, port) -> None:
+    [person] = crossings_along(model, *across_line_at(*road_crossing(port)), TrackClass.PERSON)
+    assert person.port_of_entry_id is None
+    assert person.near_port.reason == "wrong_mode" and person.near_port.distance_m == 0.0
+
+
+def test_a_person_on_the_peace_bridge_sidewalk_is_lawful_and_a_boat_under_it_is_not(model: BorderModel) -> None:
+    bridge = next(p for p in ALL_PORTS if p.id == "poe-peace-bridge")
+    path = across_line_at(bridge.lon_deg, bridge.lat_deg)
+    assert [e.port_of_entry_id for e in crossings_along(model, *path, TrackClass.PERSON)] == [bridge.id]
+    [boat] = crossings_along(model, *path, TrackClass.BOAT)
+    assert boat.port_of_entry_id is None and boat.near_port.reason == "wrong_mode"
+
+
+def test_the_lanes_of_a_closed_port_are_not_lawful(model: BorderModel) -> None:
+    lynden = next(p for p in ALL_PORTS if p.id == "poe-lynden-aldergrove")  # 08:00-24:00 Pacific
+    path = across_line_at(lynden.lon_deg, lynden.lat_deg)
+    open_ns = 1_784_127_600 * NS  # 2026-07-15 08:00 PDT: opens
+    closed_ns = 1_784_113_200 * NS  # 2026-07-15 04:00 PDT
+    assert [e.port_of_entry_id for e in crossings_along(model, *path, TrackClass.VEHICLE, open_ns)] == [lynden.id]
+    [night] = crossings_along(model, *path, TrackClass.VEHICLE, closed_ns)
+    assert night.port_of_entry_id is None and night.near_port.reason == "closed"
+    assert night.near_port.port_name == "Lynden - Aldergrove"
+
+
+def test_far_from_any_port_a_crossing_names_none(model: BorderModel) -> None:
+    [event] = crossings_along(model, *across_line_at(-100.0, 49.0), TrackClass.VEHICLE)
+    assert event.port_of_entry_id is None and event.near_port is None
 
 
 def test_crossing_seen_while_tentative_is_sent_when_confirmed(model: BorderModel) -> None:

@@ -18,10 +18,12 @@ from pyproj import Geod
 from ibet.border import (
     BorderDataError,
     BorderGeometry,
+    OpeningHours,
     PortOfEntry,
     country_at,
     load_border,
     load_ports_of_entry,
+    local_metres,
     nearest_on_border,
     port_at,
 )
@@ -178,6 +180,38 @@ def test_port_at(border: BorderGeometry, ports: tuple[PortOfEntry, ...]) -> None
     assert port_at((), -122.7565, 49.0022) is None
 
 
+def test_every_shipped_port_has_a_lane_per_mode_crossing_the_line_inside_its_area(
+        border: BorderGeometry, ports: tuple[PortOfEntry, ...]) -> None:
+    for port in ports:
+        assert sorted(lane.mode for lane in port.lanes) == sorted(port.modes), port.id
+        for lane in port.lanes:
+            assert lane.polygon.intersects(border.lines) and port.polygon.contains(lane.polygon), port.id
+            to_m, _ = local_metres(port.lon_deg, port.lat_deg)
+            area_m2 = shapely.transform(lane.polygon, lambda xy: np.column_stack(to_m.transform(*xy.T))).area
+            assert 10 * 600 <= area_m2 <= 80 * 600 + 1, (port.id, lane.mode)  # tens of metres wide, 600 m long
+    assert {p.id for p in ports if p.hours.daily != "24/7"} == {"poe-lynden-aldergrove"}
+
+
+@pytest.mark.parametrize(("hours", "local", "is_open"), [
+    ({"daily": "08:00-24:00"}, "2026-07-15T07:59", False),
+    ({"daily": "08:00-24:00"}, "2026-07-15T08:00", True),
+    ({"daily": "08:00-24:00"}, "2026-07-15T23:59", True),
+    ({"daily": "22:00-06:00"}, "2026-07-15T05:59", True),  # past midnight: the morning after
+    ({"daily": "22:00-06:00"}, "2026-07-15T06:00", False),
+    ({"daily": "22:00-06:00", "days": {"tue": "closed"}}, "2026-07-15T01:00", False),  # Tue evening closed
+    ({"daily": "24/7", "days": {"sun": "closed"}}, "2026-07-19T12:00", False),
+    ({"daily": "24/7"}, "2026-03-08T02:30", True),  # the hour DST skips in the US
+    ({"daily": "08:00-16:00", "time_zone": "America/Regina"}, "2026-07-15T15:30", True),  # no DST in Saskatchewan
+])
+def test_opening_hours(hours: dict[str, Any], local: str, is_open: bool) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    spec = OpeningHours(**{"time_zone": "America/Vancouver", **hours})
+    ts = datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(spec.time_zone)).timestamp()
+    assert spec.is_open(int(ts * 1e9)) is is_open
+
+
 def test_port_round_trips_through_geojson(ports: tuple[PortOfEntry, ...]) -> None:
     port = ports[0]
     dumped = port.model_dump(mode="json")
@@ -305,6 +339,18 @@ def test_minimal_port_file_loads(tmp_path: Path) -> None:
     (square(-100, 49), {"snap_distance_m": -1},
      r"features\[1\] \(id 'poe-test'\)\.properties\.snap_distance_m: Input should be greater than or equal to 0"),
     (None, {}, r"features\[1\] \(id 'poe-test'\)\.geometry: must be a GeoJSON Polygon, got 'NoneType'"),
+    (square(-100, 49), {"lanes": [{"mode": "rail", "polygon": square(-100, 49, 0.001)}]},
+     r"features\[1\] \(id 'poe-test'\): lanes\[0\] is a rail lane but the port's modes are \['road'\]"),
+    (square(-100, 49), {"lanes": [{"mode": "road", "polygon": {"type": "Polygon", "coordinates": [[[-100, 49]]]}}]},
+     r"features\[1\] \(id 'poe-test'\)\.properties\.lanes\[0\]\.polygon: ring 0 needs a list of at least 4"),
+    (square(-100, 49), {"lanes": [{"mode": "hovercraft", "polygon": square(-100, 49, 0.001)}]},
+     r"features\[1\] \(id 'poe-test'\)\.properties\.lanes\[0\]\.mode: Input should be 'road', 'rail'"),
+    (square(-100, 49), {"hours": {"daily": "8am-5pm"}},
+     r"features\[1\] \(id 'poe-test'\)\.properties\.hours: hours '8am-5pm' must be '24/7' or 'HH:MM-HH:MM'"),
+    (square(-100, 49), {"hours": {"daily": "08:00-24:30"}}, r"features\[1\] \(id 'poe-test'\)\.properties\.hours: hours '08:00-24:30' must be"),
+    (square(-100, 49), {"hours": {"time_zone": "Mars/Olympus"}},
+     r"features\[1\] \(id 'poe-test'\)\.properties\.hours: time_zone 'Mars/Olympus' is not a known IANA"),
+    (square(-100, 49), {"hours": {"days": {"funday": "closed"}}}, r"features\[1\] \(id 'poe-test'\)\.properties\.hours\.days\.funday\.\[key\]: Input should be 'mon'"),
 ])
 def test_bad_port_names_file_feature_and_problem(tmp_path: Path, geometry: Any, overrides: dict[str, Any],
                                                   message: str) -> None:
