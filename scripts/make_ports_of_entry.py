@@ -33,8 +33,16 @@ import numpy as np
 import shapely
 from shapely.geometry import mapping
 
-from ibet.border import (OpeningHours, PortLane, PortOfEntry, lane_across_line, load_border, load_ports_of_entry,
-                         local_metres, nearest_on_border)
+from ibet.border import (
+    OpeningHours,
+    PortLane,
+    PortOfEntry,
+    lane_across_line,
+    load_border,
+    load_ports_of_entry,
+    local_metres,
+    nearest_on_border,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "config" / "ports_of_entry.geojson"
