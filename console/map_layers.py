@@ -34,9 +34,16 @@ def border_layer(border: BorderGeometry) -> dict[str, Any]:
 
 
 def ports_layer(ports: Sequence[PortOfEntry]) -> dict[str, Any]:
-    """The ports of entry as polygons with their names and sector."""
+    """The ports of entry's areas with their names and sector (only their lanes are lawful: see lanes_layer)."""
     return _collection([_feature(p.polygon, id=p.id, name=p.name, sector_id=p.sector_id, crossing=p.crossing)
                         for p in ports])
+
+
+def lanes_layer(ports: Sequence[PortOfEntry]) -> dict[str, Any]:
+    """Each port's lanes (where crossing is lawful for their mode), with the port and its hours."""
+    return _collection([_feature(lane.polygon, port_id=p.id, name=f"{p.name}: {lane.mode} lanes", mode=lane.mode,
+                                 hours=p.hours.daily, time_zone=p.hours.time_zone)
+                        for p in ports for lane in p.lanes])
 
 
 def sensors_layer(registry: Registry) -> dict[str, Any]:
@@ -75,6 +82,7 @@ def map_layers(border: BorderGeometry | None, ports: Sequence[PortOfEntry], regi
     return {
         "border": border_layer(border) if border is not None else empty,
         "ports": ports_layer(ports),
+        "lanes": lanes_layer(ports),
         "sectors": sectors_layer(registry, ports) if registry is not None else empty,
         "sensors": sensors_layer(registry) if registry is not None else empty,
     }

@@ -22,10 +22,11 @@
   map.setView([49.0, -100.0], 4);
   const layers = {
     sectors: L.layerGroup().addTo(map), border: L.layerGroup().addTo(map), ports: L.layerGroup().addTo(map),
+    lanes: L.layerGroup().addTo(map),
     sensors: L.layerGroup().addTo(map), tracks: L.layerGroup().addTo(map), alerts: L.layerGroup().addTo(map),
   };
   L.control.layers(null, {
-    "Sectors": layers.sectors, "Border": layers.border, "Ports of entry": layers.ports,
+    "Sectors": layers.sectors, "Border": layers.border, "Ports of entry": layers.ports, "Port lanes": layers.lanes,
     "Fixed cameras": layers.sensors, "Tracks": layers.tracks, "Alerts": layers.alerts,
   }, { collapsed: false }).addTo(map);
 
@@ -174,10 +175,11 @@
     const data = await api("/api/map/layers");
     const style = {
       border: { color: "#000", weight: 2, dashArray: "6 4" },
-      ports: { color: "#2b9348", weight: 1, fillOpacity: 0.3 },
+      ports: { color: "#2b9348", weight: 1, fillOpacity: 0.1, dashArray: "3 3" },
+      lanes: { color: "#2b9348", weight: 2, fillOpacity: 0.5 },
       sectors: { color: "#7b2cbf", weight: 1, fillOpacity: 0.05 },
     };
-    for (const name of ["sectors", "border", "ports"]) {
+    for (const name of ["sectors", "border", "ports", "lanes"]) {
       const layer = L.geoJSON(data[name], {
         style: style[name],
         onEachFeature: (f, l) => { if (f.properties.name) l.bindTooltip(mapText(f.properties.name)); },

@@ -30,6 +30,8 @@ def test_the_map_layers_are_the_projects_border_ports_and_sectors(console):
     assert len(layers["border"]["features"]) >= 1
     assert layers["border"]["features"][0]["geometry"]["type"] == "LineString"
     assert "poe-peace-arch" in {f["properties"]["id"] for f in layers["ports"]["features"]}
+    lanes = {(f["properties"]["port_id"], f["properties"]["mode"]) for f in layers["lanes"]["features"]}
+    assert ("poe-peace-arch", "road") in lanes and ("poe-peace-bridge", "pedestrian") in lanes
     sectors = {f["properties"]["id"] for f in layers["sectors"]["features"]}
     assert {"pac-blaine", "gl-detroit", "prairie-emerson"} <= sectors
     assert client.get("/static/vendor/leaflet/leaflet.js").status_code == 200

@@ -181,3 +181,36 @@ def test_eval_refuses_a_scenario_whose_sensors_are_not_the_registrys_in_one_line
     wrong_kind.write_text(text.replace("id: drone-vista-1", "id: cam-peace-arch"))  # a fixed camera, flown
     result = runner.invoke(app, ["eval", str(wrong_kind), "--seeds", "1", "--config", CONFIG])
     assert result.exit_code == 2 and "'cam-peace-arch' is a fixed_camera in the registry, a drone" in result.output
+
+
+def _eval_summary(scenario: Path, config: str) -> dict:
+    import json
+
+    result = runner.invoke(app, ["eval", str(scenario), "--seeds", "1-2", "--config", config])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output.strip().splitlines()[-1])
+
+
+def test_eval_a_person_on_foot_beside_a_port_is_an_unlawful_crossing():
+    summary = _eval_summary(REPO / "tests" / "data" / "scenarios" / "pedestrian-beside-peace-arch.yaml", CONFIG)
+    assert summary["true_crossings"] == 2 and summary["crossing_recall"] == 1.0
+    assert summary["crossing_precision"] == 1.0 and summary["lawful_crossing_events"] == 0
+
+
+def test_eval_a_vehicle_through_a_closed_ports_lanes_is_an_unlawful_crossing(tmp_path):
+    import json
+    import shutil
+
+    night = REPO / "tests" / "data" / "scenarios" / "vehicle-through-closed-port.yaml"
+    shipped = _eval_summary(night, CONFIG)  # the shipped Peace Arch is open around the clock: lawful there
+    assert shipped["lawful_crossing_events"] == 2 and shipped["crossing_events"] == 0
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO / "config", config)
+    ports = json.loads((config / "ports_of_entry.geojson").read_text())
+    [peace_arch] = [f for f in ports["features"] if f["properties"]["id"] == "poe-peace-arch"]
+    peace_arch["properties"]["hours"] = {"daily": "06:00-22:00", "time_zone": "America/Vancouver"}
+    (config / "ports_of_entry.geojson").write_text(json.dumps(ports))
+    closed = _eval_summary(night, str(config / "ibet.yaml"))
+    assert closed["true_crossings"] == 2 and closed["crossing_recall"] == 1.0
+    assert closed["crossing_precision"] == 1.0 and closed["lawful_crossing_events"] == 0
