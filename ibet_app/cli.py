@@ -23,6 +23,7 @@ from ibet.cli_support import ConfigOption
 from ibet.cli_support import fail as _fail
 from ibet.cli_support import load_config_and_registry as _load
 from ibet.exceptions import IbetError
+from ibet_app.admin_cli import sector_app, sensors_add, sim_new
 from ibet_app.bench.cli import bench_app
 from ibet_app.dlq_replay import dlq_app
 from ingest.cli import ingest_app, sensors_app
@@ -38,8 +39,10 @@ alerts_app.add_typer(tokens_app, name="tokens")
 for sub_app, name in ((topics_app, "topics"), (bench_app, "bench"), (config_app, "config"), (sim_app, "sim"),
                       (ingest_app, "ingest"), (sensors_app, "sensors"), (alerts_app, "alerts"),
                       (console_app, "console"), (users_app, "users"), (models_app, "models"), (dlq_app, "dlq"),
-                      (db_app, "db")):
+                      (db_app, "db"), (sector_app, "sector")):
     app.add_typer(sub_app, name=name)
+sensors_app.command("add")(sensors_add)  # the registry's side of sensors; ingest's side is their credentials
+sim_app.command("new")(sim_new)
 
 
 def _package_version(name: str) -> str:

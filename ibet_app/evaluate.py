@@ -20,24 +20,32 @@ from fuse.degrade import DetectorModel, degrade, detection_batch
 from fuse.measurements import measurements, sigmas_from
 from fuse.scoring import FiredEvent, TrueEvent, distance_m, identity_switches, percentiles, score_events
 from fuse.sector_fusion import SectorFusion
+from ibet.border import BorderGeometry, load_border
 from ibet.config import FuseSettings
 from ibet.exceptions import IbetError
 from ibet.registry import Registry
 from sim.run import simulate, truth_frames
 from sim.scenario import Scenario
+from sim.world import snapped_origin
 
 
 class ScenarioMismatch(IbetError):
     """A scenario whose sensors are not the registry's (unknown, or of another sector or kind)."""
 
 
-def check_against_registry(scenario: Scenario, registry: Registry) -> None:
+POSE_TOLERANCE = {"position": 1.0, "height_m": 0.1, "heading_deg": 0.1, "tilt_deg": 0.1, "hfov_deg": 0.1}
+
+
+def check_against_registry(scenario: Scenario, registry: Registry, border: BorderGeometry | None = None) -> None:
     """ScenarioMismatch naming every sensor of ``scenario`` the registry does not have as it is there:
-    unknown ids, another sector, another kind (the fusion would place their detections wrongly)."""
+    unknown ids, another sector, another kind, or a fixed camera standing or looking elsewhere
+    (more than ``POSE_TOLERANCE``: 1 m, 0.1 m of height, 0.1 degree); the fusion would place
+    their detections wrongly."""
     known = {s.id: s for s in registry.sensors}
     problems = []
     if scenario.sector_id not in {s.id for s in registry.sectors}:
         problems.append(f"sector {scenario.sector_id!r} is not in the registry")
+    frame = None
     for spec in scenario.sensors:
         sensor = known.get(spec.id)
         if sensor is None:
@@ -47,8 +55,30 @@ def check_against_registry(scenario: Scenario, registry: Registry) -> None:
                             f"not {scenario.sector_id!r}")
         elif sensor.kind != spec.kind:
             problems.append(f"sensor {spec.id!r} is a {sensor.kind} in the registry, a {spec.kind} in the scenario")
+        elif spec.kind == "fixed_camera" and sensor.pose is not None:
+            frame = frame or snapped_origin(scenario, border or load_border())
+            problems += _pose_differences(spec, sensor.pose, frame)
     if problems:
         raise ScenarioMismatch(f"scenario {scenario.name}: " + "; ".join(problems))
+
+
+def _pose_differences(spec, pose, frame) -> list[str]:
+    lon, lat = frame.to_wgs84(*spec.position_m)
+    east, north = frame.to_local(pose.lon_deg, pose.lat_deg)
+    off = float(np.hypot(east - spec.position_m[0], north - spec.position_m[1]))
+    found = []
+    if off > POSE_TOLERANCE["position"]:
+        found.append(f"stands {off:.1f} m from its registry pose (scenario at {float(lat):.7f}, {float(lon):.7f}; "
+                     f"registry {pose.lat_deg}, {pose.lon_deg})")
+    heading_off = abs((spec.heading_deg - pose.heading_deg + 180) % 360 - 180)
+    for name, ours, theirs, diff in (("height_m", spec.height_m, pose.height_m, abs(spec.height_m - pose.height_m)),
+                                     ("heading_deg", spec.heading_deg, pose.heading_deg, heading_off),
+                                     ("tilt_deg", spec.tilt_deg, pose.tilt_deg, abs(spec.tilt_deg - pose.tilt_deg)),
+                                     ("hfov_deg", spec.image.hfov_deg, pose.hfov_deg,
+                                      abs(spec.image.hfov_deg - pose.hfov_deg))):
+        if diff > POSE_TOLERANCE[name]:
+            found.append(f"{name} {ours} in the scenario, {theirs} in the registry")
+    return [f"camera {spec.id!r} " + "; ".join(found)] if found else []
 
 
 @dataclass

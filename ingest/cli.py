@@ -12,7 +12,7 @@ from ibet.cli_support import fail as _fail
 from ibet.cli_support import load_config_and_registry as _load
 
 ingest_app = typer.Typer(help="Frames into Kafka: the drone push API, pulled camera sources and video streams.", no_args_is_help=True)
-sensors_app = typer.Typer(help="Drone credentials: issue, rotate and revoke push tokens.", no_args_is_help=True)
+sensors_app = typer.Typer(help="Sensors: add one to the registry; drone credentials: issue, rotate and revoke push tokens.", no_args_is_help=True)
 
 SensorArg = Annotated[str, typer.Argument(help="Sensor id from the registry.")]
 

@@ -34,15 +34,32 @@ class World:
     area_local: Polygon
 
 
+SNAP_DENSIFY_DEG = 0.0001  # ~10 m: the data's edges are straight in lon/lat, a projected chord is not the edge
+
+
+def _local_line(frame: LocalFrame, border: BorderGeometry, half_m: float) -> BaseGeometry:
+    """The border line near ``frame`` in its metres, densified first so it follows the lon/lat edges."""
+    near = border.lines.intersection(box(*_degree_box(frame, half_m)))
+    return frame.geometry_to_local(shapely.segmentize(near, SNAP_DENSIFY_DEG))
+
+
 def snapped_origin(scenario: Scenario, border: BorderGeometry) -> LocalFrame:
-    """The scenario's local frame, its origin moved onto the shipped border line if asked."""
+    """The scenario's local frame, its origin moved onto the shipped border line if asked.
+
+    The nearest point is found in the frame's metres on the line densified to ~10 m, then found
+    again around that point on a short stretch densified to ~1 cm: the origin ends within a
+    millimetre or so of the line's lon/lat edge (a 49th-parallel edge is hundreds of km long; its
+    chord in metres strays up to ~6 m from it, which the first version snapped onto).
+    """
     frame = LocalFrame(scenario.origin.lat_deg, scenario.origin.lon_deg)
     if not scenario.origin.snap_to_border:
         return frame
-    near = frame.geometry_to_local(border.lines.intersection(box(*_degree_box(frame, 20_000))))
-    _, on_line = nearest_points(shapely.Point(0.0, 0.0), near)
-    lon, lat = frame.to_wgs84(on_line.x, on_line.y)
-    return LocalFrame(float(lat), float(lon))
+    for half_m, step_deg in ((20_000, SNAP_DENSIFY_DEG), (200, 1e-7)):
+        near = border.lines.intersection(box(*_degree_box(frame, half_m)))
+        _, on_line = nearest_points(shapely.Point(0.0, 0.0), frame.geometry_to_local(shapely.segmentize(near, step_deg)))
+        lon, lat = frame.to_wgs84(on_line.x, on_line.y)
+        frame = LocalFrame(float(lat), float(lon))
+    return frame
 
 
 def _degree_box(frame: LocalFrame, half_m: float) -> tuple[float, float, float, float]:
@@ -95,7 +112,7 @@ def build_world(scenario: Scenario, seed: int, border: BorderGeometry | None = N
     ports = load_ports_of_entry(ports_path or DEFAULT_PORTS)
     frame = snapped_origin(scenario, border)
     half = scenario.map.half_size_m * 3
-    border_local = frame.geometry_to_local(border.lines.intersection(box(*_degree_box(frame, half))))
+    border_local = _local_line(frame, border, half)
     area = box(-scenario.map.half_size_m, -scenario.map.half_size_m, scenario.map.half_size_m, scenario.map.half_size_m)
     near = box(*_degree_box(frame, half))
     land = frame.geometry_to_local(border.canada.intersection(near).union(border.usa.intersection(near)))

@@ -58,7 +58,7 @@ def test_every_page_runs_under_the_policy_without_a_violation(browser, console):
             page.wait_for_selector("#live-status.live")
             page.locator(f"li[data-alert-id='{alert.alert_id}']").wait_for()
             assert page.locator(".leaflet-overlay-pane canvas").count() == 1
-            assert page.locator(".leaflet-control-layers input[type=checkbox]").count() == 6
+            assert page.locator(".leaflet-control-layers input[type=checkbox]").count() == 7  # sectors, border, ports, lanes, cameras, tracks, alerts
             assert page.evaluate("getComputedStyle(document.querySelector('.leaflet-container')).overflow") == "hidden"
             assert "translate3d" in page.evaluate("document.querySelector('.leaflet-map-pane').style.transform")
             assert page.evaluate("Object.keys(window.__map._layers).length") > 10

@@ -181,6 +181,13 @@ def test_eval_refuses_a_scenario_whose_sensors_are_not_the_registrys_in_one_line
     wrong_kind.write_text(text.replace("id: drone-vista-1", "id: cam-peace-arch"))  # a fixed camera, flown
     result = runner.invoke(app, ["eval", str(wrong_kind), "--seeds", "1", "--config", CONFIG])
     assert result.exit_code == 2 and "'cam-peace-arch' is a fixed_camera in the registry, a drone" in result.output
+    moved = tmp_path / "moved.yaml"  # the tower 5 m further south and turned 2 degrees: not where the registry has it
+    moved.write_text(text.replace("position_m: [-150, -120]", "position_m: [-150, -125]")
+                     .replace("heading_deg: 51.3", "heading_deg: 53.3"))
+    assert moved.read_text() != text
+    result = runner.invoke(app, ["eval", str(moved), "--seeds", "1", "--config", CONFIG])
+    assert result.exit_code == 2 and "camera 'cam-vista-tower' stands 5.0 m from its registry pose" in result.output
+    assert "heading_deg 53.3 in the scenario, 51.3 in the registry" in result.output
 
 
 def _eval_summary(scenario: Path, config: str) -> dict:
