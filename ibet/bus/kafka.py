@@ -263,8 +263,6 @@ class KafkaBusConsumer:
             return set()
         finally:
             admin.close()
-        if described.get("group_state") in ("PreparingRebalance", "CompletingRebalance"):
-            return set()  # the group is rebalancing (a member may be finishing a long batch): its turn will come
         held = {(a["topic"], p) for member in described.get("members") or []
                 for a in (member.get("member_assignment") or {}).get("assigned_partitions") or []
                 for p in a["partitions"]}
