@@ -61,7 +61,7 @@ def sector_add(
                f"{', '.join(added.partners) or 'none'}")
     if added.countries_without_partner:
         typer.echo(f"warning: no partner of {', '.join(added.countries_without_partner)} covers it")
-    typer.echo(f"next: give it duty shifts in rosters.yaml; `ibet config check` names the hours nobody covers")
+    typer.echo("next: give it duty shifts in rosters.yaml; `ibet config check` names the hours nobody covers")
 
 
 @sector_app.command("list")
