@@ -256,15 +256,15 @@ def new_scenario(registry: Registry, border: BorderGeometry, *, name: str, secto
                          f"{place.label}: add one with ibet sensors add")
     sensor, cam_e, cam_n = cameras[0]
     # where the first camera's axis meets the line: the crossing point; the path runs square across it
-    line_lon, line_lat, _ = nearest_on_border(border, *frame.to_wgs84(cam_e, cam_n))
-    line_lon, line_lat = _along_axis(border, frame, sensor.pose, cam_e, cam_n) or (line_lon, line_lat)
+    on_axis = _along_axis(border, frame, sensor.pose, cam_e, cam_n)
+    line_lon, line_lat = on_axis or nearest_on_border(border, *frame.to_wgs84(cam_e, cam_n))[:2]
     cross_e, cross_n = (float(v) for v in frame.to_local(line_lon, line_lat))
     normal = np.array([cam_e - cross_e, cam_n - cross_n])
     normal /= max(float(np.hypot(*normal)), 1e-9)
     a, b = np.array([cross_e, cross_n]) + 60 * normal, np.array([cross_e, cross_n]) - 60 * normal
     distance = math.hypot(cam_e - cross_e, cam_n - cross_n)
     m_per_px = distance * 2 * math.tan(math.radians(sensor.pose.hfov_deg) / 2) / sensor.intrinsics.width_px
-    offset = datetime.fromisoformat(f"{date}T{start_local}").replace(tzinfo=ZoneInfo(sector.timezone)).isoformat()
+    start_time = datetime.fromisoformat(f"{date}T{start_local}").replace(tzinfo=ZoneInfo(sector.timezone)).isoformat()
     width, height = sensor.intrinsics.width_px, sensor.intrinsics.height_px
     sensors = "\n".join(
         f"  - id: {s.id}\n    kind: fixed_camera\n    frame_rate_hz: {s.detection_rate_hz:g}\n"
@@ -283,7 +283,7 @@ seed: 1
 origin: {{lat_deg: {place.lat_deg:.7f}, lon_deg: {place.lon_deg:.7f}, snap_to_border: true}}
 duration_s: 100
 environment:
-  start_time: "{offset}"
+  start_time: "{start_time}"
   image_noise_sigma: 2.0
 map:
   ground_elev_m: {sector.ground_elev_m:g}
