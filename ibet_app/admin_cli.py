@@ -128,7 +128,9 @@ def sim_new(
         if out.exists():
             _fail(f"{out} exists; not overwritten")
         out.write_text(text, encoding="utf-8")
-        load_scenario(out)  # what we wrote must load
+        load_scenario(out)  # what we wrote must load; if not, nothing is left behind
     except (IbetError, ValueError) as exc:
+        if out.exists() and out.read_text(encoding="utf-8") == text:
+            out.unlink()
         _fail(str(exc))
     typer.echo(f"wrote {out}: run it with `ibet eval {out}` or `ibet sim run {out}`")
