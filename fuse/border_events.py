@@ -20,6 +20,9 @@ Rules (distances in metres from the border line, positive in Canada):
   point (the centre of their bounding box), while within ``loiter_max_distance_m`` of the line.
 - ``lost_near_border``: a confirmed track deleted within ``lost_distance_m`` of the line.
 
+Approach, loitering and lost events are lawful, like crossings, only in a lane of an open port for
+the track's class; beside the lanes they carry ``near_port`` and are alerted.
+
 Approach and loitering fire at most once per track per ``event_window_s`` window. Only
 confirmed tracks send events; coasting updates (predictions, not measurements) are skipped.
 """
@@ -170,7 +173,7 @@ class BorderEventDetector:
                 mem.pending.append(crossing.model_dump(mode="json"))
         if confirmed:
             events += self._approach(track, mem, rel, i)
-            events += self._loitering(track, mem, distance, str(rel.port_id[i]) if rel.port_id[i] else None)
+            events += self._loitering(track, mem, distance)
         return events
 
     def _crossing(self, track: TrackUpdate, mem: _Memory, signed: float) -> BorderEvent | None:
@@ -222,10 +225,9 @@ class BorderEventDetector:
         mem.approach_window_ns = window
         confidence = _normal_cdf((self.approach_distance_m - abs(signed)) / _sigma_m(track))
         direction = Direction.CA_TO_US if signed > 0 else Direction.US_TO_CA
-        port = str(rel.port_id[i]) if rel.port_id[i] else None
-        return [self._event(track, BorderEventType.APPROACH, window, direction, confidence, port)]
+        return [self._event(track, BorderEventType.APPROACH, window, direction, confidence)]
 
-    def _loitering(self, track: TrackUpdate, mem: _Memory, distance: float, port: str | None) -> list[BorderEvent]:
+    def _loitering(self, track: TrackUpdate, mem: _Memory, distance: float) -> list[BorderEvent]:
         if not distance <= self.loiter_max_distance_m:  # NaN too
             mem.loiter = []
             return []
@@ -254,7 +256,7 @@ class BorderEventDetector:
         centre_lat, centre_lon = plane.to_latlon((e.min() + e.max()) / 2, (n.min() + n.max()) / 2)
         centre = (float(centre_lat), float(centre_lon))
         confidence = _normal_cdf((self.loiter_max_distance_m - distance) / _sigma_m(track))
-        return [self._event(track, BorderEventType.LOITERING, window, Direction.NONE, confidence, port, at=centre)]
+        return [self._event(track, BorderEventType.LOITERING, window, Direction.NONE, confidence, at=centre)]
 
     def _deleted(self, track: TrackUpdate, rel: BorderRelation, i: int) -> list[BorderEvent]:
         mem = self._tracks.pop(track.track_id, None)
@@ -269,17 +271,22 @@ class BorderEventDetector:
             direction = Direction.CA_TO_US if signed > 0 else Direction.US_TO_CA
         window = time_window_start_ns(track.time_ts_ns, self._window_ns)
         confidence = _normal_cdf((self.lost_distance_m - distance) / _sigma_m(track))
-        port = str(rel.port_id[i]) if rel.port_id[i] else None
-        return [self._event(track, BorderEventType.LOST_NEAR_BORDER, window, direction, confidence, port)]
+        return [self._event(track, BorderEventType.LOST_NEAR_BORDER, window, direction, confidence)]
 
     def _event(self, track: TrackUpdate, kind: BorderEventType, window_ns: int, direction: Direction,
-               confidence: float, port: str | None, at: tuple[float, float] | None = None) -> BorderEvent:
+               confidence: float, at: tuple[float, float] | None = None) -> BorderEvent:
+        """An approach, loitering or lost event at ``at`` (default: the track's position). Like a
+        crossing, it is lawful (``port_of_entry_id``: recorded, not alerted) only in a lane of an open
+        port for the track's class (a vehicle queueing at the booths); anywhere else near a port it
+        names the port in ``near_port`` and is alerted (a person loitering beside the road lanes)."""
         lat, lon = at if at is not None else (track.lat_deg, track.lon_deg)
+        port = self.model.lawful_port_id([(lat, lon)], track.class_name, track.time_ts_ns)
+        near = None if port else self.model.near_port(lat, lon, track.class_name, track.time_ts_ns)
         return BorderEvent(event_id=event_id(track.track_id, kind, window_ns), event_type=kind,
                            track_id=track.track_id, sector_id=track.sector_id, event_ts_ns=track.time_ts_ns,
                            lat_deg=lat, lon_deg=lon, direction=direction, class_name=track.class_name,
                            confidence=confidence, sensor_ids=track.sensor_ids, port_of_entry_id=port,
-                           track=TrackSnapshot.of(track), group_id=track.group_id,
+                           near_port=near, track=TrackSnapshot.of(track), group_id=track.group_id,
                            group_size=track.group_size)
 
 

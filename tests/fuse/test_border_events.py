@@ -338,6 +338,37 @@ def test_the_lanes_of_a_closed_port_are_not_lawful(model: BorderModel) -> None:
     assert night.near_port.port_name == "Lynden - Aldergrove"
 
 
+def test_loitering_in_a_ports_lanes_is_lawful_and_beside_them_names_the_port(model: BorderModel) -> None:
+    """A vehicle queueing 40 m north of the line in Peace Arch's road lanes is recorded, not alerted;
+    a person standing 45 m beside the lanes (outside the corridor, inside the port's area) is alerted
+    with the port named; the same for an approach through and beside the lanes."""
+    lon0, lat0, east, north = across_line_at(*PEACE_ARCH_ROAD)
+    at_40m_north = int(np.argmin(np.abs(np.hypot(east, north) - 40.0) + (north < 0) * 1e9))
+    def loiter(offset_m: float, cls: TrackClass) -> BorderEvent:
+        _, _, e, n = across_line_at(*PEACE_ARCH_ROAD, offset_m)
+        k = at_40m_north
+        still = [u.model_copy(update={"class_name": cls})
+                 for u in walk("trk-q", lon0, lat0, np.full(200, e[k]), np.full(200, n[k]))]
+        [event] = of_type(run(BorderEventDetector(model), still), BorderEventType.LOITERING)
+        return event
+
+    queued = loiter(0.0, TrackClass.VEHICLE)
+    assert queued.port_of_entry_id == "poe-peace-arch" and queued.near_port is None
+    beside = loiter(45.0, TrackClass.PERSON)
+    assert beside.port_of_entry_id is None
+    assert beside.near_port.port_id == "poe-peace-arch" and beside.near_port.reason == "outside_lanes"
+    assert beside.near_port.distance_m == pytest.approx(30.0, abs=3.0)
+    on_foot_in_lanes = loiter(0.0, TrackClass.PERSON)
+    assert on_foot_in_lanes.port_of_entry_id is None and on_foot_in_lanes.near_port.reason == "wrong_mode"
+
+    for offset, cls, lawful in ((0.0, TrackClass.VEHICLE, True), (45.0, TrackClass.PERSON, False)):
+        _, _, e, n = across_line_at(*PEACE_ARCH_ROAD, offset)
+        walking = [u.model_copy(update={"class_name": cls}) for u in walk("trk-a", lon0, lat0, e, n, dt_s=0.2)]
+        approach = of_type(run(BorderEventDetector(model), walking), BorderEventType.APPROACH)
+        assert approach and all((a.port_of_entry_id is not None) == lawful for a in approach)
+        assert all((a.near_port is None) == lawful for a in approach)
+
+
 def test_far_from_any_port_a_crossing_names_none(model: BorderModel) -> None:
     [event] = crossings_along(model, *across_line_at(-100.0, 49.0), TrackClass.VEHICLE)
     assert event.port_of_entry_id is None and event.near_port is None
