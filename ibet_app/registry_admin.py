@@ -201,6 +201,11 @@ def add_sensor(registry_path: Path, registry: Registry, border: BorderGeometry, 
     north) from ``place`` and, without ``heading_deg``, looks at the nearest point of the line."""
     if any(s.id == sensor_id for s in registry.sensors):
         raise AdminError(f"sensor {sensor_id!r} is already in the registry")
+    if not any(s.id == sector_id for s in registry.sectors):
+        raise AdminError(f"sector {sector_id!r} is not in the registry (add it with ibet sector add)")
+    if not any(p.id == owner for p in registry.partners):
+        raise AdminError(f"owner {owner!r} is not a partner in the registry "
+                         f"({', '.join(p.id for p in registry.partners)})")
     if not all(math.isfinite(v) for v in (*offset_m, height_m, tilt_deg, hfov_deg)):
         raise AdminError("offsets, height, tilt and field of view must be finite numbers")
     if not 1 < hfov_deg <= 120:
