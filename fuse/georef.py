@@ -20,14 +20,19 @@ Conventions (written from MISB ST 0601, independent of the simulator):
   platform's down axis, clockwise from the nose), relative elevation (from the platform's
   horizontal plane, negative looks down) and relative roll (about the line of sight). The image
   looks along the line of sight, its x axis to the sensor's right, its y axis to the sensor's down.
-- Ground: flat, at ``ground_elev_m`` above the WGS-84 ellipsoid (the datum of ``sensor_alt_m``),
-  a plane in a transverse Mercator centred on the sensor (:class:`fuse.frames.LocalPlane`). The
-  Earth's curvature is ignored for the intersection (0.08 m of height at 1 km); it only decides
-  the horizon: a ray that does not dip below the geometric horizon of a sphere of mean Earth
-  radius seen from the sensor's height is invalid (NaN position), never placed far away.
+- Ground: without a DEM, the ellipsoid raised by ``ground_elev_m`` (the datum of ``sensor_alt_m``).
+  A ray whose point on the flat tangent plane (a transverse Mercator centred on the sensor,
+  :class:`fuse.frames.LocalPlane`) lies within :data:`fuse.terrain.TANGENT_PLANE_MAX_RANGE_M` is
+  solved on that plane (p99 error 0.15 m against the curved Earth); a longer ray is cast on the
+  ellipsoid in ECEF (:func:`fuse.terrain.cast_rays`). A ray that does not dip below the geometric
+  horizon is invalid (NaN position), never placed far away. With a DEM (``terrain``), every ray
+  is cast onto the DEM; one that meets a hole or leaves the raster first falls back to the flat
+  ground with the DEM's relief as its height error, and is flagged in ``fallback``.
 - Uncertainty: a first-order (Jacobian) propagation of the pixel, attitude, position and
   altitude errors of :class:`GeorefSigmas` into a 2x2 east/north covariance at the ground point,
-  so far and oblique detections get larger covariances.
+  so far and oblique detections get larger covariances. On the tangent plane the Jacobian is
+  analytic; for cast rays it is taken by casting each error's one-sigma ray again, so a ray
+  grazing a slope, and the DEM's own height error, widen it as they should.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from numpy.typing import ArrayLike
 
 from fuse.frames import LocalPlane
 from fuse.ground_points import REASON_BAD_BOX, GeorefError, GeorefSigmas, GroundPoints, boxes_array, ground_points
+from fuse.terrain import TANGENT_PLANE_MAX_RANGE_M, Dem, FlatGround, Terrain, cast_rays
 from ibet.messages import Telemetry
 from ibet.registry import CameraIntrinsics, FixedPose
 
@@ -67,14 +73,14 @@ REQUIRED_TELEMETRY: dict[str, int] = {
 
 def georeference_drone(boxes_xyxy_px: ArrayLike, image_width_px: int, image_height_px: int,
                        telemetry: Telemetry | None, ground_elev_m: float,
-                       sigmas: GeorefSigmas = GeorefSigmas()) -> GroundPoints:
+                       sigmas: GeorefSigmas = GeorefSigmas(), terrain: Dem | None = None) -> GroundPoints:
     """Ground points of boxes in a drone frame, from its MISB ST 0601 telemetry.
 
     boxes_xyxy_px: (n, 4) pixel boxes x1, y1, x2, y2 of a ``image_width_px`` x ``image_height_px``
     frame; ground_elev_m: the flat ground, m above the WGS-84 ellipsoid (``Sector.ground_elev_m``).
     Needs every field of :data:`REQUIRED_TELEMETRY`; ``vfov_deg`` defaults to the HFOV and the
-    aspect (square pixels), ``sensor_rel_roll_deg`` to 0. Raises GeorefError naming what is
-    missing, or when the sensor is not above the ground.
+    aspect (square pixels), ``sensor_rel_roll_deg`` to 0. ``terrain``: the sector's DEM, if it
+    has one. Raises GeorefError naming what is missing, or when the sensor is not above the ground.
 
     Example: a drone 100 m up looking straight down sees its nadir at the image centre:
 
@@ -92,7 +98,8 @@ def georeference_drone(boxes_xyxy_px: ArrayLike, image_width_px: int, image_heig
         fields = ", ".join(f"{name} (MISB ST 0601 tag {REQUIRED_TELEMETRY[name]})" for name in missing)
         raise GeorefError(f"telemetry lacks {fields}, needed to georeference a drone frame")
     _check_finite("ground_elev_m", ground_elev_m)
-    height_m = telemetry.sensor_alt_m - ground_elev_m
+    height_m = telemetry.sensor_alt_m - _ground_below(terrain, telemetry.sensor_lat_deg, telemetry.sensor_lon_deg,
+                                                      ground_elev_m)
     if not height_m > 0.0:
         raise GeorefError(f"sensor_alt_m {telemetry.sensor_alt_m} m is not above the ground "
                           f"({ground_elev_m} m above the ellipsoid); check the telemetry or the sector's ground_elev_m")
@@ -104,19 +111,19 @@ def georeference_drone(boxes_xyxy_px: ArrayLike, image_width_px: int, image_heig
                   telemetry.sensor_rel_azimuth_deg, telemetry.sensor_rel_elevation_deg,
                   telemetry.sensor_rel_roll_deg or 0.0)
     return _cast(boxes_xyxy_px, camera, telemetry.sensor_lat_deg, telemetry.sensor_lon_deg, height_m,
-                 angles_deg, (0, 1, 2, 3, 4, 5), sigmas)
+                 angles_deg, (0, 1, 2, 3, 4, 5), sigmas, telemetry.sensor_alt_m, ground_elev_m, terrain)
 
 
 def georeference_fixed_pose(boxes_xyxy_px: ArrayLike, image_width_px: int, image_height_px: int,
                             pose: FixedPose, ground_elev_m: float, intrinsics: CameraIntrinsics | None = None,
-                            sigmas: GeorefSigmas = GeorefSigmas()) -> GroundPoints:
+                            sigmas: GeorefSigmas = GeorefSigmas(), terrain: Dem | None = None) -> GroundPoints:
     """Ground points of boxes from a fixed camera with a surveyed pose.
 
     The optical axis points at ``pose.heading_deg`` (clockwise from true north), ``pose.tilt_deg``
     below the horizon, with no roll, from ``pose.height_m`` above the ground. ``intrinsics``
     (scaled to the frame size, distortion undone) replace the pose's HFOV and the centred
-    principal point. ``ground_elev_m`` is the sector's ground; the pose's height is already
-    measured from it, so it does not move the points (it is taken for a uniform call shape).
+    principal point. The pose's height is measured from the ground under the camera: the DEM's
+    there (``terrain``), else the sector's ``ground_elev_m``.
     ``sigmas.attitude_sigma_deg`` applies to heading, tilt and roll.
     """
     _check_finite("ground_elev_m", ground_elev_m)
@@ -129,7 +136,17 @@ def georeference_fixed_pose(boxes_xyxy_px: ArrayLike, image_width_px: int, image
         camera = _Pinhole(intrinsics.fx_px * sx, intrinsics.fy_px * sy, intrinsics.cx_px * sx,
                           intrinsics.cy_px * sy, intrinsics.distortion)
     angles_deg = (0.0, 0.0, 0.0, pose.heading_deg, -pose.tilt_deg, 0.0)
-    return _cast(boxes_xyxy_px, camera, pose.lat_deg, pose.lon_deg, pose.height_m, angles_deg, (3, 4, 5), sigmas)
+    sensor_h_m = _ground_below(terrain, pose.lat_deg, pose.lon_deg, ground_elev_m) + pose.height_m
+    return _cast(boxes_xyxy_px, camera, pose.lat_deg, pose.lon_deg, pose.height_m, angles_deg, (3, 4, 5), sigmas,
+                 sensor_h_m, ground_elev_m, terrain)
+
+
+def _ground_below(terrain: Dem | None, lat_deg: float, lon_deg: float, ground_elev_m: float) -> float:
+    """The ground's height under a sensor: the DEM's where it has one, else the sector's flat ground."""
+    if terrain is None:
+        return ground_elev_m
+    h = float(terrain.height_m(np.array([lat_deg]), np.array([lon_deg]))[0])
+    return h if np.isfinite(h) else ground_elev_m
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,8 +217,11 @@ def _ned_from_sensor(angles_deg: Sequence[float]) -> tuple[np.ndarray, np.ndarra
 
 
 def _cast(boxes_xyxy_px: ArrayLike, camera: _Pinhole, lat_deg: float, lon_deg: float, height_m: float,
-          angles_deg: Sequence[float], uncertain_angles: Sequence[int], sigmas: GeorefSigmas) -> GroundPoints:
-    """Intersect the ray through each box's bottom-centre with the ground ``height_m`` below the sensor."""
+          angles_deg: Sequence[float], uncertain_angles: Sequence[int], sigmas: GeorefSigmas,
+          sensor_h_m: float, ground_elev_m: float, terrain: Dem | None) -> GroundPoints:
+    """Intersect the ray through each box's bottom-centre with the ground ``height_m`` below the
+    sensor (``sensor_h_m`` above the ellipsoid): on the tangent plane where that is exact enough,
+    else cast in ECEF onto the ellipsoid at ``ground_elev_m`` or onto the DEM."""
     boxes = boxes_array(boxes_xyxy_px)
     u, v = (boxes[:, 0] + boxes[:, 2]) / 2.0, boxes[:, 3]
     finite = np.isfinite(u) & np.isfinite(v)
@@ -235,8 +255,43 @@ def _cast(boxes_xyxy_px: ArrayLike, camera: _Pinhole, lat_deg: float, lon_deg: f
     except ValueError as exc:
         raise GeorefError(f"cannot georeference from this sensor position: {exc}") from None
     lat, lon = plane.to_latlon(en[:, 0], en[:, 1])
+    fallback = np.zeros(len(u), dtype=bool)
+    # beyond the tangent plane's bound, or onto a DEM: cast in ECEF, the Jacobian by casting again
+    ground: Terrain = terrain if terrain is not None else FlatGround(ground_elev_m)
+    recast = (finite & np.isfinite(ned).all(axis=1)) if terrain is not None else valid & (range_m > TANGENT_PLANE_MAX_RANGE_M)
+    if recast.any():
+        k = np.flatnonzero(recast)
+        hit = cast_rays(lat_deg, lon_deg, sensor_h_m, ned[k], ground, ground_elev_m)
+        lat[k], lon[k], range_m[k] = hit.lat_deg, hit.lon_deg, hit.range_m
+        valid[k] = hit.hit
+        fallback[k] = hit.fallback
+        cov[k] = _cast_covariance(plane, hit, lat_deg, lon_deg, sensor_h_m, ned[k], dned[k], ground, ground_elev_m,
+                                  sigmas)
+        valid[k] &= np.isfinite(cov[k]).all(axis=(1, 2))  # a one-sigma ray misses: too near the horizon to place
     reason = np.where(valid, "", np.where(finite, REASON_HORIZON, REASON_BAD_BOX))
-    return ground_points(lat, lon, cov, range_m, valid, reason)
+    return ground_points(lat, lon, cov, range_m, valid, reason, fallback & valid)
+
+
+def _cast_covariance(plane: LocalPlane, nominal, lat_deg: float, lon_deg: float, sensor_h_m: float, ned: np.ndarray,
+                     dned: np.ndarray, ground: Terrain, ground_elev_m: float, sigmas: GeorefSigmas) -> np.ndarray:
+    """East/north covariance of cast points: each one-sigma input error (a ray column of ``dned``,
+    the sensor's altitude, the ground's height error) cast again; the sensor's horizontal position
+    error added as is. Rays that fell back off a DEM take its relief as their height error."""
+    e0, n0 = plane.to_en(nominal.lat_deg, nominal.lon_deg)
+    columns = []
+    for j in range(dned.shape[2]):
+        moved = cast_rays(lat_deg, lon_deg, sensor_h_m, ned + dned[:, :, j], ground, ground_elev_m)
+        columns.append(np.stack(plane.to_en(moved.lat_deg, moved.lon_deg), axis=1) - np.stack([e0, n0], axis=1))
+    up = cast_rays(lat_deg, lon_deg, sensor_h_m + sigmas.altitude_sigma_m, ned, ground, ground_elev_m)
+    columns.append(np.stack(plane.to_en(up.lat_deg, up.lon_deg), axis=1) - np.stack([e0, n0], axis=1))
+    relief = (ground.max_m - ground.min_m) / 2 if isinstance(ground, Dem) else 0.0
+    dh = 0.5  # m: the ground raised this much, the displacement scaled to the height's sigma
+    raised = cast_rays(lat_deg, lon_deg, sensor_h_m, ned, ground.raised(dh), ground_elev_m + dh)
+    step = np.stack(plane.to_en(raised.lat_deg, raised.lon_deg), axis=1) - np.stack([e0, n0], axis=1)
+    sigma_of_ray = np.where(nominal.fallback, max(relief, ground.sigma_m), ground.sigma_m)
+    columns.append(step * (sigma_of_ray / dh)[:, None])
+    jacobian = np.stack(columns, axis=2)  # (n, 2, m)
+    return jacobian @ jacobian.transpose(0, 2, 1) + sigmas.position_sigma_m**2 * np.eye(2)
 
 
 # Checks of the ray calibrations

@@ -52,6 +52,8 @@ class GroundPoints:
         (a homography does not know where the camera is)
     valid: (n,) bool, False for boxes that have no ground point
     reason: (n,) str, why a point is not valid ("" where valid)
+    fallback: (n,) bool, True where a DEM had no height along the ray (a hole, off the raster) and
+        the point was placed on the sector's flat ground with a wider covariance
     """
 
     lat_deg: np.ndarray
@@ -60,6 +62,7 @@ class GroundPoints:
     range_m: np.ndarray
     valid: np.ndarray
     reason: np.ndarray
+    fallback: np.ndarray
 
     def __len__(self) -> int:
         return len(self.valid)
@@ -76,14 +79,16 @@ def boxes_array(boxes_xyxy_px: ArrayLike) -> np.ndarray:
 
 
 def ground_points(lat: np.ndarray, lon: np.ndarray, cov: np.ndarray, range_m: np.ndarray, valid: np.ndarray,
-            reason: np.ndarray) -> GroundPoints:
+                  reason: np.ndarray, fallback: np.ndarray | None = None) -> GroundPoints:
     """Assemble read-only GroundPoints with NaN everywhere a point is not valid."""
     invalid = ~valid
     lat, lon, range_m, cov = (np.array(a, dtype=np.float64) for a in (lat, lon, range_m, cov))
     lat[invalid] = lon[invalid] = range_m[invalid] = np.nan
     cov[invalid] = np.nan
     cov = (cov + cov.transpose(0, 2, 1)) / 2.0  # exactly symmetric
-    points = GroundPoints(lat, lon, cov.reshape(-1, 2, 2), range_m, valid.astype(bool), reason.astype(str))
-    for array in (points.lat_deg, points.lon_deg, points.cov_en_m2, points.range_m, points.valid, points.reason):
+    fallback = np.zeros(len(valid), dtype=bool) if fallback is None else np.array(fallback, dtype=bool)
+    points = GroundPoints(lat, lon, cov.reshape(-1, 2, 2), range_m, valid.astype(bool), reason.astype(str), fallback)
+    for array in (points.lat_deg, points.lon_deg, points.cov_en_m2, points.range_m, points.valid, points.reason,
+                  points.fallback):
         array.setflags(write=False)
     return points

@@ -56,6 +56,22 @@ def geoid_height_m(lat_deg: float, lon_deg: float) -> float:
     return float(top + (bottom - top) * fr)
 
 
+def geoid_heights_m(lat_deg: np.ndarray, lon_deg: np.ndarray) -> np.ndarray:
+    """:func:`geoid_height_m` over arrays (same bilinear interpolation); NaN where a position is not finite."""
+    lat, lon = np.asarray(lat_deg, dtype=np.float64), np.asarray(lon_deg, dtype=np.float64)
+    ok = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90.0)
+    grid = _grid_m()
+    row = (90.0 - np.where(ok, lat, 0.0)) / STEP_DEG
+    col = (np.where(ok, lon, 0.0) % 360.0) / STEP_DEG
+    r0 = np.minimum(np.floor(row).astype(np.int64), ROWS - 2)
+    c0 = np.floor(col).astype(np.int64) % COLS
+    c1 = (c0 + 1) % COLS
+    fr, fc = row - r0, col - np.floor(col)
+    top = grid[r0, c0] + (grid[r0, c1] - grid[r0, c0]) * fc
+    bottom = grid[r0 + 1, c0] + (grid[r0 + 1, c1] - grid[r0 + 1, c0]) * fc
+    return np.where(ok, top + (bottom - top) * fr, np.nan)
+
+
 def msl_to_ellipsoid_m(lat_deg: float, lon_deg: float, alt_msl_m: float) -> float:
     """Height above the ellipsoid of a point ``alt_msl_m`` above mean sea level (EGM96): H + N."""
     if not math.isfinite(alt_msl_m):

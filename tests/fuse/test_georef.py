@@ -198,7 +198,12 @@ def test_a_ray_that_misses_the_curved_earth_is_invalid():
     steeper = georeference_drone(boxes, W, H, telemetry(sensor_rel_elevation_deg=-0.5), ground_elev_m=0.0,
                                  sigmas=NO_ERROR)
     assert grazing.valid.tolist() == [False] and steeper.valid.tolist() == [True]
-    assert steeper.range_m[0] == pytest.approx(100.0 / math.sin(math.radians(0.5)), rel=1e-9)
+    # 11.5 km on a flat plane; on a sphere of the local radius the ground falls away d^2/2R below it:
+    # h - d sin(a) = -d^2 / 2R  ->  d = R (sin a - sqrt(sin^2 a - 2h/R)), about 12.97 km
+    sin_a, radius = math.sin(math.radians(0.5)), 6_378_137.0 * (1 - 0.00669438 * 0.5) / (1 - 0.00669438 * 0.57)
+    curved = radius * (sin_a - math.sqrt(sin_a**2 - 2 * 100.0 / radius))
+    assert steeper.range_m[0] == pytest.approx(curved, rel=2e-3)
+    assert steeper.range_m[0] > 1.13 * 100.0 / sin_a  # not the flat plane's
 
 
 # Random poses against OpenCV's projectPoints
@@ -260,7 +265,8 @@ def test_random_pose_finds_the_point_projectpoints_sees(pose, height_m, ground_e
     ray = world_from_camera @ np.array([(fu - 0.5) * width / matrix[0, 0], (fv - 0.5) * height / matrix[1, 1], 1.0])
     assume(ray[2] > 0)
     north_m, east_m = height_m * ray[:2] / ray[2]
-    assume(math.hypot(north_m, east_m) < min(20 * height_m, 5000.0))
+    # on the tangent plane (slant range < 1 km; beyond it rays are cast on the curved Earth, tested below)
+    assume(math.hypot(north_m, east_m) < min(20 * height_m, 900.0))
     lon, lat, _ = GEOD.fwd(t.sensor_lon_deg, t.sensor_lat_deg, math.degrees(math.atan2(east_m, north_m)),
                            math.hypot(north_m, east_m))
 
