@@ -7,11 +7,13 @@ from __future__ import annotations
 
 
 def build_stage(config, registry):
-    """The fuse stage with the shipped (or configured) border and ports of entry."""
+    """The fuse stage with the shipped (or configured) border and ports of entry, and the sectors' DEMs."""
     from fuse.border_relation import BorderModel
+    from fuse.sector_dems import load_sector_dems
     from fuse.stage import FuseStage
     from ibet.border import load_border, load_ports_of_entry
 
     border = load_border()
     ports = load_ports_of_entry(config.ports_of_entry_file(), sector_ids={s.id for s in registry.sectors})
-    return FuseStage(registry, BorderModel(border, ports), config.fuse)
+    terrains = load_sector_dems(registry, config.registry_file().parent)
+    return FuseStage(registry, BorderModel(border, ports), config.fuse, terrains=terrains)

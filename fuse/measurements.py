@@ -3,6 +3,7 @@ its uncertainty, by the sensor's own georeferencing (drone telemetry, fixed pose
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from fuse.georef import georeference_drone, georeference_fixed_pose
 from fuse.ground_points import GeorefSigmas, GroundPoints
 from fuse.homography import georeference_homography
+from fuse.terrain import Dem
 from ibet.messages import DetectionBatch
 from ibet.registry import Registry
 
@@ -30,18 +32,20 @@ class GroundMeasurement:
 
 
 def ground_points(batch: DetectionBatch, registry: Registry, sigmas: GeorefSigmas,
-                  fixed_sigmas: GeorefSigmas | None = None) -> GroundPoints:
+                  fixed_sigmas: GeorefSigmas | None = None, terrains: Mapping[str, Dem] | None = None) -> GroundPoints:
     """Georeference every box of ``batch`` with the method its sensor supports (fixed cameras
-    with ``fixed_sigmas``: a surveyed mount knows its pose far better than a drone)."""
+    with ``fixed_sigmas``: a surveyed mount knows its pose far better than a drone), onto the
+    sector's DEM in ``terrains`` where it has one."""
     sensor = registry.sensor(batch.sensor_id)
     ground_elev_m = registry.sector(sensor.sector_id).ground_elev_m
+    terrain = (terrains or {}).get(sensor.sector_id)
     boxes = batch.as_arrays().xyxy
     if sensor.kind == "drone":
         return georeference_drone(boxes, batch.image_width_px, batch.image_height_px, batch.telemetry, ground_elev_m,
-                                  sigmas)
+                                  sigmas, terrain)
     if sensor.pose is not None:
         return georeference_fixed_pose(boxes, batch.image_width_px, batch.image_height_px, sensor.pose, ground_elev_m,
-                                       sensor.intrinsics, fixed_sigmas or sigmas)
+                                       sensor.intrinsics, fixed_sigmas or sigmas, terrain)
     return georeference_homography(boxes, sensor.ground_control_points, sigmas.pixel_sigma_px)
 
 
@@ -49,15 +53,17 @@ EDGE_MARGIN_PX = 2.0
 
 
 def measurements(batch: DetectionBatch, registry: Registry, sigmas: GeorefSigmas,
-                 fixed_sigmas: GeorefSigmas | None = None) -> tuple[list[GroundMeasurement], int]:
-    """The valid ground measurements of ``batch`` and how many boxes could not be placed.
+                 fixed_sigmas: GeorefSigmas | None = None,
+                 terrains: Mapping[str, Dem] | None = None) -> tuple[list[GroundMeasurement], int, int]:
+    """The valid ground measurements of ``batch``, how many boxes could not be placed, and how many
+    of the placed ones fell back to flat ground off the sector's DEM (a hole, off the raster).
 
     A box whose bottom touches the bottom of the image is cut off by the frame: its ground
     contact point is not in the picture, so it is not placed (it would land metres short).
     """
     if not batch.detections:
-        return [], 0
-    points = ground_points(batch, registry, sigmas, fixed_sigmas)
+        return [], 0, 0
+    points = ground_points(batch, registry, sigmas, fixed_sigmas, terrains)
     cut_off = batch.as_arrays().xyxy[:, 3] >= batch.image_height_px - EDGE_MARGIN_PX
     out = []
     for k, det in enumerate(batch.detections):
@@ -65,7 +71,8 @@ def measurements(batch: DetectionBatch, registry: Registry, sigmas: GeorefSigmas
             out.append(GroundMeasurement(batch.sensor_id, batch.capture_ts_ns, float(points.lat_deg[k]),
                                          float(points.lon_deg[k]), np.array(points.cov_en_m2[k]), det.class_name,
                                          det.score, det.sensor_track_id, f"{batch.sensor_id}:{batch.frame_sequence}:{k}"))
-    return out, len(batch.detections) - len(out)
+    fallback = int(np.count_nonzero(points.fallback & points.valid & ~cut_off))
+    return out, len(batch.detections) - len(out), fallback
 
 
 def sigmas_from(settings) -> tuple[GeorefSigmas, GeorefSigmas]:

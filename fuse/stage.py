@@ -9,13 +9,16 @@ changelog of small parts (a head, one per track, pages of the reorder buffer), o
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+from prometheus_client import Counter
 
 from fuse import state_parts
 from fuse.border_relation import BorderModel
 from fuse.event_time import describe_time
 from fuse.measurements import measurements, sigmas_from
 from fuse.sector_fusion import SectorFusion
+from fuse.terrain import Dem
 from ibet import topics
 from ibet.bus.base import OutRecord, Record
 from ibet.clock import Clock, SystemClock
@@ -27,6 +30,9 @@ from ibet.stage import Outcome
 from ibet.state_changelog import HEAD, StateChangelog, split_key
 
 log = logging.getLogger(__name__)
+
+DEM_FALLBACK = Counter("ibet_fuse_dem_fallback", "Detections placed on flat ground because the sector's DEM had no "
+                       "height along the ray (a hole, or off the raster)", ["sector"])
 
 
 class FuseInputError(IbetError):
@@ -42,8 +48,9 @@ class FuseStage:
     state_topic = topics.FUSE_STATE
 
     def __init__(self, registry: Registry, model: BorderModel, settings: FuseSettings | None = None,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, terrains: Mapping[str, Dem] | None = None):
         self.registry, self.model, self.clock = registry, model, clock or SystemClock()
+        self.terrains = dict(terrains or {})  # sector id -> DEM (fuse.sector_dems.load_sector_dems)
         self.settings = settings or FuseSettings()
         self.sigmas, self.fixed_sigmas = sigmas_from(self.settings)
         self.sectors: dict[str, SectorFusion] = {}
@@ -61,9 +68,12 @@ class FuseStage:
             self.registry.sector(batch.sector_id)
             if sensor.sector_id != batch.sector_id:
                 raise FuseInputError(f"sensor {sensor.id} belongs to sector {sensor.sector_id}, not {batch.sector_id}")
-            placed, _unplaced = measurements(batch, self.registry, self.sigmas, self.fixed_sigmas)
+            placed, _unplaced, fallback = measurements(batch, self.registry, self.sigmas, self.fixed_sigmas,
+                                                       self.terrains)
         except IbetError as exc:  # bad data: dead-lettered by the runner, nothing changed
             return Outcome(error=exc)
+        if fallback:
+            DEM_FALLBACK.labels(batch.sector_id).inc(fallback)
         now_ns = self.clock.now_ns()
         fusion = self.sectors.get(batch.sector_id)
         if fusion is None:

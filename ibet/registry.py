@@ -55,6 +55,18 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+class SectorDem(_Model):
+    """A sector's terrain: a DEM raster that georeferencing casts rays onto (see fuse.terrain)."""
+
+    path: str = Field(..., min_length=1, description="GeoTIFF or any GDAL raster of ground heights; relative "
+                      "paths are taken from the registry file's folder. Any CRS (reprojected).")
+    vertical: Literal["ellipsoid", "egm96"] = Field(
+        "ellipsoid", description="What the heights are above: the WGS-84 ellipsoid, or mean sea level "
+        "(EGM96 geoid; converted with the shipped geoid grid).")
+    sigma_m: float = Field(2.0, ge=0, le=100, description="One-sigma error of the DEM's heights (m), e.g. "
+                           "about 2 m for lidar-derived 1 m DEMs, 5-10 m for SRTM/CDEM.")
+
+
 class Sector(_Model):
     """A stretch of border watched by one IBET team; fusion runs per sector."""
 
@@ -67,6 +79,8 @@ class Sector(_Model):
     ground_elev_m: float = Field(
         0.0, description="Flat-terrain ground height used by georeferencing, m above the WGS-84 ellipsoid "
         "(the datum of telemetry sensor_alt_m, MISB ST 0601 tag 75)")
+    dem: SectorDem | None = Field(None, description="Terrain for georeferencing; without it the ground is "
+                                  "flat at ground_elev_m (on the curved Earth).")
 
     @field_validator("timezone")
     @classmethod

@@ -207,6 +207,7 @@ def config_check(
     the weeks of the next daylight-saving changes); exit 2 naming what is bad."""
     from alerts.coverage import coverage_gaps, weeks_to_check
     from alerts.rosters import load_rosters
+    from fuse.sector_dems import load_sector_dems
     from ibet.border import load_border, load_ports_of_entry
 
     cfg, registry = _load(config)
@@ -214,6 +215,7 @@ def config_check(
         border = load_border()
         ports = load_ports_of_entry(cfg.ports_of_entry_file(), sector_ids={s.id for s in registry.sectors}, border=border)
         roster = load_rosters(cfg.rosters_file(), registry)
+        dems = load_sector_dems(registry, cfg.registry_file().parent)
     except IbetError as exc:
         _fail(str(exc))
     gaps = coverage_gaps(roster, registry, weeks_to_check(registry, datetime.now(UTC)))
@@ -224,7 +226,8 @@ def config_check(
               "(listed above); add shifts, or pass --allow-gaps")
     typer.echo(f"configuration OK (bus: {cfg.bus.kind}); registry {cfg.registry_file()}: {len(registry.sectors)} sectors, "
                f"{len(registry.sensors)} sensors, {len(registry.partners)} partners; {len(ports)} ports of entry; "
-               f"border: {border.source}; rosters: {len(roster.entries())} entries, "
+               f"border: {border.source}; DEMs: {', '.join(sorted(dems)) or 'none (flat ground)'}; "
+               f"rosters: {len(roster.entries())} entries, "
                + ("every sector covered by both countries' duty desks around the clock" if not gaps
                   else f"{len(gaps)} coverage gap(s)"))
 
@@ -237,6 +240,7 @@ def eval_cmd(
 ) -> None:
     """Score SCENARIO through georeferencing, tracking and border rules against the simulator's truth."""
     from fuse.border_relation import BorderModel
+    from fuse.sector_dems import load_sector_dems
     from ibet.border import load_border, load_ports_of_entry
     from ibet_app.bench.report import report
     from ibet_app.evaluate import check_against_registry, evaluate
@@ -252,7 +256,11 @@ def eval_cmd(
     except IbetError as exc:
         _fail(str(exc))
     model = BorderModel(load_border(), load_ports_of_entry(cfg.ports_of_entry_file()))
-    results = [evaluate(sc, parse_seeds(seeds), registry, model, cfg.fuse) for sc in scenarios]
+    try:
+        terrains = load_sector_dems(registry, cfg.registry_file().parent)  # as the fuse stage loads them
+    except IbetError as exc:
+        _fail(str(exc))
+    results = [evaluate(sc, parse_seeds(seeds), registry, model, cfg.fuse, terrains=terrains) for sc in scenarios]
     columns = ["scenario", "recall", "precision", "FA/h", "lawful", "appr.", "latency s p50/95", "georef m p50/95",
                "id sw."]
     rows = [[r["scenario"], r["crossing_recall"], r["crossing_precision"], r["false_alarms_per_hour"],

@@ -10,7 +10,7 @@ emission (capture time of the frame that triggered it), georeferencing error, id
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +20,7 @@ from fuse.degrade import DetectorModel, degrade, detection_batch
 from fuse.measurements import measurements, sigmas_from
 from fuse.scoring import FiredEvent, TrueEvent, distance_m, identity_switches, percentiles, score_events
 from fuse.sector_fusion import SectorFusion
+from fuse.terrain import Dem
 from ibet.border import BorderGeometry, load_border
 from ibet.config import FuseSettings
 from ibet.exceptions import IbetError
@@ -91,7 +92,7 @@ class SeedResult:
 
 
 def run_seed(scenario: Scenario, seed: int, registry: Registry, model: BorderModel, settings: FuseSettings,
-             detector: DetectorModel) -> SeedResult:
+             detector: DetectorModel, terrains: Mapping[str, Dem] | None = None) -> SeedResult:
     sim = simulate(scenario, seed)
     fusion = SectorFusion(scenario.sector_id, model, settings)
     fusion.expect_sensors([s.id for s in registry.sensors_in(scenario.sector_id)])
@@ -101,7 +102,7 @@ def run_seed(scenario: Scenario, seed: int, registry: Registry, model: BorderMod
     for frame in truth_frames(sim):
         dets, truth_ids = degrade(frame.truth_boxes, frame.meta.width_px, frame.meta.height_px, detector, rng)
         batch = detection_batch(frame, scenario.sector_id, dets)
-        placed, _ = measurements(batch, registry, sigmas, fixed_sigmas)
+        placed, _, _ = measurements(batch, registry, sigmas, fixed_sigmas, terrains)
         refs = {f"{batch.sensor_id}:{batch.frame_sequence}:{k}": tid for k, tid in enumerate(truth_ids)}
         for m in placed:  # georeferencing error against the true target at the true capture time
             tid = refs.get(m.ref)
@@ -135,10 +136,12 @@ def _true_position(sim, target_id: int, t_s: float) -> tuple[float | None, float
 
 
 def evaluate(scenario: Scenario, seeds: Sequence[int], registry: Registry, model: BorderModel,
-             settings: FuseSettings | None = None, detector: DetectorModel | None = None) -> dict:
-    """Scores over ``seeds`` (events pooled across seeds), as one flat JSON-ready dict."""
+             settings: FuseSettings | None = None, detector: DetectorModel | None = None,
+             terrains: Mapping[str, Dem] | None = None) -> dict:
+    """Scores over ``seeds`` (events pooled across seeds), as one flat JSON-ready dict; fused
+    onto the sectors' DEMs in ``terrains`` (as the fuse stage does), else flat ground."""
     settings, detector = settings or FuseSettings(), detector or DetectorModel()
-    results = [run_seed(scenario, s, registry, model, settings, detector) for s in seeds]
+    results = [run_seed(scenario, s, registry, model, settings, detector, terrains) for s in seeds]
     fired = [f for r in results for f in r.fired]
     truth = [t for r in results for t in r.truth]
     scores = score_events(fired, truth, scenario.duration_s * len(seeds))

@@ -109,7 +109,7 @@ def test_a_state_saved_by_a_poisoned_worker_is_repaired_on_restore(kafka_bus, pr
     cut = seen[-1] + 1
     poison = batches[seen[-1]].model_copy(update={"capture_ts_ns": _ns(2099)})
     for batch in [*batches[:cut], poison]:
-        placed, _ = measurements(batch, REGISTRY, sigmas, fixed)
+        placed, _, _ = measurements(batch, REGISTRY, sigmas, fixed)
         fusion.process(placed, batch.capture_ts_ns)
     state = fusion.to_state()
     del state["event_time"]  # saved before the guard existed
