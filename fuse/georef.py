@@ -31,8 +31,8 @@ Conventions (written from MISB ST 0601, independent of the simulator):
 - Uncertainty: a first-order (Jacobian) propagation of the pixel, attitude, position and
   altitude errors of :class:`GeorefSigmas` into a 2x2 east/north covariance at the ground point,
   so far and oblique detections get larger covariances. On the tangent plane the Jacobian is
-  analytic; for cast rays it is taken by casting each error's one-sigma ray again, so a ray
-  grazing a slope, and the DEM's own height error, widen it as they should.
+  analytic; for cast rays it is first order on the ground's own tangent plane at the hit (the
+  DEM's local slope), so a ray grazing a slope, and the DEM's own height error, widen it.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from numpy.typing import ArrayLike
 
 from fuse.frames import LocalPlane
 from fuse.ground_points import REASON_BAD_BOX, GeorefError, GeorefSigmas, GroundPoints, boxes_array, ground_points
-from fuse.terrain import TANGENT_PLANE_MAX_RANGE_M, Dem, FlatGround, Terrain, cast_rays
+from fuse.terrain import TANGENT_PLANE_MAX_RANGE_M, Dem, FlatGround, Terrain, cast_rays, ecef_from_ned, enu_axes
 from ibet.messages import Telemetry
 from ibet.registry import CameraIntrinsics, FixedPose
 
@@ -265,33 +265,62 @@ def _cast(boxes_xyxy_px: ArrayLike, camera: _Pinhole, lat_deg: float, lon_deg: f
         lat[k], lon[k], range_m[k] = hit.lat_deg, hit.lon_deg, hit.range_m
         valid[k] = hit.hit
         fallback[k] = hit.fallback
-        cov[k] = _cast_covariance(plane, hit, lat_deg, lon_deg, sensor_h_m, ned[k], dned[k], ground, ground_elev_m,
-                                  sigmas)
+        cov[k] = _cast_covariance(hit, lat_deg, lon_deg, sensor_h_m, ned[k], dned[k], ground, sigmas)
         valid[k] &= np.isfinite(cov[k]).all(axis=(1, 2))  # a one-sigma ray misses: too near the horizon to place
     reason = np.where(valid, "", np.where(finite, REASON_HORIZON, REASON_BAD_BOX))
     return ground_points(lat, lon, cov, range_m, valid, reason, fallback & valid)
 
 
-def _cast_covariance(plane: LocalPlane, nominal, lat_deg: float, lon_deg: float, sensor_h_m: float, ned: np.ndarray,
-                     dned: np.ndarray, ground: Terrain, ground_elev_m: float, sigmas: GeorefSigmas) -> np.ndarray:
-    """East/north covariance of cast points: each one-sigma input error (a ray column of ``dned``,
-    the sensor's altitude, the ground's height error) cast again; the sensor's horizontal position
-    error added as is. Rays that fell back off a DEM take its relief as their height error."""
-    e0, n0 = plane.to_en(nominal.lat_deg, nominal.lon_deg)
-    columns = []
-    for j in range(dned.shape[2]):
-        moved = cast_rays(lat_deg, lon_deg, sensor_h_m, ned + dned[:, :, j], ground, ground_elev_m)
-        columns.append(np.stack(plane.to_en(moved.lat_deg, moved.lon_deg), axis=1) - np.stack([e0, n0], axis=1))
-    up = cast_rays(lat_deg, lon_deg, sensor_h_m + sigmas.altitude_sigma_m, ned, ground, ground_elev_m)
-    columns.append(np.stack(plane.to_en(up.lat_deg, up.lon_deg), axis=1) - np.stack([e0, n0], axis=1))
+def _cast_covariance(nominal, lat_deg: float, lon_deg: float, sensor_h_m: float, ned: np.ndarray,
+                     dned: np.ndarray, ground: Terrain, sigmas: GeorefSigmas) -> np.ndarray:
+    """East/north covariance of cast points, first order on the ground's tangent plane at each hit
+    (the DEM's local slope there, from its heights one cell around): a ray moved by ``dned``'s
+    one-sigma columns, the sensor raised by its altitude sigma, the ground raised by its height
+    sigma, each slides the hit along that plane by ``s (dr - r (n.dr) / (n.r))``; so a ray that
+    grazes a slope (``n.r`` small) gets a long ellipse. The sensor's horizontal position error is
+    added as is. Rays that fell back off a DEM take its relief as their height error."""
+    to_ecef = ecef_from_ned(lat_deg, lon_deg)
+    lat, lon = nominal.lat_deg, nominal.lon_deg
+    basis = np.stack([enu_axes(a, b) for a, b in zip(np.nan_to_num(lat), np.nan_to_num(lon), strict=True)])  # (n, 3, 3)
+
+    def enu(ecef_vectors: np.ndarray) -> np.ndarray:  # (n, 3) ECEF -> (n, 3) east/north/up at each hit
+        return np.einsum("nij,nj->ni", basis.transpose(0, 2, 1), ecef_vectors)
+
+    r = enu(ned @ to_ecef.T)
+    normal = _ground_normal(ground, lat, lon)  # (n, 3) in ENU
+    n_dot_r = np.sum(normal * r, axis=1)
+    s = nominal.range_m / np.linalg.norm(r, axis=1)  # P = S + s r
+
+    def slide(dp: np.ndarray) -> np.ndarray:  # a shift dp of the ray (or the surface) -> east/north of the hit
+        return (dp - r * (np.sum(normal * dp, axis=1) / n_dot_r)[:, None])[:, :2]
+
+    columns = [slide(s[:, None] * enu(dned[:, :, j] @ to_ecef.T)) for j in range(dned.shape[2])]
+    up_at_sensor = enu(np.tile(-to_ecef[:, 2], (len(r), 1)))
+    columns.append(slide(sigmas.altitude_sigma_m * up_at_sensor))
     relief = (ground.max_m - ground.min_m) / 2 if isinstance(ground, Dem) else 0.0
-    dh = 0.5  # m: the ground raised this much, the displacement scaled to the height's sigma
-    raised = cast_rays(lat_deg, lon_deg, sensor_h_m, ned, ground.raised(dh), ground_elev_m + dh)
-    step = np.stack(plane.to_en(raised.lat_deg, raised.lon_deg), axis=1) - np.stack([e0, n0], axis=1)
-    sigma_of_ray = np.where(nominal.fallback, max(relief, ground.sigma_m), ground.sigma_m)
-    columns.append(step * (sigma_of_ray / dh)[:, None])
+    sigma_h = np.where(nominal.fallback, max(relief, ground.sigma_m), ground.sigma_m)
+    up = np.zeros_like(r)
+    up[:, 2] = 1.0
+    columns.append(-slide(sigma_h[:, None] * up))  # the surface up by sigma_h: the ray meets it sooner
     jacobian = np.stack(columns, axis=2)  # (n, 2, m)
     return jacobian @ jacobian.transpose(0, 2, 1) + sigmas.position_sigma_m**2 * np.eye(2)
+
+
+def _ground_normal(ground: Terrain, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Unit normals (n, 3) east/north/up of the ground at each point: from the DEM's heights one
+    cell east, west, north and south (flat ground: straight up)."""
+    normal = np.zeros((len(lat), 3))
+    normal[:, 2] = 1.0
+    if not isinstance(ground, Dem):
+        return normal
+    step = ground.resolution_m
+    dlat = step / 111_132.0
+    dlon = step / (111_320.0 * np.cos(np.radians(np.nan_to_num(lat))))
+    east = ground.height_m(lat, lon + dlon) - ground.height_m(lat, lon - dlon)
+    north = ground.height_m(lat + dlat, lon) - ground.height_m(lat - dlat, lon)
+    gx, gy = np.nan_to_num(east / (2 * step)), np.nan_to_num(north / (2 * step))  # a hole there: level
+    normal[:, 0], normal[:, 1] = -gx, -gy
+    return normal / np.linalg.norm(normal, axis=1, keepdims=True)
 
 
 # Checks of the ray calibrations

@@ -71,6 +71,12 @@ def ecef_from_ned(lat_deg: float, lon_deg: float) -> np.ndarray:
     return np.stack([north, east, down], axis=1)
 
 
+def enu_axes(lat_deg: float, lon_deg: float) -> np.ndarray:
+    """(3, 3) columns east, north, up at (lat, lon), in ECEF axes."""
+    ned = ecef_from_ned(lat_deg, lon_deg)
+    return np.stack([ned[:, 1], ned[:, 0], -ned[:, 2]], axis=1)
+
+
 def _up(lat_deg: np.ndarray, lon_deg: np.ndarray) -> np.ndarray:
     lat, lon = np.radians(lat_deg), np.radians(lon_deg)
     return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
@@ -274,25 +280,32 @@ def _march(origin: np.ndarray, d: np.ndarray, dem: Dem) -> np.ndarray:
     # marched across the raster: it leaves it, or meets the hill
     across_m = dem.resolution_m * math.hypot(*dem.heights_m.shape)
     t_end = np.where(np.isfinite(t_end), t_end, np.where(np.isfinite(t_start), t_start + across_m, np.nan))
+    ok = np.flatnonzero(np.isfinite(t_start) & np.isfinite(t_end))
     result = np.full(n, np.nan)
-    for k in np.flatnonzero(np.isfinite(t_start) & np.isfinite(t_end)):
-        span = t_end[k] - t_start[k]
-        steps = int(min(MAX_MARCH_STEPS, max(2, math.ceil(span / dem.resolution_m))))
-        ts = np.linspace(t_start[k], t_end[k], steps + 1)
-        lat, lon, h = geodetic(origin + ts[:, None] * d[k])
-        f = h - dem.height_m(lat, lon)
-        below = np.flatnonzero(~(f > 0))  # first at or below the surface, or unknown there (NaN)
-        if len(below) == 0 or below[0] == 0 or np.isnan(f[below[0]]):
-            continue
-        lo, hi = ts[below[0] - 1], ts[below[0]]
-        for _ in range(40):
-            mid = (lo + hi) / 2
-            la, lo_, hm = geodetic((origin + mid * d[k])[None, :])
-            fm = hm[0] - dem.height_m(la, lo_)[0]
-            if np.isnan(fm):
-                break
-            lo, hi = (mid, hi) if fm > 0 else (lo, mid)
-            if hi - lo < 1e-3:
-                break
-        result[k] = (lo + hi) / 2
+    if len(ok) == 0:
+        return result
+    # all rays at once: the same number of steps each, at most the DEM's resolution apart (capped)
+    span = t_end[ok] - t_start[ok]
+    steps = int(min(MAX_MARCH_STEPS, max(2, math.ceil(float(span.max()) / dem.resolution_m))))
+    frac = np.linspace(0.0, 1.0, steps + 1)
+    ts = t_start[ok, None] + span[:, None] * frac[None, :]  # (k, steps + 1)
+    points = origin + ts[..., None] * d[ok, None, :]
+    lat, lon, h = geodetic(points.reshape(-1, 3))
+    f = (h - dem.height_m(lat, lon)).reshape(ts.shape)
+    not_above = ~(f > 0)  # at or below the surface, or unknown there (NaN)
+    first = np.argmax(not_above, axis=1)
+    found = not_above[np.arange(len(ok)), first] & (first > 0)
+    found &= ~np.isnan(f[np.arange(len(ok)), np.where(found, first, 0)])  # a hole first: no hit
+    rows = np.flatnonzero(found)
+    lo, hi = ts[rows, first[rows] - 1], ts[rows, first[rows]]
+    dk = d[ok[rows]]
+    for _ in range(30):  # bisection, all rays together, to well under a millimetre
+        mid = (lo + hi) / 2
+        la, lo_, hm = geodetic(origin + mid[:, None] * dk)
+        fm = hm - dem.height_m(la, lo_)
+        above = fm > 0  # NaN (a hole between two known cells): treated as the surface
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+        if float(np.max(hi - lo, initial=0.0)) < 1e-3:
+            break
+    result[ok[rows]] = (lo + hi) / 2
     return result

@@ -458,6 +458,14 @@ def bench_fuse_command(
         raise typer.BadParameter(f"targets must be comma-separated integers, got {targets!r}") from None
     if not targets_list or min(targets_list) < 1 or scans < 2 * round(WARMUP_S * SCAN_HZ):
         raise typer.BadParameter(f"need target counts >= 1 and scans >= {2 * round(WARMUP_S * SCAN_HZ)}")
+    from ibet_app.bench.georef import run_georef_bench
+
+    georef = run_georef_bench(seed=seed)
+    report("bench-fuse-georef", f"ibet bench fuse: georeferencing per detection ({georef['detections_near']} drone "
+           f"detections at 70-120 m; {georef['detections_far']} at 2-20 km), best of 3",
+           ["ground", "us/detection", "ratio to flat plane"],
+           [[k, georef["us_per_detection"][k], georef["ratio_to_flat"][k]] for k in georef["us_per_detection"]],
+           {"bench": "fuse-georef", "baseline": "flat tangent plane, same rays", **georef})
     result = run_fuse_bench(targets_list, scans, seed, stonesoup_max=stonesoup_max)
     columns, rows = table(result)
     report("bench-fuse", "ibet bench fuse: ours vs Stone Soup GNN + Kalman, same measurements", columns, rows,

@@ -212,3 +212,26 @@ def test_unusable_dems_are_refused_naming_the_file(tmp_path) -> None:
         load_dem(tmp_path / "missing.tif")
     with pytest.raises(DemError, match="sigma_m"):
         load_dem(tmp_path / "ok.tif", sigma_m=float("nan"))
+
+
+@pytest.mark.parametrize(("alt_m", "heading_deg", "down_deg", "dem"), [
+    (1500.0, 0.0, 4.0, False), (350.0, 225.0, 25.0, True), (350.0, 45.0, 12.0, True), (350.0, 135.0, 20.0, True)])
+def test_the_cast_covariance_matches_finite_differences_of_the_pixel(tmp_path, alt_m, heading_deg, down_deg,
+                                                                     dem) -> None:
+    """First order on the ground's tangent plane at the hit vs moving the box one sigma and casting
+    again (the ellipsoid at 20 km; the sloping DEM looking up and along its slope)."""
+    terrain = load_dem(write_dem(tmp_path / "slope.tif", slope, cell_m=2.0), sigma_m=0.0) if dem else None
+    only_pixel = GeorefSigmas(pixel_sigma_px=0.5, attitude_sigma_deg=0.0, position_sigma_m=0.0, altitude_sigma_m=0.0)
+    t = drone(alt_m, heading_deg, down_deg)
+    ground = 100.0 if dem else 0.0
+    p = georeference_drone(CENTRE, W, H, t, ground, only_pixel, terrain=terrain)
+    assert p.valid[0] and not p.fallback[0]
+    columns = []
+    for du, dv in ((0.5, 0.0), (0.0, 0.5)):
+        moved = [[CENTRE[0][0] + du, CENTRE[0][1] + dv, CENTRE[0][2] + du, CENTRE[0][3] + dv]]
+        q = georeference_drone(moved, W, H, t, ground, NO_ERROR, terrain=terrain)
+        az, _, dist = GEOD.inv(float(p.lon_deg[0]), float(p.lat_deg[0]), float(q.lon_deg[0]), float(q.lat_deg[0]))
+        columns.append([dist * math.sin(math.radians(az)), dist * math.cos(math.radians(az))])
+    jacobian = np.array(columns).T
+    expected = jacobian @ jacobian.T
+    assert p.cov_en_m2[0] == pytest.approx(expected, rel=0.05, abs=0.05 * float(np.trace(expected)))
