@@ -195,7 +195,16 @@ def summary_of(event: BorderEvent, routing: Routing, registry: Registry, exercis
     return (f"{'EXERCISE - ' if exercise else ''}{who} {_WHAT[event.event_type]}{direction} "
             f"at {event.lat_deg:.5f}, {event.lon_deg:.5f} ({sector.name}{near_port_of(event)}) at {local:%H:%M:%S %Z} "
             f"({when:%H:%M:%S} UTC), seen by {', '.join(event.sensor_ids) or 'no sensor'}, "
-            f"confidence {event.confidence:.2f}.{lead}")
+            f"confidence {event.confidence:.2f}.{boundary_note_of(event)}{lead}")
+
+
+def boundary_note_of(event: BorderEvent) -> str:
+    """``" Within the boundary data's 1100 m accuracy: verify on the ground."`` for a crossing decided
+    closer to the line than the line's own accuracy, else ``""``."""
+    b = event.boundary
+    if b is None or not b.within_accuracy:
+        return ""
+    return f" Within the boundary data's {b.accuracy_m:.0f} m accuracy: verify on the ground."
 
 
 _NOT_LAWFUL = {"outside_lanes": "outside its lanes", "wrong_mode": "in lanes not for a {cls}",

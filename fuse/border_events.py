@@ -40,7 +40,7 @@ import orjson
 from fuse.border_relation import BorderModel, BorderRelation
 from fuse.frames import LocalPlane
 from ibet.ids import event_id, time_window_start_ns
-from ibet.messages import BorderEvent, BorderEventType, Direction, TrackSnapshot, TrackStatus, TrackUpdate
+from ibet.messages import BorderEvent, BorderEventType, BoundaryRef, Direction, TrackSnapshot, TrackStatus, TrackUpdate
 
 STATE_VERSION = 1
 _LOITER_SAMPLE_S = 1.0  # loitering keeps one position per second: at most loiter_min_s + 2 per track
@@ -211,9 +211,19 @@ class BorderEventDetector:
             direction=Direction.CA_TO_US if mem.side == "CA" else Direction.US_TO_CA,
             class_name=track.class_name, confidence=mem.side_confidence * confidence,
             sensor_ids=track.sensor_ids, port_of_entry_id=port, near_port=near, track=TrackSnapshot.of(track),
-            group_id=track.group_id, group_size=track.group_size)
+            group_id=track.group_id, group_size=track.group_size, boundary=self._boundary(depth))
         mem.side, mem.side_confidence, mem.zero = side, confidence, None
         return event
+
+    def _boundary(self, depth_m: float) -> BoundaryRef | None:
+        """The line a crossing was decided on; ``within_accuracy`` when the track, as it fired, stood
+        no further from the line than the line's own accuracy (the shipped line: always)."""
+        border = self.model.border
+        if not border.version:
+            return None
+        accuracy = border.accuracy_m
+        return BoundaryRef(version=border.version, accuracy_m=accuracy,
+                           within_accuracy=accuracy is not None and depth_m <= accuracy)
 
     def _approach(self, track: TrackUpdate, mem: _Memory, rel: BorderRelation, i: int) -> list[BorderEvent]:
         signed, closing = float(rel.signed_distance_m[i]), float(rel.closing_speed_mps[i])

@@ -57,13 +57,18 @@ class BorderGeometry:
 
     ``lines``: the shared boundary; ``canada``, ``usa``: each country's land and water within the
     data's band around the line (about 50 km for the shipped data; outside it no country is known);
-    ``source``: where the line comes from, for provenance in reports. Geometries are prepared.
+    ``source``: where the line comes from, for provenance in reports; ``version`` and
+    ``accuracy_m`` (horizontal, metres) travel on every crossing so a desk can tell a crossing of
+    the surveyed line from one of a line kilometres off. Geometries are prepared.
     """
 
     lines: shapely.MultiLineString
     canada: shapely.Polygon | shapely.MultiPolygon
     usa: shapely.Polygon | shapely.MultiPolygon
     source: str
+    version: str = ""  # the file's ``version`` property, else ``sha256:`` of its bytes (12 hex digits)
+    accuracy_m: float | None = None  # horizontal accuracy of the line (m), the worst of its features'; None: unknown
+    shipped_demo: bool = False  # the shipped Natural Earth line, fit for demos and exercises, not for duty
 
     def __post_init__(self) -> None:
         shapely.prepare([self.lines, self.canada, self.usa])
@@ -127,7 +132,8 @@ def load_border(path: str | Path | None = None, countries_path: str | Path | Non
     >>> load_border().lines.geom_type
     'MultiLineString'
     """
-    source, lines_frame = _read_features(path or _shipped(BOUNDARY_FILE), _LINE_TYPES)
+    lines_path = path or _shipped(BOUNDARY_FILE)
+    source, lines_frame = _read_features(lines_path, _LINE_TYPES)
     csource, frame = _read_features(countries_path or _shipped(COUNTRIES_FILE), _AREA_TYPES)
     if "iso_a2" not in frame.columns:
         raise BorderDataError(f"{_where(csource, 0, None)}: missing property 'iso_a2' (CA or US)")
@@ -144,7 +150,42 @@ def load_border(path: str | Path | None = None, countries_path: str | Path | Non
     lines = shapely.line_merge(shapely.union_all(lines_frame.geometry.to_numpy()))
     lines = shapely.MultiLineString(list(shapely.get_parts(lines)))
     sources = sorted({str(s) for s in lines_frame.get("source", []) if isinstance(s, str) and s})
-    return BorderGeometry(lines=lines, canada=canada, usa=usa, source="; ".join(sources) or source)
+    shipped = path is None
+    return BorderGeometry(lines=lines, canada=canada, usa=usa, source="; ".join(sources) or source,
+                          version=_version_of(lines_path, lines_frame),
+                          accuracy_m=SHIPPED_ACCURACY_M if shipped else _accuracy_of(source, lines_frame),
+                          shipped_demo=shipped)
+
+
+# Natural Earth 1:10m against the surveyed boundary: up to ~1.1 km off (south of the 49th parallel in BC)
+SHIPPED_ACCURACY_M = 1100.0
+
+
+def _version_of(path: str | Path, frame: gpd.GeoDataFrame) -> str:
+    versions = sorted({str(v) for v in frame.get("version", []) if isinstance(v, str) and v})
+    if versions:
+        return "; ".join(versions)
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def _accuracy_of(source: str, frame: gpd.GeoDataFrame) -> float | None:
+    """The worst ``accuracy_m`` of the line's features; None when none says; BorderDataError for a bad one."""
+    if "accuracy_m" not in frame.columns:
+        return None
+    values = []
+    for i, value in enumerate(frame["accuracy_m"]):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue  # this feature does not say
+        if not (math.isfinite(number) and 0 <= number <= 100_000):
+            raise BorderDataError(f"{_where(source, i, None)}: accuracy_m must be metres, 0..100000, got {value!r}")
+        values.append(number)
+    return max(values) if values else None
 
 
 def country_at(geom: BorderGeometry, lon: Any, lat: Any) -> Any:

@@ -389,6 +389,15 @@ class NearPort(WireModel):
     reason: NearPortReason
 
 
+class BoundaryRef(WireModel):
+    """Which border line a crossing was decided on, and whether the track stood within its accuracy."""
+
+    version: Name = Field(description="the line's version (its data's own, or sha256 of the file)")
+    accuracy_m: float | None = Field(None, ge=0.0, description="the line's horizontal accuracy (m); None: unknown")
+    within_accuracy: bool = Field(description="the track was no further from the line than its accuracy when the "
+                                  "crossing fired: verify on the ground")
+
+
 class BorderEvent(WireMessage):
     """A border event on ``ibet.events.v1`` (key: sector id); the id comes from :func:`ibet.ids.event_id`."""
 
@@ -411,7 +420,8 @@ class BorderEvent(WireMessage):
     track: TrackSnapshot | None = Field(None, description="the fused track at the event")
     group_id: Name | None = Field(None, description="the track's group (TrackUpdate.group_id)")
     group_size: Count = Field(1, ge=1, description="how many move together in it (1: alone)")
-    OMIT_AT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"group_size", "near_port"})
+    boundary: BoundaryRef | None = Field(None, description="a crossing: the line it was decided on and its accuracy")
+    OMIT_AT_DEFAULT: ClassVar[frozenset[str]] = frozenset({"group_size", "near_port", "boundary"})
 
 
 # Alerts

@@ -12,7 +12,7 @@ from ibet import topics
 from ibet.bus.base import OutRecord
 from ibet.bus.memory import MemoryBus
 from ibet.config import IbetConfig, RunnerSettings
-from ibet.messages import BorderEvent, BorderEventType
+from ibet.messages import BorderEvent, BorderEventType, TrackUpdate
 from ibet.registry import load_registry
 from ibet.runner import StageRunner
 from ibet_app.stages import build_stage
@@ -21,8 +21,7 @@ from sim.scenario import load_scenario, resolve_scenario
 
 
 @cache
-def scenario_events(name: str, seed: int = 1) -> tuple[BorderEvent, ...]:
-    """The border events of scenario ``name`` through the fuse stage built as ``ibet run fuse`` builds it."""
+def _fused(name: str, seed: int) -> MemoryBus:
     registry = load_registry("config/registry.yaml")
     scenario = load_scenario(resolve_scenario(name))
     sim = simulate(scenario, seed)
@@ -35,7 +34,17 @@ def scenario_events(name: str, seed: int = 1) -> tuple[BorderEvent, ...]:
         producer.send(OutRecord(topics.DETECTIONS, scenario.sector_id.encode(), batch.to_bytes()))
     StageRunner(build_stage("fuse", IbetConfig(), registry), bus,
                 RunnerSettings(batch_max_records=50, poll_timeout_s=0.01)).run(idle_stop_s=0.05)
-    return tuple(BorderEvent.from_bytes(r.value) for r in bus.records(topics.EVENTS))
+    return bus
+
+
+def scenario_events(name: str, seed: int = 1) -> tuple[BorderEvent, ...]:
+    """The border events of scenario ``name`` through the fuse stage built as ``ibet run fuse`` builds it."""
+    return tuple(BorderEvent.from_bytes(r.value) for r in _fused(name, seed).records(topics.EVENTS))
+
+
+def scenario_tracks(name: str, seed: int = 1) -> tuple[TrackUpdate, ...]:
+    """The track updates of the same run, in the order the stage published them."""
+    return tuple(TrackUpdate.from_bytes(r.value) for r in _fused(name, seed).records(topics.TRACKS))
 
 
 def crossing_event(name: str, seed: int = 1) -> BorderEvent:

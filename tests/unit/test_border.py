@@ -386,3 +386,39 @@ def test_ports_cross_checked_against_sectors_and_border(tmp_path: Path, border: 
     assert "features[1] (id 'poe-b').geometry: does not touch the border line" in text
     assert "features[0] (id 'poe-a').geometry" not in text  # poe-a does touch the line (49N +- 0.01)
     assert len(load_ports_of_entry(path)) == 2
+
+
+# ------------------------------------------------------------------- the line's provenance and accuracy
+
+def test_the_shipped_line_says_it_is_the_demo_line_with_its_accuracy(border: BorderGeometry) -> None:
+    import hashlib
+
+    from ibet.border import BOUNDARY_FILE, SHIPPED_ACCURACY_M, _shipped
+
+    assert border.shipped_demo and border.accuracy_m == SHIPPED_ACCURACY_M == 1100.0
+    assert border.version == "sha256:" + hashlib.sha256(_shipped(BOUNDARY_FILE).read_bytes()).hexdigest()[:12]
+
+
+def _agency_line(tmp_path: Path, **properties: Any) -> Path:
+    """The shipped line's geometry as an agency file would carry it, with ``properties`` on each feature."""
+    from ibet.border import BOUNDARY_FILE, _shipped
+
+    data = json.loads(_shipped(BOUNDARY_FILE).read_text())
+    for f in data["features"]:
+        f["properties"] = {**(f.get("properties") or {}), **properties}
+    path = tmp_path / "ibc.geojson"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_an_agency_line_carries_its_own_version_and_accuracy(tmp_path: Path) -> None:
+    loaded = load_border(_agency_line(tmp_path, version="IBC 2025-11", accuracy_m=0.5))
+    assert (loaded.version, loaded.accuracy_m, loaded.shipped_demo) == ("IBC 2025-11", 0.5, False)
+    unknown = load_border(_agency_line(tmp_path))
+    assert unknown.accuracy_m is None and unknown.version.startswith("sha256:") and not unknown.shipped_demo
+
+
+@pytest.mark.parametrize("bad", [-1, "about a metre", 1e9])
+def test_a_line_with_a_bad_accuracy_is_refused_naming_the_feature(tmp_path: Path, bad: Any) -> None:
+    with pytest.raises(BorderDataError, match=r"features\[0\].*accuracy_m must be metres"):
+        load_border(_agency_line(tmp_path, accuracy_m=bad))
