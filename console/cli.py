@@ -59,7 +59,7 @@ def console_main(ctx: typer.Context, config: ConfigOption = None) -> None:
 
     cfg, registry, settings, engine = _setup(config)
     try:
-        border = load_border()
+        border = load_border(cfg.border_path)
         ports = load_ports_of_entry(cfg.ports_of_entry_file(), sector_ids=[s.id for s in registry.sectors], border=border)
     except IbetError as exc:
         _fail(str(exc))

@@ -17,7 +17,7 @@ def build_stage(config, registry):
     from fuse.stage import FuseStage
     from ibet.border import load_border, load_ports_of_entry
 
-    border = load_border()
+    border = load_border(config.border_path)
     if border.shipped_demo and not config.alerts.exercise:
         log.warning("border line: the shipped %s (version %s), off the surveyed boundary by up to %.0f m; fine for "
                     "demos and exercises, not for duty: load the International Boundary Commission's line",

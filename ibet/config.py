@@ -292,6 +292,13 @@ class IbetConfig(BaseSettings):
         description="ports of entry (GeoJSON polygons where crossing is lawful); relative like registry_path "
         "(default: ports_of_entry.geojson beside it)",
     )
+    border_path: Path | None = Field(
+        default=None,
+        description="the border line (LineString features: GeoJSON, Shapefile or GeoPackage, any CRS; "
+        "properties version and accuracy_m), e.g. the International Boundary Commission's, recorded by "
+        "`ibet border import`; relative like registry_path (default: the shipped Natural Earth line, "
+        "off the surveyed boundary by up to ~1.1 km: demos and exercises only)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     bus: BusSettings = BusSettings()
     runner: RunnerSettings = RunnerSettings()
@@ -355,10 +362,11 @@ def load_config(path: Path | None = None, **overrides: Any) -> IbetConfig:
         raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
     if path is not None:  # relative data paths are relative to the config file's folder
         registry = config.registry_path or Path("registry.yaml")
-        ports = config.ports_of_entry_path
+        ports, border = config.ports_of_entry_path, config.border_path
         config = config.model_copy(update={
             "registry_path": registry if registry.is_absolute() else path.parent / registry,
             "ports_of_entry_path": ports if ports is None or ports.is_absolute() else path.parent / ports,
+            "border_path": border if border is None or border.is_absolute() else path.parent / border,
         })
         rosters = config.alerts.rosters_path
         if rosters is not None and not rosters.is_absolute():

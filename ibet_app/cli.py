@@ -35,14 +35,37 @@ topics_app = typer.Typer(help="Kafka topics of the pipeline.", no_args_is_help=T
 config_app = typer.Typer(help="Configuration and registry.", no_args_is_help=True)
 alerts_app = typer.Typer(help="The alert service: partner contacts' API tokens.", no_args_is_help=True)
 db_app = typer.Typer(help="The database: schema migrations.", no_args_is_help=True)
+border_app = typer.Typer(help="The border line crossings are decided on: import an agency's.", no_args_is_help=True)
 alerts_app.add_typer(tokens_app, name="tokens")
 for sub_app, name in ((topics_app, "topics"), (bench_app, "bench"), (config_app, "config"), (sim_app, "sim"),
                       (ingest_app, "ingest"), (sensors_app, "sensors"), (alerts_app, "alerts"),
                       (console_app, "console"), (users_app, "users"), (models_app, "models"), (dlq_app, "dlq"),
-                      (db_app, "db"), (sector_app, "sector")):
+                      (db_app, "db"), (sector_app, "sector"), (border_app, "border")):
     app.add_typer(sub_app, name=name)
 sensors_app.command("add")(sensors_add)  # the registry's side of sensors; ingest's side is their credentials
 sim_app.command("new")(sim_new)
+
+
+@border_app.command("import")
+def border_import(
+    file: Annotated[Path, typer.Argument(help="The agency's boundary: Shapefile, GeoPackage or GeoJSON lines, any CRS.")],
+    version: Annotated[str | None, typer.Option(help="Its version (default: the file's 'version' property).")] = None,
+    accuracy_m: Annotated[float | None, typer.Option(help="Its horizontal accuracy in metres (default: the file's "
+                                                          "'accuracy_m', the worst of its features).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check an agency's border line (overlaps, gaps, CRS, geometry) and make it the line ibet decides on."""
+    from ibet_app.border_import import import_border
+
+    config_file = config or Path("config/ibet.yaml")
+    try:
+        done = import_border(file, config_file, version=version, accuracy_m=accuracy_m)
+    except IbetError as exc:
+        _fail(str(exc))
+    typer.echo(f"border line {done.version} (accuracy {done.accuracy_m:g} m, {done.pieces} pieces, "
+               f"{done.length_km} km) written to {done.path}; border_path set in {config_file}")
+    typer.echo(f"note: sides still come from the countries file; this line runs up to {done.off_shipped_max_m:.0f} m "
+               "from the shipped line their shared edge follows")
 
 
 def _package_version(name: str) -> str:
@@ -212,7 +235,7 @@ def config_check(
 
     cfg, registry = _load(config)
     try:
-        border = load_border()
+        border = load_border(cfg.border_path)
         ports = load_ports_of_entry(cfg.ports_of_entry_file(), sector_ids={s.id for s in registry.sectors}, border=border)
         roster = load_rosters(cfg.rosters_file(), registry)
         dems = load_sector_dems(registry, cfg.registry_file().parent)
@@ -226,7 +249,9 @@ def config_check(
               "(listed above); add shifts, or pass --allow-gaps")
     typer.echo(f"configuration OK (bus: {cfg.bus.kind}); registry {cfg.registry_file()}: {len(registry.sectors)} sectors, "
                f"{len(registry.sensors)} sensors, {len(registry.partners)} partners; {len(ports)} ports of entry; "
-               f"border: {border.source}; DEMs: {', '.join(sorted(dems)) or 'none (flat ground)'}; "
+               f"border: {border.source}, version {border.version}, accuracy "
+               f"{'unknown' if border.accuracy_m is None else f'{border.accuracy_m:g} m'}"
+               f"{' (the demo line)' if border.shipped_demo else ''}; DEMs: {', '.join(sorted(dems)) or 'none (flat ground)'}; "
                f"rosters: {len(roster.entries())} entries, "
                + ("every sector covered by both countries' duty desks around the clock" if not gaps
                   else f"{len(gaps)} coverage gap(s)"))
@@ -255,7 +280,7 @@ def eval_cmd(
             check_against_registry(sc, registry)
     except IbetError as exc:
         _fail(str(exc))
-    model = BorderModel(load_border(), load_ports_of_entry(cfg.ports_of_entry_file()))
+    model = BorderModel(load_border(cfg.border_path), load_ports_of_entry(cfg.ports_of_entry_file()))
     try:
         terrains = load_sector_dems(registry, cfg.registry_file().parent)  # as the fuse stage loads them
     except IbetError as exc:

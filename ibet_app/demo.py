@@ -102,7 +102,7 @@ def _serve_console(config: IbetConfig, registry: Registry, console: Console,
     migrate(engine)
     password = secrets.token_urlsafe(9)
     Accounts(engine, partner_ids=[p.id for p in registry.partners]).create_user(DEMO_USER, password, "operator")
-    border = load_border()
+    border = load_border(config.border_path)
     ports = load_ports_of_entry(config.ports_of_entry_file(), sector_ids=[s.id for s in registry.sectors], border=border)
     app = create_app(config.console, engine, registry=registry, border=border, ports=ports, publish=publish)
     host = "127.0.0.1" if config.console.host in ("0.0.0.0", "") else config.console.host
