@@ -31,6 +31,7 @@ from ibet.messages import NearPort, NearPortReason
 
 METRIC_CRS = "EPSG:3978"
 DENSIFY_DEG = 0.002  # at most ~220 m between vertices: a projected chord strays < 1 mm from the edge
+LINE_SIDE_BAND_M = 3000.0  # a loaded line's own side rules this close to it (its polygons may be off by ~1 km)
 NEAR_PORT_M = 1000.0  # an unlawful crossing this close to a port's lanes (or inside its area) names the port
 _COMPASS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
 ON_LINE_M = 0.01  # a point this close to the line with no country is on it (signed distance 0)
@@ -89,6 +90,9 @@ class BorderModel:
         self._seg_a, self._seg_b = self._seg_a[keep], self._seg_b[keep]
         self._segments = shapely.linestrings(np.stack([self._seg_a, self._seg_b], axis=1))
         self._segment_tree = shapely.STRtree(self._segments)
+        # A line that is not the countries' own shared edge (an agency's surveyed line): near it,
+        # the side comes from the line itself, each segment knowing which of its sides is Canada
+        self._ca_left = None if border.shipped_demo else self._canada_left_of_segments()
         polygons = np.array([p.polygon for p in self.ports], dtype=object)
         shapely.prepare(polygons)
         self._port_tree = shapely.STRtree(polygons)
@@ -101,6 +105,22 @@ class BorderModel:
         self._lanes = np.array(lanes, dtype=object)
         shapely.prepare(self._lanes)
         self._lane_tree = shapely.STRtree(self._lanes)
+
+    def _canada_left_of_segments(self) -> np.ndarray:
+        """Per segment: 1.0 if Canada is on its left (grid), 0.0 if on its right, NaN if the
+        countries' polygons do not say (both probes outside them), probed LINE_SIDE_BAND_M out."""
+        mid = (self._seg_a + self._seg_b) / 2
+        ab = self._seg_b - self._seg_a
+        left = np.column_stack([-ab[:, 1], ab[:, 0]]) / np.hypot(ab[:, 0], ab[:, 1])[:, None]
+        result = np.full(len(mid), np.nan)
+        for side, flip in ((1.0, False), (-1.0, True)):
+            x, y = self._to_lonlat.transform(*(mid + side * LINE_SIDE_BAND_M * left).T)
+            in_ca = shapely.contains_xy(self.border.canada, x, y)
+            in_us = shapely.contains_xy(self.border.usa, x, y)
+            says = np.where(in_ca, 1.0, np.where(in_us, 0.0, np.nan))
+            says = 1.0 - says if flip else says
+            result = np.where(np.isnan(result), says, result)
+        return result
 
     @property
     def segment_count(self) -> int:
@@ -150,6 +170,12 @@ class BorderModel:
         country[in_ca] = "CA"
         country[in_us] = "US"
         sign = np.where(in_ca, 1.0, np.where(in_us, -1.0, np.where(distance <= ON_LINE_M, 0.0, np.nan)))
+        if self._ca_left is not None:  # near the loaded line, its own side wins over the polygons' edge
+            cross = ab[:, 0] * (p[:, 1] - a[:, 1]) - ab[:, 1] * (p[:, 0] - a[:, 0])
+            known = np.isfinite(self._ca_left[nearest]) & (distance <= LINE_SIDE_BAND_M) & (distance > ON_LINE_M)
+            line_sign = np.where((cross > 0) == (self._ca_left[nearest] > 0), 1.0, -1.0)
+            sign = np.where(known, line_sign, sign)
+            country = np.where(known, np.where(line_sign > 0, "CA", "US"), country).astype(object)
         signed = sign * distance
 
         # velocity into the grid: true north has grid bearing -convergence (PROJ's sign convention)

@@ -98,3 +98,33 @@ def test_a_projected_file_without_its_crs_and_a_line_without_accuracy_are_refuse
     result = border_import(config, str(save(tmp_path / "ibc2.gpkg", shipped_lines(), version="IBC 7",
                                             accuracy_m=2.0)))
     assert result.exit_code == 0 and "IBC 7 (accuracy 2 m" in result.output, result.output
+
+
+def test_near_an_imported_line_the_side_comes_from_that_line_not_the_polygons_edge(config: Path,
+                                                                                   tmp_path: Path) -> None:
+    """A line 500 m north of the shipped one (as a surveyed line may be): a person walking north at
+    100 W crosses it, the crossing fires there, not at the countries' polygon edge."""
+    import numpy as np
+
+    from fuse.border_events import BorderEventDetector
+    from fuse.border_relation import BorderModel
+    from ibet.messages import BorderEventType, TrackClass, TrackStatus, TrackUpdate
+
+    shifted = [shapely.transform(g, lambda xy: xy + [0.0, 0.0045]) for g in shipped_lines()]
+    result = border_import(config, str(save(tmp_path / "north.gpkg", shifted)), "--version", "v", "--accuracy-m", "1")
+    assert result.exit_code == 0, result.output
+    line = load_border(load_config(config / "ibet.yaml").border_path)
+    model = BorderModel(line)
+    shipped_at_100w, ns = 48.99267, 1_000_000_000
+    lats = np.linspace(shipped_at_100w - 0.004, shipped_at_100w + 0.009, 200)  # 1.4 km north in 100 s
+    updates = [TrackUpdate(track_id="t", sector_id="s", time_ts_ns=1_718_000_040 * ns + i * ns // 2, lat_deg=float(lat),
+                           lon_deg=-100.0, position_cov_m2=((4.0, 0.0), (0.0, 4.0)), velocity_east_mps=0.0,
+                           velocity_north_mps=14.0, class_name=TrackClass.PERSON, sensor_ids=("c",),
+                           status=TrackStatus.CONFIRMED, version=i) for i, lat in enumerate(lats)]
+    detector = BorderEventDetector(model)
+    events = [e for u in updates for e in detector.update([u]) if e.event_type is BorderEventType.CROSSING]
+    [crossing] = events
+    assert crossing.lat_deg == pytest.approx(shipped_at_100w + 0.0045, abs=0.0002)  # within ~20 m of the new line
+    assert crossing.boundary.version == "v" and not crossing.boundary.within_accuracy
+    rel = model.relation(np.array([shipped_at_100w + 0.002]), np.array([-100.0]), np.zeros(1), np.zeros(1))
+    assert rel.country[0] == "US" and rel.signed_distance_m[0] < 0  # north of the polygons' edge, south of the line
