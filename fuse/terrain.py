@@ -91,10 +91,6 @@ class Terrain(Protocol):
         """Ground height (m above the ellipsoid) at each point; NaN where unknown."""
         ...
 
-    def raised(self, dh_m: float) -> Terrain:
-        """The same ground ``dh_m`` higher."""
-        ...
-
 
 @dataclass(frozen=True)
 class FlatGround:
@@ -105,9 +101,6 @@ class FlatGround:
 
     def height_m(self, lat_deg: np.ndarray, lon_deg: np.ndarray) -> np.ndarray:
         return np.full(np.shape(lat_deg), self.elev_m, dtype=np.float64)
-
-    def raised(self, dh_m: float) -> FlatGround:
-        return FlatGround(self.elev_m + dh_m, self.sigma_m)
 
 
 @dataclass(frozen=True)
@@ -149,10 +142,6 @@ class Dem:
         top = z[r0, c0] * (1 - fc) + z[r0, c1] * fc
         bottom = z[r1, c0] * (1 - fc) + z[r1, c1] * fc
         return np.where(inside, top * (1 - fr) + bottom * fr, np.nan)
-
-    def raised(self, dh_m: float) -> Dem:
-        """The same DEM with every height ``dh_m`` higher (for the covariance of its error)."""
-        return Dem(self.heights_m + dh_m, self.inverse, self.crs_wkt, self.source, self.sigma_m, self.resolution_m)
 
     def covers(self, lat_deg: np.ndarray, lon_deg: np.ndarray) -> np.ndarray:
         """True where the DEM has a height."""
@@ -240,7 +229,7 @@ def _newton_on_height(origin: np.ndarray, d: np.ndarray, t: np.ndarray, terrain:
     return t
 
 
-def cast_rays(lat_deg: float, lon_deg: float, h_m: float, ned: np.ndarray, terrain: Terrain,
+def cast_rays(lat_deg: float, lon_deg: float, h_m: float, ned: np.ndarray, terrain: FlatGround | Dem,
               flat_elev_m: float) -> Cast:
     """Cast rays with NED directions ``ned`` (n, 3) from a sensor at (lat, lon, h above the ellipsoid)
     onto ``terrain``; a DEM ray that meets a hole or the raster's edge first is placed on
@@ -258,8 +247,7 @@ def cast_rays(lat_deg: float, lon_deg: float, h_m: float, ned: np.ndarray, terra
             start = _ellipsoid_hit(origin, d[fallback], flat_elev_m)
             t[fallback] = _newton_on_height(origin, d[fallback], start, flat)
     else:
-        t = _newton_on_height(origin, d, _ellipsoid_hit(origin, d, terrain.height_m(np.zeros(1), np.zeros(1))[0]),
-                              terrain)
+        t = _newton_on_height(origin, d, _ellipsoid_hit(origin, d, terrain.elev_m), terrain)
     points = origin + t[:, None] * d
     lat, lon, h = geodetic(np.where(np.isfinite(points), points, 0.0))
     hit = np.isfinite(t) & (t > 0)
